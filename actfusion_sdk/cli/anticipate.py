@@ -1,0 +1,38 @@
+"""`actfusion anticipate VIDEO... --ratio 0.3 | --observed S --horizon S`: long-term action anticipation."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_common_arguments, build_pipeline, emit
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "anticipate",
+        help="anticipate the actions that follow an observed part",
+        description=(
+            "Observe the start of each video and anticipate the actions after it: --ratio observes "
+            "that fraction of the video (default 0.3); --observed S --horizon S observes S seconds and "
+            "anticipates the next S seconds."
+        ),
+        epilog="Exit codes: 0 ok, 2 usage, 3 input error, 4 weights error.",
+    )
+    add_common_arguments(parser)
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument(
+        "--ratio", type=float, help="observed fraction of each video, in (0, 1) (default 0.3)"
+    )
+    window.add_argument("--observed", type=float, metavar="S", help="seconds observed (needs --horizon)")
+    parser.add_argument("--horizon", type=float, metavar="S", help="seconds to anticipate after --observed")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline import check_anticipation_request
+
+    # Checked before loading weights or decoding, so a bad request fails at once.
+    ratio, observed, horizon = check_anticipation_request(args.ratio, args.observed, args.horizon)
+    pipeline = build_pipeline(args)
+    results = pipeline.anticipate(ratio, observed=observed, horizon=horizon, seed=args.seed)
+    return emit(results, args)

@@ -1,0 +1,180 @@
+"""How features are made: one typed, JSON-safe record that a model card stores verbatim.
+
+A model is only meaningful on features made the way it was trained, so everything that changes the
+numbers (decode rate, clip geometry, resize/crop, normalisation, pooling, the extractor's weights) lives here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from ..errors import ConfigError
+
+EXTRACTOR_I3D_R50 = "pytorchvideo/i3d_r50"
+POOLING_ADAPTIVE_MEAN = "adaptive_mean_res5"
+PRECISIONS = ("fp32", "bf16")
+WEIGHT_KINDS = ("seeded", "file")
+FEATURE_DIM = 2048
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the extractor's weights come from: a seed (the demo extractor) or a file identified by sha256."""
+
+    kind: str
+    seed: int | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in WEIGHT_KINDS:
+            raise ConfigError(f"weights kind {self.kind!r} is unknown; use one of {', '.join(WEIGHT_KINDS)}")
+        if self.kind == "seeded" and (not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"seeded weights need a non-negative integer seed, got {self.seed!r}")
+        if self.sha256 is not None and (
+            len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256)
+        ):
+            raise ConfigError(f"weights sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "seeded":
+            return {"kind": "seeded", "seed": self.seed}
+        return {"kind": "file", "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeightsSource:
+        if not isinstance(data, dict) or "kind" not in data:
+            raise ConfigError(f"feature weights must be a dict with a 'kind', got {data!r}")
+        unknown = set(data) - {"kind", "seed", "sha256"}
+        if unknown:
+            raise ConfigError(f"unknown keys in feature weights: {sorted(unknown)}")
+        return cls(kind=data["kind"], seed=data.get("seed"), sha256=data.get("sha256"))
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Feature-extraction settings.
+
+    Frames are decoded at ``fps`` (resampled by presentation time). One feature is made every
+    ``feature_stride`` decoded frames, from a clip of ``clip_frames`` frames taken every ``frame_stride``-th
+    frame and centred on the feature's time; frames before the start or after the end are edge replicas.
+    Each frame's short side is resized to ``short_side`` (antialiased bilinear), centre-cropped to
+    ``crop_size``², scaled to [0, 1] and normalised with ``mean``/``std``. The feature is the mean of res5
+    over time and space (``pooling``), a raw 2048-d vector: per-video normalisation is the model's job
+    (its ``use_instance_norm``). ``precision`` is the default compute precision of the extractor.
+    """
+
+    fps: float
+    clip_frames: int
+    frame_stride: int
+    feature_stride: int
+    short_side: int
+    crop_size: int
+    weights: WeightsSource
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+    extractor: str = EXTRACTOR_I3D_R50
+    pooling: str = POOLING_ADAPTIVE_MEAN
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
+            raise ConfigError(f"fps must be a positive number, got {self.fps!r}")
+        for name in ("clip_frames", "frame_stride", "feature_stride", "short_side", "crop_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.crop_size > self.short_side:
+            raise ConfigError(f"crop_size {self.crop_size} is larger than short_side {self.short_side}")
+        if self.crop_size < 32:
+            raise ConfigError(f"crop_size {self.crop_size} is too small for i3d_r50 (needs >= 32 px)")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+                raise ConfigError(f"{name} must be three numbers (R, G, B), got {value!r}")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"std must be positive, got {self.std!r}")
+        if self.extractor != EXTRACTOR_I3D_R50:
+            raise ConfigError(f"extractor {self.extractor!r} is unknown; only {EXTRACTOR_I3D_R50!r} exists")
+        if self.pooling != POOLING_ADAPTIVE_MEAN:
+            raise ConfigError(f"pooling {self.pooling!r} is unknown; only {POOLING_ADAPTIVE_MEAN!r} exists")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+        if not isinstance(self.weights, WeightsSource):
+            raise ConfigError(f"weights must be a WeightsSource, got {self.weights!r}")
+
+    @property
+    def features_per_second(self) -> float:
+        return self.fps / self.feature_stride
+
+    @property
+    def clip_seconds(self) -> float:
+        """Time spanned by one clip."""
+        return self.clip_frames * self.frame_stride / self.fps
+
+    @classmethod
+    def demo(cls, seed: int = 0) -> FeatureSettings:
+        """The procedural demo's extractor (notes/procedural-demo.md): seeded weights, 112 px crops, 8 frames
+        at stride 2, 2 features per second. Frames are decoded at 16 fps (the notes used 15) so that the
+        feature stride is a whole number of frames (8); a clip then spans exactly 1 s."""
+        return cls(
+            fps=16.0,
+            clip_frames=8,
+            frame_stride=2,
+            feature_stride=8,
+            short_side=112,
+            crop_size=112,
+            weights=WeightsSource("seeded", seed=seed),
+        )
+
+    @classmethod
+    def kinetics(cls, sha256: str | None = None) -> FeatureSettings:
+        """i3d_r50 as trained on Kinetics-400 (spec §8): 30 fps, 8 frames every 8th, short side 256, centre
+        crop 224; one feature every 15 frames (2 per second). ``sha256`` pins the weights file, when known."""
+        return cls(
+            fps=30.0,
+            clip_frames=8,
+            frame_stride=8,
+            feature_stride=15,
+            short_side=256,
+            crop_size=224,
+            weights=WeightsSource("file", sha256=sha256),
+        )
+
+    def with_weights(self, weights: WeightsSource) -> FeatureSettings:
+        return replace(self, weights=weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        data["weights"] = self.weights.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSettings:
+        if not isinstance(data, dict):
+            raise ConfigError(f"feature settings must be a dict, got {type(data).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown keys in feature settings: {sorted(unknown)}")
+        required = {
+            "fps",
+            "clip_frames",
+            "frame_stride",
+            "feature_stride",
+            "short_side",
+            "crop_size",
+            "weights",
+        }
+        missing = required - set(data)
+        if missing:
+            raise ConfigError(f"feature settings lack {sorted(missing)}")
+        values = dict(data)
+        values["weights"] = WeightsSource.from_dict(data["weights"])
+        for name in ("mean", "std"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)

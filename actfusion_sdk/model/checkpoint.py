@@ -1,0 +1,299 @@
+"""Checkpoints: our format (safetensors weights + JSON model card, sha256-verified) and official
+raw state_dicts. Official files (`.model`, `.pth`, `.pt`) are read only with
+`torch.load(..., weights_only=True)`, so a file that needs code to unpickle is refused.
+Every failure is a WeightsError that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from ..errors import ConfigError, WeightsError
+from .actfusion import ActFusion
+from .config import PRESETS, ActFusionConfig, preset
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "model.json"
+OFFICIAL_SUFFIXES = (".model", ".pth", ".pt")
+CLASS_KEY = "encoder.conv_out.weight"  # its first dimension is the class count
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a saved model is: configuration, class names, feature-extractor settings, weights checksum."""
+
+    format_version: int
+    config: ActFusionConfig
+    classes: tuple[str, ...]
+    features: dict[str, Any] | None = None  # feature-extractor settings, owned by actfusion_sdk.features
+    fps: float | None = None
+    sha256: str = ""  # of the safetensors file; filled in by save_model
+    description: str = ""
+    training: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "config": self.config.to_dict(),
+            "classes": list(self.classes),
+            "features": self.features,
+            "fps": self.fps,
+            "sha256": self.sha256,
+            "description": self.description,
+            "training": self.training,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ConfigError(
+                f"model card format_version {version!r} is not supported (this SDK reads {FORMAT_VERSION}); "
+                f"upgrade actfusion-sdk or re-save the model"
+            )
+        try:
+            return cls(
+                format_version=version,
+                config=ActFusionConfig.from_dict(data["config"]),
+                classes=tuple(data["classes"]),
+                features=data.get("features"),
+                fps=data.get("fps"),
+                sha256=data.get("sha256", ""),
+                description=data.get("description", ""),
+                training=data.get("training"),
+            )
+        except KeyError as err:
+            raise ConfigError(f"model card lacks the key {err.args[0]!r}") from err
+
+
+class LoadedModel(NamedTuple):
+    model: ActFusion
+    card: ModelCard
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(model: ActFusion, card: ModelCard, path_dir: str | os.PathLike[str]) -> Path:
+    """Write <dir>/model.safetensors and <dir>/model.json (with the weights' sha256), each atomically."""
+    from safetensors.torch import save_file
+
+    if card.config != model.config:
+        raise ConfigError(
+            "the model card's config differs from the model's config; build the card from model.config"
+        )
+    if len(card.classes) != model.num_classes:
+        raise ConfigError(
+            f"the model card names {len(card.classes)} classes but the model has {model.num_classes}"
+        )
+    directory = Path(path_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights_path, card_path = directory / WEIGHTS_NAME, directory / CARD_NAME
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    staging = weights_path.with_name(f".{WEIGHTS_NAME}.{os.getpid()}.tmp")
+    save_file(tensors, str(staging), metadata={"format": "actfusion", "format_version": str(FORMAT_VERSION)})
+    signed = replace(card, sha256=file_sha256(staging))
+    os.replace(staging, weights_path)
+    staging = card_path.with_name(f".{CARD_NAME}.{os.getpid()}.tmp")
+    staging.write_text(json.dumps(signed.to_dict(), indent=2) + "\n")
+    os.replace(staging, card_path)
+    return directory
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    device: torch.device | str | None = None,
+    preset: str | ActFusionConfig | None = None,
+    classes: Sequence[str] | int | None = None,
+) -> LoadedModel:
+    """Load a model in eval mode from our format (a directory, its model.json or its model.safetensors)
+    or from an official raw state_dict (.model/.pth/.pt; pass preset=, and classes= names or a count).
+    """
+    path = Path(path)
+    if path.suffix in OFFICIAL_SUFFIXES:
+        loaded = _load_official(path, preset, classes)
+    else:
+        if preset is not None or classes is not None:
+            raise ConfigError(
+                "preset= and classes= are for official state_dicts; a model card already names them"
+            )
+        loaded = _load_ours(path)
+    if device is not None:
+        loaded.model.to(device)
+    loaded.model.eval()
+    return loaded
+
+
+def load_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read an official raw state_dict with torch.load(weights_only=True); unwraps {'model': state_dict}."""
+    path = Path(path)
+    _check_torch_file(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        Exception
+    ) as err:  # torch.load raises many types (UnpicklingError, RuntimeError, KeyError, EOFError)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "Weights only load failed" in str(err):
+            raise WeightsError(
+                f"{path} cannot be loaded safely: it is a pickle that needs code to load ({reason}); "
+                f"re-save it as a plain state_dict of tensors"
+            ) from err
+        raise WeightsError(f"{path} is truncated or corrupt ({type(err).__name__}: {reason})") from err
+    for wrapper in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state_dict of tensors")
+    return obj
+
+
+def _check_torch_file(path: Path) -> None:
+    """Tell 'not a checkpoint' from 'truncated' before torch.load, whose errors do not say which."""
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise WeightsError(f"{path} is empty")
+    if head == b"PK\x03\x04":
+        if not zipfile.is_zipfile(path):
+            raise WeightsError(f"{path} is truncated or corrupt (its zip archive has no central directory)")
+    elif head[:1] != b"\x80":  # a legacy torch.save file starts with a pickle protocol header
+        raise WeightsError(f"{path} is not a PyTorch checkpoint (it starts with {head!r})")
+
+
+def _load_ours(path: Path) -> LoadedModel:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if path.is_dir():
+        card_path = path / CARD_NAME
+    elif path.suffix in (".json", ".safetensors"):
+        card_path = path.with_suffix(".json")
+    else:
+        raise WeightsError(
+            f"{path} is not a model: give a directory with {CARD_NAME}, a .json model card, "
+            "a .safetensors file, "
+            f"or an official {'/'.join(OFFICIAL_SUFFIXES)} state_dict"
+        )
+    weights_path = card_path.with_suffix(".safetensors")
+    for required in (card_path, weights_path):
+        if not required.is_file():
+            raise WeightsError(
+                f"{required} does not exist (a saved model needs both {CARD_NAME} and {WEIGHTS_NAME})"
+            )
+    try:
+        card = ModelCard.from_dict(json.loads(card_path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, ConfigError) as err:
+        raise WeightsError(f"{card_path} is not a valid model card: {err}") from err
+    digest = file_sha256(weights_path)
+    if digest != card.sha256:
+        raise WeightsError(
+            f"{weights_path} does not match its model card (sha256 {digest[:12]}… != {card.sha256[:12]}…): "
+            f"the file is truncated or was modified; re-download or re-save it"
+        )
+    try:
+        state_dict = load_file(str(weights_path), device="cpu")
+    except SafetensorError as err:
+        raise WeightsError(f"{weights_path} is not a readable safetensors file: {err}") from err
+    model = ActFusion(card.config, len(card.classes))
+    _load_strict(model, state_dict, weights_path)
+    return LoadedModel(model, card)
+
+
+def _load_official(
+    path: Path, preset_or_config: str | ActFusionConfig | None, classes: Sequence[str] | int | None
+) -> LoadedModel:
+    state_dict = load_official_state_dict(path)
+    if CLASS_KEY not in state_dict or state_dict[CLASS_KEY].dim() != 3:
+        raise WeightsError(f"{path} is not an ActFusion state_dict (no {CLASS_KEY} [classes, width, 1])")
+    file_classes = state_dict[CLASS_KEY].shape[0]
+    if preset_or_config is None:
+        raise ConfigError(f"loading the official state_dict {path} needs preset=; {_fit_hint(state_dict)}")
+    config = preset(preset_or_config) if isinstance(preset_or_config, str) else preset_or_config
+    if classes is None:
+        names = tuple(f"class_{i}" for i in range(file_classes))
+    else:
+        names = tuple(f"class_{i}" for i in range(classes)) if isinstance(classes, int) else tuple(classes)
+        if len(names) != file_classes:
+            raise WeightsError(
+                f"{path} has {file_classes} classes ({CLASS_KEY} {list(state_dict[CLASS_KEY].shape)}), "
+                f"but {len(names)} were given; pass the class list it was trained with"
+            )
+    model = ActFusion(config, file_classes)
+    _load_strict(model, state_dict, path)
+    card = ModelCard(
+        format_version=FORMAT_VERSION,
+        config=config,
+        classes=names,
+        sha256=file_sha256(path),
+        description=f"official ActFusion state_dict {path.name}",
+    )
+    return LoadedModel(model, card)
+
+
+def _mismatches(
+    config: ActFusionConfig, num_classes: int, state_dict: Mapping[str, torch.Tensor]
+) -> list[str]:
+    """How `state_dict` differs from ActFusion(config, num_classes): missing or unexpected keys, shapes."""
+    with torch.device("meta"):
+        expected = ActFusion(config, num_classes).state_dict()
+    problems = []
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    if missing:
+        problems.append(
+            f"missing keys {missing[:3]}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        )
+    if unexpected:
+        problems.append(
+            f"unexpected keys {unexpected[:3]}"
+            + (f" and {len(unexpected) - 3} more" if len(unexpected) > 3 else "")
+        )
+    problems.extend(
+        f"key {key}: file has shape {list(state_dict[key].shape)}, "
+        f"preset {config.name!r} expects {list(shape.shape)}"
+        for key, shape in expected.items()
+        if key in state_dict and state_dict[key].shape != shape.shape
+    )
+    return problems
+
+
+def _fit_hint(state_dict: Mapping[str, torch.Tensor]) -> str:
+    file_classes = state_dict[CLASS_KEY].shape[0]
+    fitting = [name for name, config in PRESETS.items() if not _mismatches(config, file_classes, state_dict)]
+    if fitting:
+        return f"the file fits preset {' or '.join(repr(name) for name in fitting)}"
+    return f"it fits none of the presets ({', '.join(PRESETS)}); pass the ActFusionConfig it was trained with"
+
+
+def _load_strict(model: ActFusion, state_dict: Mapping[str, torch.Tensor], source: Path) -> None:
+    if CLASS_KEY not in state_dict:
+        raise WeightsError(f"{source} is not an ActFusion state_dict (no {CLASS_KEY})")
+    problems = _mismatches(model.config, model.num_classes, state_dict)
+    if problems:
+        raise WeightsError(
+            f"{source} does not match preset {model.config.name!r}: {'; '.join(problems[:3])}"
+            f"{' …' if len(problems) > 3 else ''}; {_fit_hint(state_dict)}"
+        )
+    model.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,193 @@
+"""Label-space diffusion: the cosine noise schedule and the DDIM sampler (spec §3).
+
+The sampler is a small scheduler object, separate from the denoiser: `sample(denoise, shape, generators)`
+drives any callable that maps (noisy labels in [0, 1], timesteps) to class logits. Random numbers come from
+explicit CPU generators, one per batch element, drawn in the official order, so a batch element seeded
+like the official run reproduces it exactly whatever else is in the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+
+import torch
+
+from ..errors import ConfigError
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def normalize(probs: torch.Tensor, snr_scale: float) -> torch.Tensor:
+    """Map probabilities in [0, 1] to the label space [-s, s]."""
+    return (probs * 2 - 1.0) * snr_scale
+
+
+def denormalize(x: torch.Tensor, snr_scale: float) -> torch.Tensor:
+    """Map the label space [-s, s] back to [0, 1]."""
+    return ((x / snr_scale) + 1) / 2
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """The float64 diffusion tables, named like the official model's persistent buffers (spec §1.2)."""
+
+    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    alphas_cumprod_prev: torch.Tensor
+    sqrt_alphas_cumprod: torch.Tensor
+    sqrt_one_minus_alphas_cumprod: torch.Tensor
+    log_one_minus_alphas_cumprod: torch.Tensor
+    sqrt_recip_alphas_cumprod: torch.Tensor
+    sqrt_recipm1_alphas_cumprod: torch.Tensor
+    posterior_variance: torch.Tensor
+    posterior_log_variance_clipped: torch.Tensor
+    posterior_mean_coef1: torch.Tensor
+    posterior_mean_coef2: torch.Tensor
+
+    @classmethod
+    def buffer_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def cosine(cls, timesteps: int = 1000, offset: float = 0.008) -> NoiseSchedule:
+        """The cosine schedule in float64: betas from ā(x) = cos²((x/T + s)/(1 + s)·π/2), clipped at 0.999."""
+        x = torch.linspace(0, timesteps, timesteps + 1, dtype=torch.float64)
+        alpha_bar = torch.cos(((x / timesteps) + offset) / (1 + offset) * math.pi * 0.5) ** 2
+        alpha_bar = alpha_bar / alpha_bar[0]
+        betas = torch.clip(1 - (alpha_bar[1:] / alpha_bar[:-1]), 0, 0.999)
+        alphas = 1.0 - betas
+        cumprod = torch.cumprod(alphas, dim=0)
+        cumprod_prev = torch.cat([cumprod.new_ones(1), cumprod[:-1]])
+        posterior_variance = betas * (1.0 - cumprod_prev) / (1.0 - cumprod)
+        return cls(
+            betas=betas,
+            alphas_cumprod=cumprod,
+            alphas_cumprod_prev=cumprod_prev,
+            sqrt_alphas_cumprod=torch.sqrt(cumprod),
+            sqrt_one_minus_alphas_cumprod=torch.sqrt(1.0 - cumprod),
+            log_one_minus_alphas_cumprod=torch.log(1.0 - cumprod),
+            sqrt_recip_alphas_cumprod=torch.sqrt(1.0 / cumprod),
+            sqrt_recipm1_alphas_cumprod=torch.sqrt(1.0 / cumprod - 1),
+            posterior_variance=posterior_variance,
+            posterior_log_variance_clipped=torch.log(posterior_variance.clamp(min=1e-20)),
+            posterior_mean_coef1=betas * torch.sqrt(cumprod_prev) / (1.0 - cumprod),
+            posterior_mean_coef2=(1.0 - cumprod_prev) * torch.sqrt(alphas) / (1.0 - cumprod),
+        )
+
+    @classmethod
+    def from_module(cls, module: torch.nn.Module) -> NoiseSchedule:
+        """The schedule held in a model's buffers (loaded weights drive sampling, as in the official code)."""
+        return cls(**{name: getattr(module, name) for name in cls.buffer_names()})
+
+    def as_buffers(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self.buffer_names()}
+
+    @property
+    def timesteps(self) -> int:
+        return self.betas.shape[0]
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(ā_t)·x0 + sqrt(1 − ā_t)·ε, one timestep per batch element (float64, as official)."""
+        return _at(self.sqrt_alphas_cumprod, t) * x0 + _at(self.sqrt_one_minus_alphas_cumprod, t) * noise
+
+
+def _at(table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """table[t] shaped [B, 1, 1] in the table's float64, so products promote to float64 (spec §9.5)."""
+    return table.gather(-1, t.to(table.device)).reshape(-1, 1, 1)
+
+
+@dataclass(frozen=True)
+class DDIMStep:
+    """One sampler step's result: the next state (None after the last step) and the clamped x̂0 estimate."""
+
+    state: torch.Tensor | None
+    x0: torch.Tensor
+
+
+class DDIMSampler:
+    """DDIM in label space with the official timestep pairs, clamping and random-draw order (spec §3)."""
+
+    def __init__(
+        self, schedule: NoiseSchedule, snr_scale: float, eta: float = 1.0, sampling_timesteps: int = 25
+    ) -> None:
+        self.schedule = schedule
+        self.snr_scale = snr_scale
+        self.eta = eta
+        self.set_timesteps(sampling_timesteps)
+
+    def set_timesteps(self, sampling_timesteps: int) -> None:
+        """Pairs (t, t_next): int(linspace(−1, T−1, n+1)) reversed, so (999, 959), …, (39, −1) for n = 25."""
+        times = torch.linspace(-1, self.schedule.timesteps - 1, steps=sampling_timesteps + 1).int().tolist()
+        times.reverse()
+        self.timestep_pairs: list[tuple[int, int]] = list(zip(times[:-1], times[1:], strict=True))
+
+    def initial_state(
+        self, shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """N(0, 1) float32 start of shape [B, nc, L] (not scaled by s), one draw per batch element."""
+        return _draw(shape, torch.float32, generators, device)
+
+    def model_input(self, state: torch.Tensor) -> torch.Tensor:
+        """The decoder's noisy labels: denormalize(clamp(x, ±s)) in [0, 1]."""
+        return denormalize(torch.clamp(state, -self.snr_scale, self.snr_scale), self.snr_scale)
+
+    def step(
+        self,
+        logits: torch.Tensor,
+        t: int,
+        t_next: int,
+        state: torch.Tensor,
+        generators: Sequence[torch.Generator],
+    ) -> DDIMStep:
+        """Advance the state from t to t_next given the decoder's class logits at t."""
+        s = self.snr_scale
+        x0 = torch.clamp(normalize(torch.softmax(logits, dim=1), s), -s, s)
+        if t_next < 0:
+            return DDIMStep(state=None, x0=x0)
+        t_batch = torch.full((state.shape[0],), t, dtype=torch.long)
+        # The unclamped state gives ε̂; the [B, 1, 1] float64 tables promote it to float64 (spec §9.5).
+        eps = (_at(self.schedule.sqrt_recip_alphas_cumprod, t_batch) * state - x0) / _at(
+            self.schedule.sqrt_recipm1_alphas_cumprod, t_batch
+        )
+        # 0-d tables: their products with a float32 tensor stay float32, exactly as in the official code.
+        alpha = self.schedule.alphas_cumprod[t]
+        alpha_next = self.schedule.alphas_cumprod[t_next]
+        sigma = self.eta * ((1 - alpha / alpha_next) * (1 - alpha_next) / (1 - alpha)).sqrt()
+        c = (1 - alpha_next - sigma**2).sqrt()
+        noise = _draw(state.shape, state.dtype, generators, state.device)
+        return DDIMStep(state=x0 * alpha_next.sqrt() + c * eps + sigma * noise, x0=x0)
+
+    def sample(
+        self,
+        denoise: Denoiser,
+        shape: Sequence[int],
+        generators: Sequence[torch.Generator],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """Run all steps; returns denormalize(x̂0) of the last one, the probabilities [B, nc, L].
+
+        `denoise(noisy_labels, t)` gets the noisy labels cast to `dtype` (the model's) and t as [B] int64.
+        """
+        state = self.initial_state(shape, generators, device)
+        for t, t_next in self.timestep_pairs:  # the last pair has t_next = -1 and ends with state None
+            t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
+            logits = denoise(self.model_input(state).to(dtype), t_batch)
+            result = self.step(logits, t, t_next, state, generators)
+            state = result.state
+        return denormalize(result.x0, self.snr_scale)
+
+
+def _draw(
+    shape: Sequence[int],
+    dtype: torch.dtype,
+    generators: Sequence[torch.Generator],
+    device: torch.device | str,
+) -> torch.Tensor:
+    """A standard-normal draw of shape [1, *shape[1:]] per batch element, each from its CPU generator."""
+    if len(generators) != shape[0]:
+        raise ConfigError(f"need one generator per batch element: {len(generators)} for batch {shape[0]}")
+    per_item = (1, *shape[1:])
+    return torch.cat([torch.randn(per_item, generator=g, dtype=dtype) for g in generators]).to(device)

@@ -1,0 +1,111 @@
+"""Building blocks of ActFusion: the dilated conv + attention residual layer and the timestep embedding.
+
+Module and parameter names follow the official state_dict (spec §1.2): `conv_block.0`, `att_linear_q/k/v`,
+`ffn_block.0/.2`, `rel_pos_emb`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import dilated_attention, rel_tap_bias
+
+POSITION_TABLE_SIZE = 20000
+NORM_EPS = 1e-5
+
+CrossProjection = tuple[torch.Tensor, torch.Tensor]
+
+
+def pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """A 1×1 convolution [O, I, 1] on x [B, I, L] as one batched matmul (faster than conv1d on CPU)."""
+    matrix = weight[:, :, 0].expand(x.shape[0], -1, -1)
+    if bias is None:
+        return torch.bmm(matrix, x)
+    return torch.baddbmm(bias[None, :, None], matrix, x)
+
+
+class DilatedAttentionLayer(nn.Module):
+    """EncLayer / DecLayer (spec §1.3, §1.4): y = x + FFN(IN(DilatedConv(xd) + DilatedAttn(xd))).
+
+    With `cross_dim` > 0 (decoder), queries and keys are projected from [xd ; F] and values from xd alone.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        dilation: int,
+        kernel_size: int,
+        dropout: float,
+        cross_dim: int = 0,
+        pos: str = "rel",
+    ) -> None:
+        super().__init__()
+        self.width = width
+        self.dilation = dilation
+        self.kernel_size = kernel_size
+        self.cross_dim = cross_dim
+        self.attention_impl = "auto"
+        padding = (kernel_size // 2) * dilation
+        self.conv_block = nn.Sequential(
+            nn.Conv1d(width, width, kernel_size, padding=padding, dilation=dilation)
+        )
+        self.att_linear_q = nn.Conv1d(width + cross_dim, width, 1)
+        self.att_linear_k = nn.Conv1d(width + cross_dim, width, 1)
+        self.att_linear_v = nn.Conv1d(width, width, 1)
+        self.ffn_block = nn.Sequential(nn.Conv1d(width, width, 1), nn.ReLU(), nn.Conv1d(width, width, 1))
+        self.rel_pos_emb = nn.Embedding(POSITION_TABLE_SIZE, 1) if pos == "rel" else None
+        self.dropout = nn.Dropout(dropout)
+
+    def tap_bias(self) -> torch.Tensor | None:
+        """β_j = E[10000 + min(j·d, 100)], one learned bias per tap, shared by all queries (spec §2, §9.4)."""
+        if self.rel_pos_emb is None:
+            return None
+        return rel_tap_bias(self.rel_pos_emb.weight, self.dilation, self.kernel_size)
+
+    def project_cross(self, cross: torch.Tensor) -> CrossProjection:
+        """W_q^F·Fd + b_q and W_k^F·Fd + b_k: the cross-feature part of the decoder's queries and keys.
+
+        At inference (no dropout) this is the same for every DDIM step, so it can be cached (spec §1.4).
+        """
+        width = self.width
+        cross = self.dropout(cross)  # its own dropout mask, independent of the one on x (spec §1.4)
+        weight = torch.cat([self.att_linear_q.weight[:, width:], self.att_linear_k.weight[:, width:]])
+        bias = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias])
+        query, key = pointwise(weight, bias, cross).split(width, dim=1)
+        return query, key
+
+    def attention(self, xd: torch.Tensor, cross: CrossProjection | None = None) -> torch.Tensor:
+        """The attention branch on the dropped-out input xd (and the decoder's cross projection)."""
+        width = self.width
+        q_weight, k_weight = self.att_linear_q.weight[:, :width], self.att_linear_k.weight[:, :width]
+        weight = torch.cat([q_weight, k_weight, self.att_linear_v.weight])
+        if cross is None:
+            bias = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias, self.att_linear_v.bias])
+            query, key, value = pointwise(weight, bias, xd).split(width, dim=1)
+        else:
+            bias = torch.cat([torch.zeros_like(self.att_linear_q.bias).repeat(2), self.att_linear_v.bias])
+            query, key, value = pointwise(weight, bias, xd).split(width, dim=1)
+            query, key = query + cross[0], key + cross[1]
+        return dilated_attention(
+            query, key, value, self.tap_bias(), self.dilation, self.kernel_size, impl=self.attention_impl
+        )
+
+    def forward(self, x: torch.Tensor, cross: CrossProjection | None = None) -> torch.Tensor:
+        xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
+        mixed = self.conv_block(xd) + self.attention(xd, cross)
+        hidden = F.instance_norm(mixed, eps=NORM_EPS)
+        first, _, second = self.ffn_block
+        return x + pointwise(second.weight, second.bias, F.relu(pointwise(first.weight, first.bias, hidden)))
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding [B, dim]: [sin(t·f), cos(t·f)], f_k = exp(−k·ln(10000)/(dim/2 − 1)) (§1.4)."""
+    half = dim // 2
+    step = math.log(10000) / (half - 1)
+    freqs = torch.exp(torch.arange(half, device=t.device) * -step)
+    angles = t[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)

@@ -1,0 +1,163 @@
+"""The trainer on a tiny synthetic MS-TCN dataset: loss goes down, checkpoints reload, resume is exact, DDP agrees."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from actfusion_sdk.data.synthetic import write_synthetic_mstcn
+from actfusion_sdk.errors import ConfigError
+from actfusion_sdk.model.checkpoint import load_model
+from actfusion_sdk.model.config import DecoderConfig, EncoderConfig, PostprocessConfig, preset
+from actfusion_sdk.train import Distributed, carve_validation, epoch_shard, train
+
+FEATURE_DIM = 16
+
+
+def tiny_config(**training):
+    """The 50salads recipe (all its masking types, sr = 2 streams) at toy sizes."""
+    base = preset("50salads")
+    return dataclasses.replace(
+        base,
+        name="tiny",
+        encoder=EncoderConfig(4, 8, 3, 0.1, 0.1, 0.1, (1, 3), input_dim=FEATURE_DIM),
+        decoder=DecoderConfig(2, 8, 3, 0.1, time_emb_dim=16),
+        sample_rate=2,
+        postprocess=PostprocessConfig("median", 3),
+        training=dataclasses.replace(
+            base.training, boundary_smooth=2.0, learning_rate=5e-3, patch_size=4, **training
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "toy"
+    return write_synthetic_mstcn(
+        root, num_videos=7, num_classes=3, feature_dim=FEATURE_DIM, frames=(40, 70), test_videos=2, noise=0.3
+    )
+
+
+def parameters(state: dict) -> dict:
+    return {k: v for k, v in state.items() if v.dtype != torch.float64}
+
+
+def test_training_lowers_the_loss_and_the_model_reloads(toy_data, tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    config = tiny_config(batch_size=2)
+    result = train(config, toy_data, 1, out, epochs=24, eval_every=12, seed=3, val_fraction=0.2, progress=False)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"]["total"] for r in records if r["event"] == "epoch"]
+    assert len(losses) == 24 and result.epochs == 24
+    assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:4])
+    validations = [r for r in records if r["event"] == "validation"]
+    assert [r["epoch"] for r in validations] == [12, 24]
+    assert all(r["scores"]["tas"]["acc"] >= 0 for r in validations)
+    loaded = load_model(result.model_dir)
+    assert loaded.card.classes == ("action_0", "action_1", "action_2")
+    assert loaded.card.config == config
+    # One of the 5 training-split videos validates; the test split (video_005, video_006) is never used.
+    used = loaded.card.training["train_videos"] + loaded.card.training["validation_videos"]
+    assert len(loaded.card.training["validation_videos"]) == 1
+    assert sorted(used) == [f"video_{i:03d}" for i in range(5)]
+    best = [r for r in validations if r["best"]][-1]
+    assert result.best_score == pytest.approx(best["score"])
+    if best["epoch"] == 24:
+        final = torch.load(result.checkpoint, weights_only=True)["model"]
+        for key, value in parameters(final).items():
+            assert torch.equal(loaded.model.state_dict()[key], value), key
+
+
+def test_resume_continues_exactly(toy_data, tmp_path):
+    torch.set_num_threads(1)
+    # batch_size 3 with 4 training videos leaves accumulated gradients across epoch ends.
+    config = tiny_config(batch_size=3)
+    common = dict(eval_every=2, seed=5, val_fraction=0.2, progress=False)
+    straight = train(config, toy_data, 1, tmp_path / "straight", epochs=4, **common)
+    train(config, toy_data, 1, tmp_path / "resumed", epochs=2, **common)
+    resumed = train(config, toy_data, 1, tmp_path / "resumed", epochs=4, resume=True, **common)
+    assert resumed.steps == straight.steps == 16
+    first = torch.load(straight.checkpoint, weights_only=True)
+    second = torch.load(resumed.checkpoint, weights_only=True)
+    for key, value in parameters(first["model"]).items():
+        assert torch.equal(value, second["model"][key]), key
+    assert any(g is not None and g.abs().sum() > 0 for g in first["pending_gradients"])
+    assert epoch_losses(first["history"]) == epoch_losses(second["history"])
+
+
+def epoch_losses(history: list[dict]) -> list[dict]:
+    return [record["loss"] for record in history if record["event"] == "epoch"]
+
+
+def test_resume_rejects_another_configuration(toy_data, tmp_path):
+    train(tiny_config(batch_size=2), toy_data, 1, tmp_path / "run", epochs=1, val_fraction=0, progress=False)
+    with pytest.raises(ConfigError, match="another configuration"):
+        train(tiny_config(batch_size=4), toy_data, 1, tmp_path / "run", epochs=2, resume=True, progress=False)
+
+
+def test_validation_is_carved_from_the_training_split():
+    names = [f"v{i}" for i in range(10)]
+    train_names, val_names = carve_validation(names, 0.2, seed=1)
+    assert len(val_names) == 2 and sorted(train_names + val_names) == names
+    assert carve_validation(names, 0.2, seed=1) == (train_names, val_names)
+    assert carve_validation(["a"], 0.5, seed=0) == (["a"], [])
+    assert carve_validation(["a", "b"], 0.01, seed=0)[1] != []
+
+
+def test_epoch_shards_cover_every_video_with_equal_counts():
+    shards = [epoch_shard(7, random.Random(4), Distributed(rank, 3)) for rank in range(3)]
+    assert {len(s) for s in shards} == {3}
+    assert set().union(*shards) == set(range(7))
+
+
+def test_zero_masking_is_rejected(toy_data, tmp_path):
+    with pytest.raises(ConfigError, match="'zero'"):
+        train(tiny_config(cond_types=("full", "zero")), toy_data, 1, tmp_path / "run", epochs=1, progress=False)
+
+
+RANK_SCRIPT = """
+import sys, torch
+from actfusion_sdk.model.config import ActFusionConfig
+from actfusion_sdk.train import train
+import json, os
+config = ActFusionConfig.from_dict(json.loads(open(sys.argv[1]).read()))
+result = train(config, sys.argv[2], 1, sys.argv[3], epochs=2, eval_every=2, seed=1, val_fraction=0.2, progress=False)
+torch.save(result.model.state_dict(), f"{sys.argv[3]}/final-rank{os.environ['RANK']}.pt")
+"""
+
+
+def test_torchrun_two_processes_agree(toy_data, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(tiny_config(batch_size=2).to_dict()))
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", str(script), str(config_path), str(toy_data), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rank0 = torch.load(out / "final-rank0.pt", weights_only=True)
+    rank1 = torch.load(out / "final-rank1.pt", weights_only=True)
+    for key, value in rank0.items():
+        assert torch.equal(value, rank1[key]), key
+    checkpoint = torch.load(out / "latest.pt", weights_only=True)
+    assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2
+    # 4 training videos over 2 ranks: each rank sees 2 per epoch.
+    assert checkpoint["step"] == 4
+    assert (out / "model" / "model.json").is_file()
