@@ -1,4 +1,4 @@
-"""Evaluation on an MS-TCN split: temporal action segmentation (TAS) and long-term anticipation (LTA), spec §6.
+"""Evaluation on an MS-TCN split: action segmentation (TAS) and long-term anticipation (LTA), spec §6.
 
 TAS: Acc, Edit, F1@{10,25,50} with the official conventions. LTA: for each observation ratio α one sampling
 run per video, MoC over the β windows, counts pooled over all videos; plus Acc/Edit/F1 of the observed prefix.
@@ -61,14 +61,17 @@ class EvaluationReport:
             "videos": self.videos,
             "tas": self.tas,
             "lta": {
-                str(alpha): {"moc": {str(beta): value for beta, value in row.items()}, "observed": self.observed[alpha]}
+                str(alpha): {
+                    "moc": {str(beta): value for beta, value in row.items()},
+                    "observed": self.observed[alpha],
+                }
                 for alpha, row in self.moc.items()
             },
             "scores": {"tas": self.tas_score(), "lta": self.lta_score(), "combined": self.combined_score()},
         }
 
     def table(self) -> str:
-        """The paper's layout: a TAS row (F1@{10,25,50}, Edit, Acc), then one MoC row per α with a column per β."""
+        """The paper's layout: a TAS row (F1@{10,25,50}, Edit, Acc), then a MoC row per α, a column per β."""
         lines = ["TAS        " + "".join(f"{title:>8}" for _, title in TAS_COLUMNS)]
         lines.append("           " + "".join(f"{self.tas[key]:8.1f}" for key, _ in TAS_COLUMNS))
         if self.moc:
@@ -96,7 +99,8 @@ def evaluate_model(
     tas = SegmentationMetrics(bg_classes=background)
     observed = {alpha: SegmentationMetrics(bg_classes=background) for alpha in observation_ratios}
     anticipation = {
-        alpha: AnticipationMetrics(dataset.num_classes, alpha, tuple(prediction_ratios)) for alpha in observation_ratios
+        alpha: AnticipationMetrics(dataset.num_classes, alpha, tuple(prediction_ratios))
+        for alpha in observation_ratios
     }
     device = next(model.parameters()).device
     was_training = model.training
@@ -108,7 +112,9 @@ def evaluate_model(
                 features = torch.as_tensor(dataset.features(index), device=device)
                 tas.update(segment(model, features, seed=index).labels.tolist(), gt.tolist())
                 for alpha in observation_ratios:
-                    pred = anticipate(model, features, total_frames=len(gt), observation_ratio=alpha, seed=index)
+                    pred = anticipate(
+                        model, features, total_frames=len(gt), observation_ratio=alpha, seed=index
+                    )
                     anticipation[alpha].update(pred.labels, gt)
                     cut, _ = anticipation_window(len(gt), alpha, 0.0)
                     if cut:

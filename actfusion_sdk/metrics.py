@@ -1,7 +1,7 @@
 """Temporal action segmentation and anticipation metrics with the field's official conventions (spec §6).
 
-Segmentation: frame accuracy and Edit pooled/averaged as MS-TCN's evaluation does, F1@τ from tp/fp/fn summed over
-videos. Anticipation: mean over classes (MoC) of per-class accuracy, counts pooled over all videos.
+Segmentation: frame accuracy and Edit pooled/averaged as MS-TCN's evaluation does, F1@τ from tp/fp/fn
+summed over videos. Anticipation: mean over classes (MoC) of per-class accuracy, counts pooled over videos.
 Labels may be class names or integer ids; any hashable values compare by equality.
 """
 
@@ -74,9 +74,9 @@ def f1_counts(
 ) -> tuple[int, int, int]:
     """Greedy segment matching at IoU ≥ `overlap`: returns (tp, fp, fn) for one video (spec §6).
 
-    Each predicted segment, in order, takes its best-IoU ground-truth segment of the same label (first on ties);
-    an IoU of 0/0 (two one-frame last segments, a consequence of the T−1 end quirk) is NaN and, as in the
-    official numpy code, wins the argmax and counts as a false positive.
+    Each predicted segment, in order, takes its best-IoU ground-truth segment of the same label (first on
+    ties); an IoU of 0/0 (two one-frame last segments, a consequence of the T−1 end quirk) is NaN and, as
+    in the official numpy code, wins the argmax and counts as a false positive.
     """
     p = segments(pred, bg_classes)
     y = segments(gt, bg_classes)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ import torch
 from .errors import ConfigError, InputError, VideoError, WeightsError
 from .results import AnticipationResult, SegmentationResult
 from .weights import resolve_weights
+
+if TYPE_CHECKING:
+    from .features.settings import FeatureSettings
 
 PathLike = str | os.PathLike[str]
 
@@ -98,11 +101,13 @@ class Pipeline:
         for video in videos:
             if not Path(video).is_file():
                 raise VideoError(f"video {str(video)!r} does not exist or is not a file; check the path")
-        self._setup(weights, device, attention_impl, many=not isinstance(source, (str, os.PathLike)))
+        self._load(weights, device, attention_impl)
+        self._many = not isinstance(source, (str, os.PathLike))
         self._sources: list[PathLike | None] = videos
         self._prepared: list[PreparedFeatures | None] = [None] * len(videos)
-        self._i3d_weights = i3d_weights
-        self._precision = precision
+        self._settings = self._feature_settings()
+        self._extractor_options = {"weights": i3d_weights, "precision": precision or self._settings.precision}
+        self._extractor = None
         self.progress = progress
 
     @classmethod
@@ -125,22 +130,20 @@ class Pipeline:
         if duration is not None and len(inputs) > 1:
             raise ConfigError("duration= applies to a single input; several inputs take T / fps each")
         pipeline = cls.__new__(cls)
-        pipeline._setup(weights, device, attention_impl, many=isinstance(features, (list, tuple)))
+        pipeline._load(weights, device, attention_impl)
         fps = pipeline.card.fps if fps is None else fps
         if fps is None or not fps > 0:
             raise ConfigError(
                 f"fps (features per second) must be positive and the model card has none; got {fps}"
             )
+        pipeline._many = isinstance(features, (list, tuple))
         pipeline._sources = [None] * len(inputs)
         pipeline._prepared = [pipeline._precomputed(item, float(fps), duration) for item in inputs]
-        pipeline._i3d_weights = None
-        pipeline._precision = None
         pipeline.progress = False
         return pipeline
 
-    def _setup(
-        self, weights: PathLike | None, device: str | torch.device | None, attention_impl: str, many: bool
-    ):
+    def _load(self, weights: PathLike | None, device: str | torch.device | None, attention_impl: str) -> None:
+        """Resolve the device and the weights, and load the model in eval mode."""
         from .model.checkpoint import load_model
 
         self.device = resolve_device(device)
@@ -149,7 +152,22 @@ class Pipeline:
         self.model, self.card = loaded.model, loaded.card
         self.model.attention_impl = attention_impl
         self.model.eval()
-        self._many = many
+
+    def _feature_settings(self) -> FeatureSettings:
+        """The card's feature settings (a model only works on features made the way it was trained)."""
+        from .features.settings import FeatureSettings
+
+        if self.card.features is None:
+            raise WeightsError(
+                f"the model card of {self.weights} records no feature settings, so it cannot run on video; "
+                "use Pipeline.from_features with the features it was trained on"
+            )
+        try:
+            return FeatureSettings.from_dict(self.card.features)
+        except ConfigError as err:
+            raise WeightsError(
+                f"the model card of {self.weights} has invalid feature settings: {err}"
+            ) from err
 
     def _precomputed(
         self, item: np.ndarray | PathLike, fps: float, duration: float | None
@@ -185,20 +203,10 @@ class Pipeline:
 
     def _extract(self, video: PathLike) -> PreparedFeatures:
         from .features.i3d import I3DFeatureExtractor
-        from .features.settings import FeatureSettings
 
-        if self.card.features is None:
-            raise WeightsError(
-                f"the model card of {self.weights} records no feature settings, so it cannot run on video; "
-                "use Pipeline.from_features with the features it was trained on"
-            )
-        if not hasattr(self, "_extractor"):
-            settings = FeatureSettings.from_dict(self.card.features)
+        if self._extractor is None:
             self._extractor = I3DFeatureExtractor(
-                settings,
-                weights=self._i3d_weights,
-                device=self.device,
-                precision=self._precision or settings.precision,
+                self._settings, device=self.device, **self._extractor_options
             )
         started = time.perf_counter()
         with _ProgressBar(Path(video).name, enabled=self.progress) as report:

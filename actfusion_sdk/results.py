@@ -276,7 +276,10 @@ class _TimelineExports:
 
     def table(self) -> str:
         """A readable table of the segments, with a header line and the timings."""
-        header = f"{self.video or 'features'}  |  {self.duration:.2f} s  |  {len(self.summary())} segments"
+        count = len(self.summary())
+        header = (
+            f"{self.video or 'features'}  |  {self.duration:.2f} s  |  {count} segment{'s' * (count != 1)}"
+        )
         if self.model:
             header += f"  |  model {self.model}"
         lines = [header, f"{'#':>4}  {'label':<24} {'start':>9} {'end':>9} {'length':>9} {'score':>6}"]

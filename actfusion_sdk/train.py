@@ -1,10 +1,10 @@
 """Training ActFusion on an MS-TCN dataset (spec §3, §4, §7), in one process or under torchrun with DDP.
 
-One video per forward (the official batch-1 semantics); `batch_size` videos per optimizer step through gradient
-accumulation, shared across ranks under DDP. Differences from the official trainer, on purpose: the model is
-selected on a validation subset carved from the training split (never the test split), checkpoints are atomic,
-`resume=True` continues exactly (model, optimizer, pending gradients, step, every rank's RNG states), runs are
-seeded, and the log is JSON lines.
+One video per forward (the official batch-1 semantics); `batch_size` videos per optimizer step through
+gradient accumulation, shared across ranks under DDP. Differences from the official trainer, on purpose:
+the model is selected on a validation subset carved from the training split (never the test split),
+checkpoints are atomic, `resume=True` continues exactly (model, optimizer, pending gradients, step, every
+rank's RNG states), runs are seeded, and the log is JSON lines.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .data.mstcn import MSTCNDataset, Stream
 from .data.targets import soft_label_targets
 from .errors import ConfigError, DatasetError, WeightsError
-from .evaluate import EvaluationReport, evaluate_model
+from .evaluate import evaluate_model
 from .model.actfusion import ActFusion
 from .model.checkpoint import FORMAT_VERSION, ModelCard, save_model
 from .model.config import ActFusionConfig, preset
@@ -70,30 +70,37 @@ class TrainingRNG:
     python: random.Random
     numpy: np.random.Generator
     torch: torch.Generator
+    device: torch.device  # dropout on CUDA draws from that device's global generator
 
     @classmethod
-    def seeded(cls, seed: int, rank: int) -> TrainingRNG:
+    def seeded(cls, seed: int, rank: int, device: torch.device) -> TrainingRNG:
         seeds = np.random.SeedSequence([seed, rank]).generate_state(4)
         torch.manual_seed(int(seeds[3]))
         return cls(
             random.Random(int(seeds[0])),
             np.random.default_rng(int(seeds[1])),
             torch.Generator().manual_seed(int(seeds[2])),
+            device,
         )
 
     def state(self) -> dict[str, Any]:
-        return {
+        state = {
             "python": self.python.getstate(),
             "numpy": self.numpy.bit_generator.state,
             "torch": self.torch.get_state(),
             "torch_global": torch.get_rng_state(),
         }
+        if self.device.type == "cuda":
+            state["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def load(self, state: dict[str, Any]) -> None:
         self.python.setstate(state["python"])
         self.numpy.bit_generator.state = state["numpy"]
         self.torch.set_state(state["torch"])
-        torch.set_rng_state(state["torch_global"])
+        torch.set_rng_state(state["torch_global"].cpu())
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["torch_cuda"].cpu(), self.device)
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,9 @@ def init_distributed(device: torch.device | None) -> tuple[Distributed, torch.de
     return info, device
 
 
-def training_targets(stream: Stream, num_classes: int, soft_label: float | None, device: torch.device) -> dict:
+def training_targets(
+    stream: Stream, num_classes: int, soft_label: float | None, device: torch.device
+) -> dict:
     """Hard labels [1, L], boundary targets [1, L] and, for soft-label presets, soft targets [1, nc, L]."""
     targets = {
         "labels": torch.as_tensor(stream.labels, device=device)[None],
@@ -200,7 +209,9 @@ def carve_validation(names: list[str], fraction: float, seed: int) -> tuple[list
     fraction > 0 and N ≥ 2, chosen by `seed`; both lists keep the split file's order."""
     if not 0 <= fraction < 1:
         raise ConfigError(f"val_fraction must be in [0, 1), got {fraction}")
-    count = min(max(round(fraction * len(names)), 1), len(names) - 1) if fraction > 0 and len(names) > 1 else 0
+    count = (
+        min(max(round(fraction * len(names)), 1), len(names) - 1) if fraction > 0 and len(names) > 1 else 0
+    )
     chosen = set(random.Random(seed).sample(names, count))
     return [n for n in names if n not in chosen], [n for n in names if n in chosen]
 
@@ -219,11 +230,6 @@ def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(payload, temporary)
     os.replace(temporary, path)
-
-
-def validation_score(report: EvaluationReport) -> float:
-    """The official selection score (spec §6): mean of the TAS mean and the LTA (MoC) mean."""
-    return report.combined_score()
 
 
 def resolve_config(config: ActFusionConfig | str | dict) -> ActFusionConfig:
@@ -287,14 +293,16 @@ class _Trainer:
         self.schedule = NoiseSchedule.from_module(self.model)
         objective = TrainingObjective(self.model)
         self.objective: nn.Module = (
-            DistributedDataParallel(objective) if self.info.enabled else objective
+            DistributedDataParallel(objective, broadcast_buffers=False) if self.info.enabled else objective
         )
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.training.learning_rate, weight_decay=config.training.weight_decay
+            self.model.parameters(),
+            lr=config.training.learning_rate,
+            weight_decay=config.training.weight_decay,
         )
         # Videos per optimizer step on each rank: batch_size in total across ranks (spec §7).
         self.accumulation = max(1, config.training.batch_size // self.info.world_size)
-        self.rng = TrainingRNG.seeded(seed, self.info.rank)
+        self.rng = TrainingRNG.seeded(seed, self.info.rank, self.device)
         self.shuffle = random.Random(seed)
         self.epoch = 0
         self.step = 0
@@ -450,7 +458,8 @@ class _Trainer:
         with torch.random.fork_rng(devices=[]):
             report = evaluate_model(self.model, self.val_data, progress=self.progress)
         self.objective.train()
-        return validation_score(report), report.to_dict()
+        # The official selection score (spec §6): mean of the TAS mean and the MoC mean.
+        return report.combined_score(), report.to_dict()
 
     def checkpoint_epoch(self) -> None:
         """Every eval_every epochs and at the end: validate, keep the best model, write latest.pt."""
@@ -462,8 +471,15 @@ class _Trainer:
             if improved:
                 self.best_score = score
                 self.save_model(self.out_dir / BEST_MODEL_DIR, scores)
-            self.log({"event": "validation", "epoch": self.epoch, "score": score, "best": improved,
-                      "scores": scores})
+            self.log(
+                {
+                    "event": "validation",
+                    "epoch": self.epoch,
+                    "score": score,
+                    "best": improved,
+                    "scores": scores,
+                }
+            )
         self.save_checkpoint()
         if self.info.enabled:
             dist.barrier()
@@ -477,23 +493,32 @@ class _Trainer:
             self.load_checkpoint()
         elif self.info.is_main:
             (self.out_dir / LOG_NAME).unlink(missing_ok=True)
-            self.log({
-                "event": "start",
-                "config": self.config.to_dict(),
-                "data": str(self.dataset_root),
-                "split": str(self.split),
-                "train_videos": len(self.train_data),
-                "validation_videos": len(self.val_data),
-                "world_size": self.info.world_size,
-                "seed": self.seed,
-            })
+            self.log(
+                {
+                    "event": "start",
+                    "config": self.config.to_dict(),
+                    "data": str(self.dataset_root),
+                    "split": str(self.split),
+                    "train_videos": len(self.train_data),
+                    "validation_videos": len(self.val_data),
+                    "world_size": self.info.world_size,
+                    "seed": self.seed,
+                }
+            )
         bar = tqdm(total=self.epochs, initial=self.epoch, desc="training", disable=not self.progress)
         while self.epoch < self.epochs:
             started = time.perf_counter()
             losses = self.run_epoch()
             self.epoch += 1
-            self.log({"event": "epoch", "epoch": self.epoch, "step": self.step, "loss": losses,
-                      "seconds": time.perf_counter() - started})
+            self.log(
+                {
+                    "event": "epoch",
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "loss": losses,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
             self.checkpoint_epoch()
             bar.update()
             bar.set_postfix(loss=f"{losses['total']:.4f}")

@@ -25,7 +25,9 @@ from actfusion_sdk.model.masking import draw_mask_type, visible_frames
 from actfusion_sdk.train import TrainingObjective, stream_losses
 
 
-def synthetic_stream(length: int, num_classes: int, feature_dim: int, sigma: float, rng: np.random.Generator) -> Stream:
+def synthetic_stream(
+    length: int, num_classes: int, feature_dim: int, sigma: float, rng: np.random.Generator
+) -> Stream:
     labels = np.repeat(rng.integers(0, num_classes, size=length // 50 + 1), 50)[:length]
     features = rng.standard_normal((feature_dim, length)).astype(np.float32)
     return Stream(features, labels.astype(np.int64), boundary_targets(labels, sigma))
@@ -60,11 +62,17 @@ def main() -> None:
     def step(index: int) -> None:
         kind = draw_mask_type(config.training.cond_types, python_rng)
         visible = visible_frames(
-            kind, stream.labels, stream.boundaries, rng=python_rng, np_rng=rng,
-            n_mask=config.training.n_mask, patch_size=config.training.patch_size,
+            kind,
+            stream.labels,
+            stream.boundaries,
+            rng=python_rng,
+            np_rng=rng,
+            n_mask=config.training.n_mask,
+            patch_size=config.training.patch_size,
         )
-        terms = stream_losses(objective, model.schedule, config, args.classes, stream, visible, generator,
-                              weights=weights)
+        terms = stream_losses(
+            objective, model.schedule, config, args.classes, stream, visible, generator, weights=weights
+        )
         (terms["total"] / batch).backward()
         if (index + 1) % batch == 0:
             optimizer.step()
@@ -82,7 +90,7 @@ def main() -> None:
     )
     print(
         f"  {args.videos} videos in {elapsed:.2f} s: {args.videos / elapsed:.2f} videos/s, "
-        f"{args.videos * args.length / elapsed:.0f} frames/s ({elapsed / args.videos * 1000:.0f} ms per video)"
+        f"{args.videos * args.length / elapsed:.0f} frames/s ({elapsed / args.videos * 1000:.0f} ms/video)"
     )
 
 

@@ -6,12 +6,14 @@ lies outside [0, L) reads zero keys and values but keeps its logit in the softma
     s_j = (<q_t, k_p> + bias_j) / sqrt(C) + (log_valid if p in range else log_invalid)
     out_t = sum_j softmax(s)_j · valid_j · v_p
 
-The forward kernel keeps an online softmax over the K taps, reads each Q/K/V tile once per tap and writes the
-output once plus one log-sum-exp per position. The backward is two gathers, no atomics: the query kernel
-recomputes the probabilities P and logit gradients dS of its positions, writes dQ, P, dS and per-block partial
-sums of the bias gradient; the key kernel lets every key position collect dK and dV from the K queries that
-see it.
-Accumulation is fp32 (float64 for float64 inputs); C and Cv are padded to powers of two with masks.
+Each program owns BLOCK_L positions of one batch element and walks the channels in chunks of BLOCK_C, so its
+registers do not grow with C. The forward accumulates the K dot products of its positions over the channel
+chunks ([TAPS, BLOCK_L] tile), takes the softmax, then writes the output chunk by chunk: Q is read once, each
+K/V tile once per tap, the output written once, plus one log-sum-exp per position.
+The backward is two gathers, no atomics. The query kernel recomputes the logits and dP_j = <dO_t, v_p>,
+forms dS = P·(dP - sum P dP) in a cancellation-free pairwise form, writes dQ, P and dS per (tap, position)
+and per-program partial sums of the bias gradient. The key kernel lets every key position collect dK and dV
+from the K queries that see it, reading P and dS back. Accumulation is fp32 (float64 for float64 inputs).
 """
 
 from __future__ import annotations
@@ -20,41 +22,108 @@ import torch
 import triton
 import triton.language as tl
 
-# Register budget per tile (elements of the widest [channels, positions] tile a program holds).
-_TILE_ELEMENTS = 4096
-
-
-@triton.jit
-def _load_tile(base, channel, position, channel_mask, position_mask, length, ACC: tl.constexpr):
-    """[BLOCK_C, BLOCK_L] tile of a contiguous [C, L] slab, zero where masked, in the accumulator type."""
-    pointers = base + channel[:, None] * length + position[None, :]
-    mask = channel_mask[:, None] & position_mask[None, :]
-    return tl.load(pointers, mask=mask, other=0.0).to(ACC)
-
-
-@triton.jit
-def _store_tile(base, tile, channel, position, channel_mask, position_mask, length):
-    pointers = base + channel[:, None] * length + position[None, :]
-    mask = channel_mask[:, None] & position_mask[None, :]
-    tl.store(pointers, tile.to(base.dtype.element_ty), mask=mask)
+# Positions per program and channels per chunk (capped by the padded channel count).
+_BLOCK_L = 64
+_BLOCK_C = 32
 
 
 @triton.jit
 def _sqrt_channels(channels, ACC: tl.constexpr):
-    """sqrt(C) correctly rounded in the accumulator type (sqrt_rn is fp32-only, fp64 sqrt is exact)."""
+    """sqrt(C), correctly rounded, in the accumulator type (sqrt_rn is fp32-only; tl.cast also takes the
+    constexpr that triton substitutes for an integer argument equal to 1)."""
     if ACC == tl.float64:  # noqa: SIM108, SIM300 (a compile-time branch on the constexpr dtype)
-        root = tl.sqrt(channels.to(tl.float64))
+        root = tl.sqrt(tl.cast(channels, tl.float64))
     else:
-        root = tl.sqrt_rn(channels.to(tl.float32))
+        root = tl.sqrt_rn(tl.cast(channels, tl.float32))
     return root
 
 
 @triton.jit
-def _tap_logit(dot, bias_ptr, tap: tl.constexpr, valid, channels, log_valid, log_invalid, ACC: tl.constexpr):
-    """s_j = (q·k + bias_j) / sqrt(C) + log-mask term; the bias goes in before the scale."""
-    sqrt_c = _sqrt_channels(channels, ACC)
-    bias = tl.load(bias_ptr + tap).to(ACC)
-    return (dot + bias) / sqrt_c + tl.where(valid, log_valid, log_invalid).to(ACC)
+def _tap_row(tile, tap_index, tap: tl.constexpr):
+    """Row `tap` of a [TAPS, BLOCK_L] tile as a [BLOCK_L] vector."""
+    return tl.sum(tl.where(tap_index[:, None] == tap, tile, 0.0), axis=0)
+
+
+@triton.jit
+def _tap_positions(position, tap_index, dilation, DIRECTION: tl.constexpr, KERNEL_SIZE: tl.constexpr):
+    """[TAPS, BLOCK_L] positions t + DIRECTION·(j - K//2)·dilation (-1: the queries that see key t)."""
+    return position[None, :] + DIRECTION * (tap_index[:, None] - KERNEL_SIZE // 2) * dilation
+
+
+@triton.jit
+def _tap_dots(
+    a_ptr,
+    b_ptr,
+    position,
+    in_sequence,
+    length,
+    channels,
+    dilation,
+    KERNEL_SIZE: tl.constexpr,
+    TAPS: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    """[TAPS, BLOCK_L] tile of <a[:, t], b[:, t + (j - K//2)·dilation]>, zero for out-of-range taps."""
+    tap_index = tl.arange(0, TAPS)
+    dots = tl.zeros([TAPS, BLOCK_L], ACC)
+    for start in range(0, channels, BLOCK_C):
+        channel = start + tl.arange(0, BLOCK_C)
+        channel_mask = channel[:, None] < channels
+        a_pointers = a_ptr + channel[:, None] * length + position[None, :]
+        a = tl.load(a_pointers, mask=channel_mask & in_sequence[None, :], other=0.0)
+        for tap in tl.static_range(KERNEL_SIZE):
+            key = position + (tap - KERNEL_SIZE // 2) * dilation
+            valid = in_sequence & (key >= 0) & (key < length)
+            b_pointers = b_ptr + channel[:, None] * length + key[None, :]
+            b = tl.load(b_pointers, mask=channel_mask & valid[None, :], other=0.0)
+            dot = tl.sum(a.to(ACC) * b.to(ACC), axis=0)
+            dots += tl.where(tap_index[:, None] == tap, dot[None, :], 0.0)
+    return dots
+
+
+@triton.jit
+def _tap_combine(
+    weights,
+    x_ptr,
+    out_ptr,
+    position,
+    in_sequence,
+    length,
+    channels,
+    dilation,
+    DIRECTION: tl.constexpr,
+    KERNEL_SIZE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    """out[:, t] = sum_j weights[j, t] · x[:, t + DIRECTION·(j - K//2)·dilation], written chunk by chunk."""
+    tap_index = tl.arange(0, weights.shape[0])
+    for start in range(0, channels, BLOCK_C):
+        channel = start + tl.arange(0, BLOCK_C)
+        channel_mask = channel[:, None] < channels
+        acc = tl.zeros([BLOCK_C, BLOCK_L], ACC)
+        for tap in tl.static_range(KERNEL_SIZE):
+            source = position + DIRECTION * (tap - KERNEL_SIZE // 2) * dilation
+            valid = in_sequence & (source >= 0) & (source < length)
+            x_pointers = x_ptr + channel[:, None] * length + source[None, :]
+            x = tl.load(x_pointers, mask=channel_mask & valid[None, :], other=0.0)
+            acc += _tap_row(weights, tap_index, tap)[None, :] * x.to(ACC)
+        pointers = out_ptr + channel[:, None] * length + position[None, :]
+        tl.store(pointers, acc.to(out_ptr.dtype.element_ty), mask=channel_mask & in_sequence[None, :])
+
+
+@triton.jit
+def _tap_logits(
+    dots, bias_ptr, valid, channels, log_valid, log_invalid, KERNEL_SIZE: tl.constexpr, ACC: tl.constexpr
+):
+    """s_j = (q·k + bias_j) / sqrt(C) + log-mask term (spec: the bias goes in before the scale)."""
+    tap_index = tl.arange(0, dots.shape[0])
+    bias = tl.load(bias_ptr + tap_index, mask=tap_index < KERNEL_SIZE, other=0.0).to(ACC)
+    log_mask = tl.where(valid, log_valid, log_invalid).to(ACC)
+    return (dots + bias[:, None]) / _sqrt_channels(channels, ACC) + log_mask
 
 
 @triton.jit
@@ -72,49 +141,38 @@ def _forward_kernel(
     log_valid,
     log_invalid,
     KERNEL_SIZE: tl.constexpr,
+    TAPS: tl.constexpr,
     BLOCK_C: tl.constexpr,
-    BLOCK_CV: tl.constexpr,
     BLOCK_L: tl.constexpr,
     ACC: tl.constexpr,
 ):
-    block = tl.program_id(0)
     batch = tl.program_id(1).to(tl.int64)
-    position = block * BLOCK_L + tl.arange(0, BLOCK_L)
-    channel = tl.arange(0, BLOCK_C)
-    value_channel = tl.arange(0, BLOCK_CV)
+    position = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
     in_sequence = position < length
-    channel_mask = channel < channels
-    value_mask = value_channel < value_channels
-    qk_base = batch * channels * length
-    v_base = batch * value_channels * length
+    tap_index = tl.arange(0, TAPS)
+    key = _tap_positions(position, tap_index, dilation, 1, KERNEL_SIZE)
+    valid = in_sequence[None, :] & (key >= 0) & (key < length)
+    real_tap = (tap_index[:, None] < KERNEL_SIZE) & in_sequence[None, :]
+    qk_offset = batch * channels * length
+    v_offset = batch * value_channels * length
 
-    q = _load_tile(q_ptr + qk_base, channel, position, channel_mask, in_sequence, length, ACC)
-    running_max = tl.full([BLOCK_L], float("-inf"), ACC)
-    denominator = tl.zeros([BLOCK_L], ACC)
-    acc = tl.zeros([BLOCK_CV, BLOCK_L], ACC)
-    for tap in tl.static_range(KERNEL_SIZE):
-        key = position + (tap - KERNEL_SIZE // 2) * dilation
-        valid = in_sequence & (key >= 0) & (key < length)
-        k = _load_tile(k_ptr + qk_base, channel, key, channel_mask, valid, length, ACC)
-        logit = _tap_logit(tl.sum(q * k, axis=0), bias_ptr, tap, valid, channels, log_valid, log_invalid, ACC)
-        new_max = tl.maximum(running_max, logit)
-        rescale = tl.exp(running_max - new_max)
-        weight = tl.exp(logit - new_max)
-        denominator = denominator * rescale + weight
-        v = _load_tile(v_ptr + v_base, value_channel, key, value_mask, valid, length, ACC)
-        acc = acc * rescale[None, :] + weight[None, :] * v
-        running_max = new_max
-
-    _store_tile(
-        out_ptr + v_base, acc / denominator[None, :], value_channel, position, value_mask, in_sequence, length
-    )
-    tl.store(lse_ptr + batch * length + position, running_max + tl.log(denominator), mask=in_sequence)
-
-
-@triton.jit
-def _tap_row(tile, tap_index, tap: tl.constexpr):
-    """Row `tap` of a [TAPS, BLOCK_L] tile as a [BLOCK_L] vector."""
-    return tl.sum(tl.where(tap_index[:, None] == tap, tile, 0.0), axis=0)
+    dots = _tap_dots(
+        q_ptr + qk_offset, k_ptr + qk_offset, position, in_sequence, length, channels, dilation,
+        KERNEL_SIZE, TAPS, BLOCK_C, BLOCK_L, ACC,
+    )  # fmt: skip
+    logits = _tap_logits(dots, bias_ptr, valid, channels, log_valid, log_invalid, KERNEL_SIZE, ACC)
+    logits = tl.where(real_tap, logits, float("-inf"))
+    # Positions past L have no real tap: give them max 0 and denominator 1 so nothing divides 0 by 0.
+    row_max = tl.where(in_sequence, tl.max(logits, axis=0), 0.0)
+    exponentials = tl.exp(logits - row_max[None, :])
+    denominator = tl.where(in_sequence, tl.sum(exponentials, axis=0), 1.0)
+    # Out-of-range taps stay in the denominator but get weight 0 (a_j <- a_j·valid_j).
+    weights = tl.where(valid, exponentials / denominator[None, :], 0.0)
+    tl.store(lse_ptr + batch * length + position, row_max + tl.log(denominator), mask=in_sequence)
+    _tap_combine(
+        weights, v_ptr + v_offset, out_ptr + v_offset, position, in_sequence, length, value_channels,
+        dilation, 1, KERNEL_SIZE, BLOCK_C, BLOCK_L, ACC,
+    )  # fmt: skip
 
 
 @triton.jit
@@ -138,44 +196,34 @@ def _backward_query_kernel(
     KERNEL_SIZE: tl.constexpr,
     TAPS: tl.constexpr,
     BLOCK_C: tl.constexpr,
-    BLOCK_CV: tl.constexpr,
     BLOCK_L: tl.constexpr,
     ACC: tl.constexpr,
 ):
     block = tl.program_id(0)
     batch = tl.program_id(1).to(tl.int64)
     position = block * BLOCK_L + tl.arange(0, BLOCK_L)
-    channel = tl.arange(0, BLOCK_C)
-    value_channel = tl.arange(0, BLOCK_CV)
-    tap_index = tl.arange(0, TAPS)
     in_sequence = position < length
-    channel_mask = channel < channels
-    value_mask = value_channel < value_channels
-    tap_mask = tap_index < KERNEL_SIZE
-    qk_base = batch * channels * length
-    v_base = batch * value_channels * length
+    tap_index = tl.arange(0, TAPS)
+    key = _tap_positions(position, tap_index, dilation, 1, KERNEL_SIZE)
+    valid = in_sequence[None, :] & (key >= 0) & (key < length)
+    real_tap = (tap_index[:, None] < KERNEL_SIZE) & in_sequence[None, :]
+    qk_offset = batch * channels * length
+    v_offset = batch * value_channels * length
 
-    q = _load_tile(q_ptr + qk_base, channel, position, channel_mask, in_sequence, length, ACC)
-    grad_out = _load_tile(
-        grad_out_ptr + v_base, value_channel, position, value_mask, in_sequence, length, ACC
-    )
-    lse = tl.load(lse_ptr + batch * length + position, mask=in_sequence, other=0.0).to(ACC)
-    logits = tl.zeros([TAPS, BLOCK_L], ACC)
-    grad_probability = tl.zeros([TAPS, BLOCK_L], ACC)  # dP_j = <dO_t, v_p>, zero for out-of-range taps
-    for tap in tl.static_range(KERNEL_SIZE):
-        key = position + (tap - KERNEL_SIZE // 2) * dilation
-        valid = in_sequence & (key >= 0) & (key < length)
-        k = _load_tile(k_ptr + qk_base, channel, key, channel_mask, valid, length, ACC)
-        v = _load_tile(v_ptr + v_base, value_channel, key, value_mask, valid, length, ACC)
-        logit = _tap_logit(tl.sum(q * k, axis=0), bias_ptr, tap, valid, channels, log_valid, log_invalid, ACC)
-        logits = tl.where(tap_index[:, None] == tap, logit[None, :], logits)
-        grad_probability = tl.where(
-            tap_index[:, None] == tap, tl.sum(grad_out * v, axis=0)[None, :], grad_probability
-        )
-    tile_mask = tap_mask[:, None] & in_sequence[None, :]
-    probability = tl.where(tile_mask, tl.exp(logits - lse[None, :]), 0.0)
-    # dS_j = P_j·(dP_j - sum_i P_i dP_i) = P_j·sum_i P_i (dP_j - dP_i): the pairwise form has no cancellation
-    # when one tap dominates (e.g. only the centre tap in range), where dP_j - <dO, O> would lose all digits.
+    dots = _tap_dots(
+        q_ptr + qk_offset, k_ptr + qk_offset, position, in_sequence, length, channels, dilation,
+        KERNEL_SIZE, TAPS, BLOCK_C, BLOCK_L, ACC,
+    )  # fmt: skip
+    # dP_j = <dO_t, v_p>: zero for out-of-range taps, whose values are zero.
+    grad_probability = _tap_dots(
+        grad_out_ptr + v_offset, v_ptr + v_offset, position, in_sequence, length, value_channels, dilation,
+        KERNEL_SIZE, TAPS, BLOCK_C, BLOCK_L, ACC,
+    )  # fmt: skip
+    logits = _tap_logits(dots, bias_ptr, valid, channels, log_valid, log_invalid, KERNEL_SIZE, ACC)
+    lse = tl.load(lse_ptr + batch * length + position, mask=in_sequence, other=0.0)
+    probability = tl.where(real_tap, tl.exp(logits - lse[None, :]), 0.0)
+    # dS_j = P_j·(dP_j - sum_i P_i dP_i) = P_j·sum_i P_i (dP_j - dP_i): the pairwise form keeps its digits
+    # when one tap dominates (e.g. only the centre tap in range), where dP_j - <dO, O> cancels to noise.
     spread = tl.zeros([TAPS, BLOCK_L], ACC)
     for tap in tl.static_range(KERNEL_SIZE):
         spread += _tap_row(probability, tap_index, tap)[None, :] * (
@@ -184,18 +232,14 @@ def _backward_query_kernel(
     grad_logit = probability * spread / _sqrt_channels(channels, ACC)
 
     scratch = (batch * KERNEL_SIZE + tap_index[:, None]) * length + position[None, :]
-    tl.store(probability_ptr + scratch, probability, mask=tile_mask)
-    tl.store(grad_logit_ptr + scratch, grad_logit, mask=tile_mask)
+    tl.store(probability_ptr + scratch, probability, mask=real_tap)
+    tl.store(grad_logit_ptr + scratch, grad_logit, mask=real_tap)
     partial = (batch * tl.num_programs(0) + block) * KERNEL_SIZE + tap_index
-    tl.store(grad_bias_partial_ptr + partial, tl.sum(grad_logit, axis=1), mask=tap_mask)
-
-    grad_q = tl.zeros([BLOCK_C, BLOCK_L], ACC)
-    for tap in tl.static_range(KERNEL_SIZE):
-        key = position + (tap - KERNEL_SIZE // 2) * dilation
-        valid = in_sequence & (key >= 0) & (key < length)
-        k = _load_tile(k_ptr + qk_base, channel, key, channel_mask, valid, length, ACC)
-        grad_q += _tap_row(grad_logit, tap_index, tap)[None, :] * k
-    _store_tile(grad_q_ptr + qk_base, grad_q, channel, position, channel_mask, in_sequence, length)
+    tl.store(grad_bias_partial_ptr + partial, tl.sum(grad_logit, axis=1), mask=tap_index < KERNEL_SIZE)
+    _tap_combine(
+        grad_logit, k_ptr + qk_offset, grad_q_ptr + qk_offset, position, in_sequence, length, channels,
+        dilation, 1, KERNEL_SIZE, BLOCK_C, BLOCK_L, ACC,
+    )  # fmt: skip
 
 
 @triton.jit
@@ -211,38 +255,31 @@ def _backward_key_kernel(
     value_channels,
     dilation,
     KERNEL_SIZE: tl.constexpr,
+    TAPS: tl.constexpr,
     BLOCK_C: tl.constexpr,
-    BLOCK_CV: tl.constexpr,
     BLOCK_L: tl.constexpr,
     ACC: tl.constexpr,
 ):
-    block = tl.program_id(0)
     batch = tl.program_id(1).to(tl.int64)
-    position = block * BLOCK_L + tl.arange(0, BLOCK_L)
-    channel = tl.arange(0, BLOCK_C)
-    value_channel = tl.arange(0, BLOCK_CV)
+    position = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
     in_sequence = position < length
-    channel_mask = channel < channels
-    value_mask = value_channel < value_channels
-    qk_base = batch * channels * length
-    v_base = batch * value_channels * length
-
-    grad_k = tl.zeros([BLOCK_C, BLOCK_L], ACC)
-    grad_v = tl.zeros([BLOCK_CV, BLOCK_L], ACC)
-    for tap in tl.static_range(KERNEL_SIZE):
-        # Key position u is tap j of query t = u - (j - K//2)·dilation; only in-range queries contribute.
-        query = position - (tap - KERNEL_SIZE // 2) * dilation
-        valid = in_sequence & (query >= 0) & (query < length)
-        scratch = (batch * KERNEL_SIZE + tap) * length + query
-        probability = tl.load(probability_ptr + scratch, mask=valid, other=0.0)
-        grad_logit = tl.load(grad_logit_ptr + scratch, mask=valid, other=0.0)
-        grad_out = _load_tile(grad_out_ptr + v_base, value_channel, query, value_mask, valid, length, ACC)
-        grad_v += probability[None, :] * grad_out
-        q = _load_tile(q_ptr + qk_base, channel, query, channel_mask, valid, length, ACC)
-        grad_k += grad_logit[None, :] * q
-
-    _store_tile(grad_k_ptr + qk_base, grad_k, channel, position, channel_mask, in_sequence, length)
-    _store_tile(grad_v_ptr + v_base, grad_v, value_channel, position, value_mask, in_sequence, length)
+    tap_index = tl.arange(0, TAPS)
+    # Key position u is tap j of query t = u - (j - K//2)·dilation; only in-range queries contribute.
+    query = _tap_positions(position, tap_index, dilation, -1, KERNEL_SIZE)
+    valid = (tap_index[:, None] < KERNEL_SIZE) & in_sequence[None, :] & (query >= 0) & (query < length)
+    scratch = (batch * KERNEL_SIZE + tap_index[:, None]) * length + query
+    probability = tl.load(probability_ptr + scratch, mask=valid, other=0.0)
+    grad_logit = tl.load(grad_logit_ptr + scratch, mask=valid, other=0.0)
+    qk_offset = batch * channels * length
+    v_offset = batch * value_channels * length
+    _tap_combine(
+        grad_logit, q_ptr + qk_offset, grad_k_ptr + qk_offset, position, in_sequence, length, channels,
+        dilation, -1, KERNEL_SIZE, BLOCK_C, BLOCK_L, ACC,
+    )  # fmt: skip
+    _tap_combine(
+        probability, grad_out_ptr + v_offset, grad_v_ptr + v_offset, position, in_sequence, length,
+        value_channels, dilation, -1, KERNEL_SIZE, BLOCK_C, BLOCK_L, ACC,
+    )  # fmt: skip
 
 
 def new_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -250,23 +287,21 @@ def new_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def _launch_shape(
-    channels: int, value_channels: int, length: int, batch: int
-) -> tuple[dict, tuple[int, int]]:
-    block_c = triton.next_power_of_2(channels)
-    block_cv = triton.next_power_of_2(value_channels)
-    block_l = max(16, min(128, _TILE_ELEMENTS // max(block_c, block_cv)))
-    meta = {
+def launch_config(channels: int, value_channels: int, length: int, batch: int, kernel_size: int) -> dict:
+    """Grid and meta-parameters shared by the three kernels."""
+    block_c = min(_BLOCK_C, triton.next_power_of_2(max(channels, value_channels)))
+    return {
+        "grid": (triton.cdiv(length, _BLOCK_L), batch),
+        "KERNEL_SIZE": kernel_size,
+        "TAPS": triton.next_power_of_2(kernel_size),
         "BLOCK_C": block_c,
-        "BLOCK_CV": block_cv,
-        "BLOCK_L": block_l,
-        "num_warps": 8 if block_l * block_c >= 4096 else 4,
+        "BLOCK_L": _BLOCK_L,
+        "num_warps": 4,
     }
-    return meta, (triton.cdiv(length, block_l), batch)
 
 
-def _accumulator(dtype: torch.dtype) -> tl.dtype:
-    return tl.float64 if dtype == torch.float64 else tl.float32
+def _accumulator(dtype: torch.dtype) -> tuple[tl.dtype, torch.dtype]:
+    return (tl.float64, torch.float64) if dtype == torch.float64 else (tl.float32, torch.float32)
 
 
 def attention_forward(
@@ -281,13 +316,14 @@ def attention_forward(
     """Output [B, Cv, L] in v's dtype and log-sum-exp [B, L] in the accumulator type; inputs contiguous."""
     batch, channels, length = q.shape
     value_channels = v.shape[1]
-    acc = _accumulator(q.dtype)
+    acc, acc_dtype = _accumulator(q.dtype)
     out = new_buffer((batch, value_channels, length), v.dtype, q.device)
-    lse = new_buffer((batch, length), torch.float64 if acc == tl.float64 else torch.float32, q.device)
-    meta, grid = _launch_shape(channels, value_channels, length, batch)
+    lse = new_buffer((batch, length), acc_dtype, q.device)
+    meta = launch_config(channels, value_channels, length, batch, bias.shape[0])
+    grid = meta.pop("grid")
     _forward_kernel[grid](
         q, k, v, bias, out, lse, length, channels, value_channels, dilation, log_valid, log_invalid,
-        KERNEL_SIZE=bias.shape[0], ACC=acc, **meta,
+        ACC=acc, **meta,
     )  # fmt: skip
     return out, lse
 
@@ -311,20 +347,20 @@ def attention_backward(
     batch, channels, length = q.shape
     value_channels = v.shape[1]
     kernel_size = bias.shape[0]
-    acc = _accumulator(q.dtype)
-    meta, grid = _launch_shape(channels, value_channels, length, batch)
-    probability = new_buffer((batch, kernel_size, length), lse.dtype, q.device)
-    grad_logit = new_buffer((batch, kernel_size, length), lse.dtype, q.device)
-    grad_bias_partial = new_buffer((batch * grid[0], kernel_size), lse.dtype, q.device)
+    acc, acc_dtype = _accumulator(q.dtype)
+    meta = launch_config(channels, value_channels, length, batch, kernel_size)
+    grid = meta.pop("grid")
+    probability = new_buffer((batch, kernel_size, length), acc_dtype, q.device)
+    grad_logit = new_buffer((batch, kernel_size, length), acc_dtype, q.device)
+    grad_bias_partial = new_buffer((batch * grid[0], kernel_size), acc_dtype, q.device)
     grad_q, grad_k = new_buffer(q.shape, q.dtype, q.device), new_buffer(k.shape, k.dtype, q.device)
     grad_v = new_buffer(v.shape, v.dtype, q.device)
     _backward_query_kernel[grid](
         q, k, v, bias, grad_out, lse, probability, grad_logit, grad_q, grad_bias_partial,
-        length, channels, value_channels, dilation, log_valid, log_invalid,
-        KERNEL_SIZE=kernel_size, TAPS=triton.next_power_of_2(kernel_size), ACC=acc, **meta,
+        length, channels, value_channels, dilation, log_valid, log_invalid, ACC=acc, **meta,
     )  # fmt: skip
     _backward_key_kernel[grid](
         q, grad_out, probability, grad_logit, grad_k, grad_v, length, channels, value_channels, dilation,
-        KERNEL_SIZE=kernel_size, ACC=acc, **meta,
+        ACC=acc, **meta,
     )  # fmt: skip
     return grad_q, grad_k, grad_v, grad_bias_partial.sum(dim=0)

@@ -19,7 +19,9 @@ FEATURE_DIM = 16
 
 @pytest.fixture
 def dataset_dir(tmp_path):
-    return write_synthetic_mstcn(tmp_path / "toy", num_videos=4, num_classes=3, feature_dim=FEATURE_DIM, test_videos=1)
+    return write_synthetic_mstcn(
+        tmp_path / "toy", num_videos=4, num_classes=3, feature_dim=FEATURE_DIM, test_videos=1
+    )
 
 
 def gaussian_reflect(values: np.ndarray, sigma: float) -> np.ndarray:
@@ -34,7 +36,9 @@ def gaussian_reflect(values: np.ndarray, sigma: float) -> np.ndarray:
         i %= period
         return values[i] if i < n else values[period - 1 - i]
 
-    return np.array([sum(w * at(t + k) for w, k in zip(taps, range(-radius, radius + 1))) for t in range(n)])
+    return np.array(
+        [sum(w * at(t + k) for w, k in zip(taps, range(-radius, radius + 1), strict=True)) for t in range(n)]
+    )
 
 
 def test_reads_the_layout(dataset_dir):
@@ -101,7 +105,9 @@ def test_soft_labels_sum_to_one_and_match_direct_smoothing():
 def test_feature_sidecar_settings_are_exposed(dataset_dir):
     settings = {"fps": 15.0, "features_per_second": 2.0}
     for name in ("video_000", "video_002"):
-        (dataset_dir / "features" / f"{name}.json").write_text(json.dumps({"settings": settings, "duration": 3}))
+        (dataset_dir / "features" / f"{name}.json").write_text(
+            json.dumps({"settings": settings, "duration": 3})
+        )
     assert MSTCNDataset(dataset_dir, 1).feature_settings == settings
     (dataset_dir / "features" / "video_001.json").write_text(json.dumps({"settings": {"fps": 30.0}}))
     with pytest.raises(DatasetError, match="different settings"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
 import torch
@@ -104,7 +105,12 @@ def test_boundary_loss(logits):
 
 def test_weighted_total_and_soft_path(logits, labels):
     loss_weights = LossWeights(
-        encoder_ce=0.5, encoder_mse=0.1, encoder_boundary=0.0, decoder_ce=0.5, decoder_mse=0.1, decoder_boundary=0.1
+        encoder_ce=0.5,
+        encoder_mse=0.1,
+        encoder_boundary=0.0,
+        decoder_ce=0.5,
+        decoder_mse=0.1,
+        decoder_boundary=0.1,
     )
     decoder_logits = logits.flip(-1)
     boundaries = torch.rand(1, LENGTH, generator=torch.Generator().manual_seed(2))
@@ -121,4 +127,6 @@ def test_weighted_total_and_soft_path(logits, labels):
     soft = torch.nn.functional.one_hot(labels, NUM_CLASSES).permute(0, 2, 1).float()
     soft_terms = actfusion_losses(logits, decoder_logits, labels, boundaries, loss_weights, soft_targets=soft)
     # The soft path ignores class weights: with one-hot targets it equals unweighted CE.
-    assert soft_terms["encoder_ce"].item() == pytest.approx(cross_entropy_loss(logits, labels).item(), rel=1e-6)
+    assert soft_terms["encoder_ce"].item() == pytest.approx(
+        cross_entropy_loss(logits, labels).item(), rel=1e-6
+    )

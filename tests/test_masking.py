@@ -42,7 +42,7 @@ def test_ant_hides_a_future_suffix(seed):
 @pytest.mark.parametrize(("kind", "threshold"), [("boundary03-", 0.3), ("boundary05-", 0.5)])
 def test_boundary_hides_frames_at_or_above_threshold(kind, threshold):
     visible = mask(kind)
-    assert np.array_equal(visible, BOUNDARIES < threshold)
+    assert np.array_equal(visible, threshold > BOUNDARIES)
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -1,4 +1,4 @@
-"""Metrics against the official implementation's outputs (testvectors metrics.json, lta.json) and hand cases."""
+"""Metrics against the official outputs (testvectors metrics.json, lta.json) and hand-computed cases."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import hashlib
@@ -19,7 +20,7 @@ from actfusion_sdk.features.seeded import seeded_i3d_state_dict
 from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
 from actfusion_sdk.model import inference
 from actfusion_sdk.model.actfusion import ActFusion
-from actfusion_sdk.model.checkpoint import ModelCard, save_model
+from actfusion_sdk.model.checkpoint import ModelCard, load_model, save_model
 from actfusion_sdk.model.config import (
     DecoderConfig,
     DiffusionConfig,
@@ -94,7 +95,6 @@ def seeded_i3d(seed: int) -> dict[str, torch.Tensor]:
 @pytest.fixture(autouse=True)
 def _fast_seeded_weights(monkeypatch):
     monkeypatch.setattr(i3d, "seeded_i3d_state_dict", seeded_i3d)
-    torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +184,24 @@ def test_anticipate_observed_seconds_and_horizon_beyond_the_video(pipeline):
     assert_contiguous(result.anticipated_segments, 5, 19, 2.5, 9.5, 2.0)
 
 
+def test_every_export_of_a_real_result_parses_back(pipeline, tmp_path):
+    result = pipeline.anticipate(ratio=0.5)
+    loaded = AnticipationResult.from_json(result.save(tmp_path / "a.json"))
+    assert loaded.segments == result.segments and loaded.cut_time == result.cut_time
+    np.testing.assert_array_equal(loaded.frame_labels, result.frame_labels)
+    rows = list(csv.DictReader(result.save(tmp_path / "a.csv").open()))
+    assert [(row["part"], row["label"], float(row["start"]), float(row["end"])) for row in rows] == [
+        ("observed" if s.end <= result.cut_time else "anticipated", s.label, s.start, s.end)
+        for s in result.segments
+    ]
+    lines = result.save(tmp_path / "a.txt").read_text().splitlines()
+    assert lines == [CLASSES[label] for label in result.frame_labels]
+    document = json.loads(result.save(tmp_path / "a.anet", fmt="activitynet").read_text())
+    entries = document["results"]["kitchen"]
+    assert [entry["segment"] for entry in entries] == [[s.start, s.end] for s in result.segments]
+    assert entries[-1]["segment"][1] == pytest.approx(result.duration)
+
+
 @pytest.mark.parametrize("ratio", [0.0, 1.0, -0.2, 1.5])
 def test_ratio_outside_the_open_interval_is_rejected(pipeline, ratio):
     with pytest.raises(ConfigError, match=r"ratio must be in \(0, 1\)"):
@@ -215,13 +233,9 @@ def test_from_features_array_and_npy(assets, tmp_path):
     ).segment()
     assert len(results) == 1 and results[0].video == str(tmp_path / "clip.npy")
     assert results[0].fps == 2.0  # the model card's feature rate
-    np.testing.assert_array_equal(results[0].frame_labels, inference.segment(_model(assets), features).labels)
-
-
-def _model(assets) -> ActFusion:
-    from actfusion_sdk.model.checkpoint import load_model
-
-    return load_model(assets["weights"], device="cpu").model
+    np.testing.assert_array_equal(
+        results[0].frame_labels, inference.segment(load_model(assets["weights"]).model, features).labels
+    )
 
 
 def test_from_features_rejects_bad_inputs(assets, tmp_path):
@@ -241,6 +255,13 @@ def test_video_errors(assets, tmp_path):
     broken = Pipeline(assets["corrupt"], weights=assets["weights"], device="cpu", progress=False)
     with pytest.raises(VideoError, match="corrupt.mp4"):
         broken.segment()
+
+
+def test_a_card_without_feature_settings_cannot_run_on_video(assets, tmp_path):
+    loaded = load_model(assets["weights"])
+    save_model(loaded.model, dataclasses.replace(loaded.card, features=None), tmp_path / "no-features")
+    with pytest.raises(WeightsError, match="no feature settings"):
+        Pipeline(assets["video"], weights=tmp_path / "no-features", device="cpu")
 
 
 def test_resolve_device():

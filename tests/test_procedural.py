@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from actfusion_sdk.cli import main
+from actfusion_sdk.data import procedural_render
 from actfusion_sdk.data.procedural import (
     ACTIVITIES,
     CLASSES,
@@ -212,6 +213,14 @@ def test_written_video_decodes_with_frames_size_and_rate(tmp_path, codec):
     assert 10 * np.log10(255**2 / mse) > 28  # PSNR: the decoded frames are the rendered ones, compressed
 
 
+def test_codec_choice_falls_back_to_mpeg4_and_names_what_is_missing(monkeypatch):
+    monkeypatch.setattr(procedural_render, "PREFERRED_CODECS", ("no_such_encoder", "mpeg4"))
+    assert procedural_render.available_codec() == "mpeg4"
+    monkeypatch.setattr(procedural_render, "PREFERRED_CODECS", ("no_such_encoder",))
+    with pytest.raises(ConfigError, match="no_such_encoder"):
+        procedural_render.available_codec()
+
+
 def read_lines(path: Path) -> list[str]:
     text = path.read_text()
     assert text.endswith("\n")
@@ -256,10 +265,15 @@ def test_generate_benchmark_layout_and_reproducibility(tmp_path):
         np.testing.assert_array_equal(decode(again / "videos" / path.name)[0], decode(path)[0])
 
 
-def test_generate_benchmark_refuses_a_non_empty_directory(tmp_path):
+def test_generate_benchmark_refuses_bad_arguments_before_writing(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty"):
         generate_benchmark(tmp_path, num_videos=1, seed=0, size=64, fps=8, pacing=SHORT)
+    with pytest.raises(ConfigError, match="none for training"):
+        generate_benchmark(tmp_path / "new", num_videos=1, seed=0, test_fraction=0.6)
+    with pytest.raises(ConfigError, match="even"):
+        generate_benchmark(tmp_path / "new", num_videos=1, seed=0, size=99)
+    assert not (tmp_path / "new").exists()  # arguments are checked before anything is written
 
 
 def test_cli_make_benchmark(tmp_path, capsys):

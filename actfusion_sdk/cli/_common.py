@@ -6,6 +6,7 @@ Results go to stdout (a table, or an export with --format); progress and written
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,46 +39,47 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_pipeline(args: argparse.Namespace):
-    """The Pipeline for the parsed arguments (imported here so `actfusion --help` stays fast)."""
+    """The Pipeline for the parsed arguments, after checking the output options (before any work)."""
     from ..pipeline import Pipeline
 
+    if len(args.videos) > 1 and args.out is None and args.format in ("csv", "mstcn"):
+        raise ConfigError(
+            f"--format {args.format} prints one video at a time; add --out DIR to write one file per video"
+        )
+    stems = [Path(video).stem for video in args.videos]
+    if (args.out is not None or args.plot) and len(set(stems)) < len(stems):
+        raise ConfigError(
+            f"several videos share a file name ({', '.join(stems)}); their outputs would collide"
+        )
     return Pipeline(args.videos, weights=args.weights, device=args.device, progress=not args.quiet)
 
 
 def emit(results: Sequence[SegmentationResult | AnticipationResult], args: argparse.Namespace) -> int:
     """Print or write `results` as the arguments ask; returns the exit code 0."""
     kind = results[0].kind
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+    if args.format is not None and args.out is not None:
         for result in results:
-            if args.format is not None:
-                path = result.save(
-                    args.out / f"{result.video_id}.{kind}{_SUFFIXES[args.format]}", args.format
-                )
-                note(args, f"wrote {path}")
+            name = f"{result.video_id}.{kind}{_SUFFIXES[args.format]}"
+            note(args, f"wrote {result.save(args.out / name, args.format)}")
     elif args.format is not None:
         print(_stdout_export(results, args.format), end="")
     if args.plot:
         for result in results:
-            path = result.plot((args.out or Path(".")) / f"{result.video_id}.{kind}.png")
-            note(args, f"wrote {path}")
+            note(args, f"wrote {result.plot((args.out or Path('.')) / f'{result.video_id}.{kind}.png')}")
     if args.format is None or args.out is not None:
         print("\n\n".join(result.table() for result in results))
     return 0
 
 
 def _stdout_export(results: Sequence[SegmentationResult | AnticipationResult], fmt: str) -> str:
-    """One document on stdout: a single export, or for several videos a JSON list / merged ActivityNet."""
+    """One document on stdout: a single export, or for several videos a JSON list / merged ActivityNet
+    (csv and mstcn with several videos need --out, checked in `build_pipeline`)."""
     if len(results) == 1:
         text = results[0].export(fmt)
         return text if text.endswith("\n") else text + "\n"
     if fmt == "activitynet":
-        import json
-
         return json.dumps(activitynet_document(results), indent=2) + "\n"
-    if fmt == "json":
-        return "[\n" + ",\n".join(result.to_json() for result in results) + "\n]\n"
-    raise ConfigError(f"--format {fmt} prints one video at a time; add --out DIR to write one file per video")
+    return "[\n" + ",\n".join(result.to_json() for result in results) + "\n]\n"
 
 
 def note(args: argparse.Namespace, message: str) -> None:

@@ -15,10 +15,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(MoC for α ∈ {0.2, 0.3}, β ∈ {0.1, 0.2, 0.3, 0.5}) on a split of an MS-TCN dataset. Official raw "
         "checkpoints (.model/.pth/.pt) need --preset; the classes come from the dataset's mapping.txt.",
     )
-    parser.add_argument("--data", required=True, type=Path, help="dataset directory (features/, groundTruth/, ...)")
+    parser.add_argument(
+        "--data", required=True, type=Path, help="dataset directory (features/, groundTruth/, ...)"
+    )
     parser.add_argument("--split", default="1", help="split number k of splits/<subset>.split<k>.bundle")
-    parser.add_argument("--weights", required=True, type=Path, help="model directory, model.json or raw checkpoint")
-    parser.add_argument("--preset", help="architecture of an official raw checkpoint (breakfast, 50salads, gtea)")
+    parser.add_argument(
+        "--weights", required=True, type=Path, help="model directory, model.json or raw checkpoint"
+    )
+    parser.add_argument(
+        "--preset", help="architecture of an official raw checkpoint (breakfast, 50salads, gtea)"
+    )
     parser.add_argument("--subset", default="test", choices=("train", "test"), help="split file to use")
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--attention-impl", default="auto", help="auto, torch, triton or reference")
@@ -28,12 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="class name excluded from Edit and F1 (repeatable; default 'background', as the official code)",
     )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for torch (1 is fastest for small models on a busy machine)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..evaluate import DEFAULT_BG_CLASSES, evaluate
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     report = evaluate(
         args.data,

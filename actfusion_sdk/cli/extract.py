@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "are listed in OUT/failures.json and the exit code is 3 if any video failed."
         ),
     )
-    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files or directories of videos")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files or directories of videos"
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     parser.add_argument(
         "--i3d-weights", type=Path, metavar="FILE", help="Kinetics i3d_r50 weights (.pyth or state_dict file)"
@@ -32,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "holding settings or a model card with 'features' (default: kinetics with --i3d-weights, else demo)",
     )
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda if available)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), help="compute precision (default: the settings')")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), help="compute precision (default: the settings')"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     parser.set_defaults(handler=run)
@@ -70,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.inputs)}")
     extractor = I3DFeatureExtractor(
-        settings, weights=args.i3d_weights, device=args.device, precision=args.precision, batch_size=args.batch_size
+        settings,
+        weights=args.i3d_weights,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
     )
     with (
         tqdm(total=len(videos), unit="video", disable=args.quiet, file=sys.stderr) as files_bar,

@@ -18,26 +18,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "from the train split for model selection; the selected model is written to OUT/model. "
         "Run under `torchrun --nproc_per_node=N` for data-parallel training.",
     )
-    parser.add_argument("--data", required=True, type=Path, help="dataset directory (features/, groundTruth/, ...)")
-    parser.add_argument("--split", default="1", help="split number k of splits/train.split<k>.bundle (default 1)")
-    parser.add_argument("--out", required=True, type=Path, help="run directory for checkpoints, log and model")
+    parser.add_argument(
+        "--data", required=True, type=Path, help="dataset directory (features/, groundTruth/, ...)"
+    )
+    parser.add_argument(
+        "--split", default="1", help="split number k of splits/train.split<k>.bundle (default 1)"
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="run directory for checkpoints, log and model"
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", default="50salads", help="architecture and recipe (default 50salads)")
-    source.add_argument("--config", type=Path, help="a JSON model configuration (ActFusionConfig.to_dict form)")
+    source.add_argument(
+        "--config", type=Path, help="a JSON model configuration (ActFusionConfig.to_dict form)"
+    )
     parser.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
     parser.add_argument("--eval-every", type=int, help="validate every N epochs (default: the preset's)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/latest.pt if it exists")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of train videos for validation")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share of train videos for validation"
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--attention-impl", default="auto", help="auto, torch, triton or reference")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for torch (1 is fastest for small models on a busy machine)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..train import train
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     config: str | dict = args.preset
     if args.config is not None:
         try:
@@ -60,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if os.environ.get("RANK", "0") == "0":
         score = "n/a" if result.best_score is None else f"{result.best_score:.2f}"
-        print(f"trained {result.epochs} epochs; model: {result.model_dir} (validation score {score}); "
-              f"log: {result.log}")
+        print(
+            f"trained {result.epochs} epochs; model: {result.model_dir} (validation score {score}); "
+            f"log: {result.log}"
+        )
     return 0

@@ -139,7 +139,7 @@ def read_feature_settings(paths: list[Path]) -> dict | None:
         if len(found) > 1:
             first, second = found.values()
             raise DatasetError(
-                f"features were extracted with different settings ({first} vs {second}); re-extract them alike"
+                f"features were extracted with different settings ({first} vs {second}); re-extract alike"
             )
         settings = current
     return settings
@@ -211,10 +211,7 @@ class MSTCNDataset:
     def crops(self, index: int) -> np.ndarray:
         """Features of video `index` as [S, T, D] float32 (S spatial crops)."""
         array = np.load(self.videos[index].feature_path, mmap_mode="r")
-        if array.ndim == 2:
-            array = array.T[None]
-        else:
-            array = array.transpose(1, 0, 2)
+        array = array.T[None] if array.ndim == 2 else array.transpose(1, 0, 2)
         return np.asarray(array, dtype=np.float32)
 
     def features(self, index: int) -> np.ndarray:
@@ -232,14 +229,16 @@ class MSTCNDataset:
 
     def stream(self, index: int, offset: int, crop: int = 0) -> Stream:
         """Frames offset, offset + sr, ... of one crop of video `index` (spec §5)."""
-        video = self.videos[index]
-        frames = slice(offset, None, self.sample_rate)
-        features = self.crops(index)[crop, frames].T
-        return Stream(np.array(features, order="C"), video.labels[frames], video.boundaries[frames])
+        return self._stream(index, self.crops(index)[crop], offset)
 
     def training_stream(self, index: int, rng: random.Random) -> Stream:
         """A random crop and a random stream of video `index`, as training visits it."""
-        crops = self.crops(index).shape[0]
-        crop = rng.randrange(crops)
+        crops = self.crops(index)
+        crop = rng.randrange(crops.shape[0])
         offset = rng.choice(self.stream_offsets())
-        return self.stream(index, offset, crop)
+        return self._stream(index, crops[crop], offset)
+
+    def _stream(self, index: int, features: np.ndarray, offset: int) -> Stream:
+        video = self.videos[index]
+        frames = slice(offset, None, self.sample_rate)
+        return Stream(np.array(features[frames].T, order="C"), video.labels[frames], video.boundaries[frames])

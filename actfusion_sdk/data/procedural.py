@@ -299,25 +299,27 @@ def generate_benchmark(
         raise ConfigError(f"num_videos must be a positive integer, got {num_videos!r}")
     if not 0 <= test_fraction < 1:
         raise ConfigError(f"test_fraction must lie in [0, 1), got {test_fraction}")
+    num_test = round(num_videos * test_fraction)
+    if num_test == num_videos:
+        raise ConfigError(f"test_fraction {test_fraction} of {num_videos} videos leaves none for training")
     if not label_fps > 0:
         raise ConfigError(f"label_fps must be positive, got {label_fps}")
-    root = _prepare_directory(Path(out_dir), overwrite)
-    codec = available_codec()
     activity_names = list(ACTIVITIES)
     videos: dict[str, ActivitySpec] = {}
     for index, video_seed in enumerate(np.random.SeedSequence(seed).spawn(num_videos)):
         activity = activity_names[index % len(activity_names)]
         spec = sample_activity(np.random.default_rng(video_seed), activity, size=size, fps=fps, pacing=pacing)
-        name = f"{activity}_{index:03d}"
+        videos[f"{activity}_{index:03d}"] = spec
+    root = _prepare_directory(Path(out_dir), overwrite)
+    codec = available_codec()
+    for name, spec in videos.items():
         render_video(spec, root / "videos" / f"{name}.mp4", codec=codec)
         _write_lines(root / "groundTruth" / f"{name}.txt", spec.feature_labels(label_fps))
         _write_lines(root / "frameLabels" / f"{name}.txt", spec.frame_labels())
-        videos[name] = spec
         if on_video is not None:
             on_video(name)
     names = list(videos)
-    num_train = num_videos - round(num_videos * test_fraction)
-    train, test = tuple(names[:num_train]), tuple(names[num_train:])
+    train, test = tuple(names[: num_videos - num_test]), tuple(names[num_videos - num_test :])
     _write_lines(root / "mapping.txt", [f"{index} {name}" for index, name in enumerate(CLASSES)])
     _write_lines(root / "splits" / "train.split1.bundle", [f"{name}.txt" for name in train])
     _write_lines(root / "splits" / "test.split1.bundle", [f"{name}.txt" for name in test])

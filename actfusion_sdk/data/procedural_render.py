@@ -396,7 +396,7 @@ def _through_camera(
     )
     frames *= look.brightness(times)[:, None, None, None]
     frames += look.noise_std * noise_rng.standard_normal((*frames.shape[:3], 1), dtype=np.float32)
-    frames += 0.5  # round half up: truncation after clipping to [0, 255.5]
+    frames += 0.5  # round half up: add 0.5, clip, truncate
     return np.clip(frames, 0, 255, out=frames).astype(np.uint8)
 
 
@@ -405,9 +405,7 @@ def available_codec() -> str:
     for name in PREFERRED_CODECS:
         try:
             av.codec.Codec(name, "w")
-        except av.error.FFmpegError:
-            continue
-        except ValueError:  # older PyAV raises UnknownCodecError, a ValueError, for unknown names
+        except av.codec.codec.UnknownCodecError:  # this FFmpeg build lacks the encoder
             continue
         return name
     raise ConfigError(

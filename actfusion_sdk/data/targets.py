@@ -32,7 +32,7 @@ def boundary_targets(labels: np.ndarray, sigma: float | None) -> np.ndarray:
 
 
 def soft_label_targets(labels: np.ndarray, num_classes: int, sigma: float) -> np.ndarray:
-    """Soft labels [nc, L]: each class's one-hot row smoothed along time (reflect), so every frame sums to 1."""
+    """Soft labels [nc, L]: each class's one-hot row smoothed along time (reflect); frames sum to 1."""
     labels = np.asarray(labels, np.int64)
     one_hot = np.zeros((num_classes, labels.shape[0]), np.float64)
     one_hot[labels, np.arange(labels.shape[0])] = 1.0

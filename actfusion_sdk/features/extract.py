@@ -19,7 +19,9 @@ import numpy as np
 
 from .i3d import I3DFeatureExtractor, VideoFeatures
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
+)
 FAILURES_FILE = "failures.json"
 
 
@@ -45,7 +47,7 @@ class ExtractionReport:
 
 
 def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files as given, and the video files (by suffix) under each directory, sorted; order kept, no repeats."""
+    """Files as given and the videos (by suffix) under each directory, sorted; order kept, no repeats."""
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -58,13 +60,13 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
 @contextmanager
 def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Write ``path`` through a temporary file in the same directory, renamed into place on success."""
-    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with handle:
+        with open(descriptor, mode) as handle:
             yield handle
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        Path(temporary).unlink(missing_ok=True)
         raise
 
 
@@ -107,7 +109,7 @@ def extract_to_directory(
     progress: Callable[[int, int | None], None] | None = None,
 ) -> ExtractionReport:
     """Extract every video into ``out_dir/features``; failures are collected, written to
-    ``out_dir/failures.json`` and never stop the batch. ``on_video(index, video)`` is called before each video."""
+    ``out_dir/failures.json`` and never stop the batch. ``on_video(index, video)`` runs before each video."""
     out_dir = Path(out_dir)
     feature_dir = out_dir / "features"
     feature_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,9 @@ def extract_to_directory(
             on_video(index, video)
         name = video.stem
         if name in claimed:
-            report.failed.append(ExtractionFailure(video, f"has the same name as {claimed[name]}; rename one"))
+            report.failed.append(
+                ExtractionFailure(video, f"has the same name as {claimed[name]}; rename one")
+            )
             continue
         claimed[name] = video
         npy, meta = feature_dir / f"{name}.npy", feature_dir / f"{name}.json"

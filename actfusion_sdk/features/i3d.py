@@ -12,7 +12,6 @@ models' conclusions are the same (notes/procedural-demo.md). fp32 is the default
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import queue
 import threading
@@ -24,7 +23,6 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import ConfigError, WeightsError
 from ..video.clips import ClipSchedule
@@ -61,7 +59,7 @@ class VideoFeatures:
 
 
 class I3DBackbone(nn.Module):
-    """i3d_r50 stem and res2–res5, followed by the global mean over time and space: [B, 3, T, H, W] -> [B, 2048]."""
+    """i3d_r50 stem and res2–res5, then the global mean over time and space: [B, 3, T, H, W] -> [B, 2048]."""
 
     def __init__(self, i3d_r50: nn.Module) -> None:
         super().__init__()
@@ -91,7 +89,8 @@ def load_i3d_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several unrelated types for unreadable or unsafe pickles
         raise WeightsError(
-            f"'{path}' is not a readable I3D checkpoint (truncated, not a torch file, or needs unsafe pickle): {err}"
+            f"'{path}' is not a readable I3D checkpoint (truncated, not a torch file, or needs unsafe "
+            f"pickle): {err}"
         ) from err
     state = loaded.get("model_state", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -102,7 +101,7 @@ def load_i3d_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def download_kinetics_weights(dest: str | Path) -> Path:
-    """Download pytorchvideo's Kinetics-400 I3D_8x8_R50.pyth to ``dest`` (online users only; never implicit)."""
+    """Download pytorchvideo's Kinetics-400 I3D_8x8_R50.pyth to ``dest`` (online use only, never implicit)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
@@ -132,15 +131,20 @@ def build_backbone(state_dict: dict[str, torch.Tensor]) -> I3DBackbone:
 
 
 def fold_batchnorm(backbone: I3DBackbone) -> I3DBackbone:
-    """A copy of ``backbone`` with every BatchNorm folded into the convolution before it (inference only)."""
-    folded = copy.deepcopy(backbone)
-    for module in folded.modules():
-        for conv_name, norm_name in _CONV_NORM_PAIRS:
-            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
-            if isinstance(conv, nn.Conv3d) and isinstance(norm, nn.BatchNorm3d):
-                setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
+    """Fold every BatchNorm into the convolution before it, in place (inference only; exact up to rounding):
+    ``W' = W·γ/√(σ²+ε)`` per output channel and ``b' = β + (b − μ)·γ/√(σ²+ε)``."""
+    with torch.no_grad():
+        for module in backbone.modules():
+            for conv_name, norm_name in _CONV_NORM_PAIRS:
+                conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+                if not (isinstance(conv, nn.Conv3d) and isinstance(norm, nn.BatchNorm3d)):
+                    continue
+                scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+                conv.weight.mul_(scale.reshape(-1, 1, 1, 1, 1))
+                conv.bias = nn.Parameter(norm.bias + (bias - norm.running_mean) * scale)
                 setattr(module, norm_name, nn.Identity())
-    return folded
+    return backbone
 
 
 def _resolve_weights(

@@ -61,7 +61,7 @@ def seeded_i3d_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def state_dict_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
-    """sha256 over (key, shape, dtype, raw bytes) of every entry, in order: identical tensors, identical hash."""
+    """sha256 over (key, shape, dtype, raw bytes) of every entry in order: same tensors, same hash."""
     digest = hashlib.sha256()
     for key, tensor in state_dict.items():
         array = tensor.detach().cpu().contiguous().numpy()

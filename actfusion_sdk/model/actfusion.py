@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import ConfigError, InputError
 from .config import ENCODER_PROBS, RAW_FEATURES, ActFusionConfig, DecoderConfig, EncoderConfig
 from .diffusion import DDIMSampler, NoiseSchedule
-from .layers import NORM_EPS, CrossProjection, DilatedAttentionLayer, pointwise, timestep_embedding
+from .layers import CrossProjection, DilatedAttentionLayer, instance_norm, pointwise, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -34,25 +34,35 @@ class CrossCache:
     projections: tuple[CrossProjection, ...]
 
 
-class LayerStack(nn.Module):
-    """Layers with dilation 2**i; holds them under `.layers` as the official key names require."""
+def dilated_layers(
+    num_layers: int, width: int, kernel_size: int, dropout: float, cross_dim: int, pos: str
+) -> nn.ModuleList:
+    """Layers with dilation 2**i (spec §1.2)."""
+    return nn.ModuleList(
+        DilatedAttentionLayer(width, 2**i, kernel_size, dropout, cross_dim=cross_dim, pos=pos)
+        for i in range(num_layers)
+    )
 
-    def __init__(
-        self, num_layers: int, width: int, kernel_size: int, dropout: float, cross_dim: int, pos: str
-    ):
+
+class LayerStack(nn.Module):
+    """The encoder's layers, held under `.layers` as the official key names require."""
+
+    def __init__(self, config: EncoderConfig, pos: str) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            DilatedAttentionLayer(width, 2**i, kernel_size, dropout, cross_dim=cross_dim, pos=pos)
-            for i in range(num_layers)
+        self.layers = dilated_layers(
+            config.num_layers, config.width, config.kernel_size, config.dropout, 0, pos
         )
 
 
-class DecoderStack(LayerStack):
-    """The decoder's layers plus the projection of the time embedding added before layer 0."""
+class DecoderStack(nn.Module):
+    """The projection of the time embedding (added before layer 0) and the decoder's layers."""
 
     def __init__(self, config: DecoderConfig, cross_dim: int, pos: str) -> None:
-        super().__init__(config.num_layers, config.width, config.kernel_size, config.dropout, cross_dim, pos)
+        super().__init__()
         self.time_proj = nn.Linear(config.time_emb_dim, config.width)
+        self.layers = dilated_layers(
+            config.num_layers, config.width, config.kernel_size, config.dropout, cross_dim, pos
+        )
 
 
 class Encoder(nn.Module):
@@ -62,7 +72,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         self.conv_in = nn.Conv1d(config.input_dim, config.width, 1)
-        self.encoder = LayerStack(config.num_layers, config.width, config.kernel_size, config.dropout, 0, pos)
+        self.encoder = LayerStack(config, pos)
         self.conv_out = nn.Conv1d(config.width, num_classes, 1)
 
     def forward(self, x: torch.Tensor, with_logits: bool = True) -> EncoderOutput:
@@ -70,7 +80,7 @@ class Encoder(nn.Module):
         kept = config.kept_layers
         with_logits = with_logits or ENCODER_PROBS in config.feature_layer_indices
         if config.use_instance_norm:
-            x = F.instance_norm(x, eps=NORM_EPS)
+            x = instance_norm(x)
         features = [x] if RAW_FEATURES in config.feature_layer_indices else []
         if self.training:
             # Dropout2d over whole feature channels, then over whole frames (spec §1.3 step 3).

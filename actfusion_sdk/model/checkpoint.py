@@ -252,12 +252,9 @@ def _load_official(
     return LoadedModel(model, card)
 
 
-def _mismatches(
-    config: ActFusionConfig, num_classes: int, state_dict: Mapping[str, torch.Tensor]
-) -> list[str]:
-    """How `state_dict` differs from ActFusion(config, num_classes): missing or unexpected keys, shapes."""
-    with torch.device("meta"):
-        expected = ActFusion(config, num_classes).state_dict()
+def _mismatches(model: ActFusion, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """How `state_dict` differs from `model`'s: missing or unexpected keys, shapes."""
+    expected = model.state_dict()
     problems = []
     missing = [key for key in expected if key not in state_dict]
     unexpected = [key for key in state_dict if key not in expected]
@@ -272,7 +269,7 @@ def _mismatches(
         )
     problems.extend(
         f"key {key}: file has shape {list(state_dict[key].shape)}, "
-        f"preset {config.name!r} expects {list(shape.shape)}"
+        f"preset {model.config.name!r} expects {list(shape.shape)}"
         for key, shape in expected.items()
         if key in state_dict and state_dict[key].shape != shape.shape
     )
@@ -281,7 +278,11 @@ def _mismatches(
 
 def _fit_hint(state_dict: Mapping[str, torch.Tensor]) -> str:
     file_classes = state_dict[CLASS_KEY].shape[0]
-    fitting = [name for name, config in PRESETS.items() if not _mismatches(config, file_classes, state_dict)]
+    fitting = [
+        name
+        for name, config in PRESETS.items()
+        if not _mismatches(ActFusion(config, file_classes), state_dict)
+    ]
     if fitting:
         return f"the file fits preset {' or '.join(repr(name) for name in fitting)}"
     return f"it fits none of the presets ({', '.join(PRESETS)}); pass the ActFusionConfig it was trained with"
@@ -290,7 +291,7 @@ def _fit_hint(state_dict: Mapping[str, torch.Tensor]) -> str:
 def _load_strict(model: ActFusion, state_dict: Mapping[str, torch.Tensor], source: Path) -> None:
     if CLASS_KEY not in state_dict:
         raise WeightsError(f"{source} is not an ActFusion state_dict (no {CLASS_KEY})")
-    problems = _mismatches(model.config, model.num_classes, state_dict)
+    problems = _mismatches(model, state_dict)
     if problems:
         raise WeightsError(
             f"{source} does not match preset {model.config.name!r}: {'; '.join(problems[:3])}"

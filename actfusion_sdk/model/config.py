@@ -176,7 +176,7 @@ class ActFusionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe nested dict (tuples become lists)."""
-        return asdict(self)
+        return _lists_for_tuples(asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ActFusionConfig:
@@ -320,6 +320,14 @@ class ActFusionConfig:
             "soft_label": train.soft_label,
             "postprocess": {"type": self.postprocess.kind, "value": self.postprocess.value},
         }
+
+
+def _lists_for_tuples(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _lists_for_tuples(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists_for_tuples(item) for item in value]
+    return value
 
 
 def _check_sizes(part: str, num_layers: int, width: int, kernel_size: int) -> None:

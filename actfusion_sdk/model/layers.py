@@ -97,9 +97,19 @@ class DilatedAttentionLayer(nn.Module):
     def forward(self, x: torch.Tensor, cross: CrossProjection | None = None) -> torch.Tensor:
         xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
         mixed = self.conv_block(xd) + self.attention(xd, cross)
-        hidden = F.instance_norm(mixed, eps=NORM_EPS)
+        hidden = instance_norm(mixed)
         first, _, second = self.ffn_block
         return x + pointwise(second.weight, second.bias, F.relu(pointwise(first.weight, first.bias, hidden)))
+
+
+def instance_norm(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel normalisation over time [B, C, L]: biased variance, eps 1e-5, no affine (spec §1.3).
+
+    A single frame normalises to exactly 0 (torch's instance_norm refuses L = 1; so did the official code).
+    """
+    if x.shape[-1] == 1:
+        return torch.zeros_like(x)
+    return F.instance_norm(x, eps=NORM_EPS)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ def soft_cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torc
 
 
 def smoothing_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Mean over (c, t ≥ 1) of clamp((logsm_t − sg(logsm_{t−1}))², 0, 16), logsm = log_softmax over classes."""
+    """Mean over (c, t ≥ 1) of clamp((logsm_t − sg(logsm_{t−1}))², 0, 16), logsm = log_softmax(classes)."""
     log_probs = F.log_softmax(logits, dim=1)
     jumps = (log_probs[:, :, 1:] - log_probs.detach()[:, :, :-1]) ** 2
     return torch.clamp(jumps, 0.0, SMOOTHING_CLAMP).mean()
@@ -60,7 +60,7 @@ def classification_loss(
     weights: torch.Tensor | None = None,
     soft_targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Soft-label CE when soft targets are given (weights unused, spec §3), else hard CE with class weights."""
+    """Soft-label CE when soft targets are given (no weights, spec §3), else hard CE with class weights."""
     if soft_targets is not None:
         return soft_cross_entropy_loss(logits, soft_targets)
     return cross_entropy_loss(logits, labels, weights)

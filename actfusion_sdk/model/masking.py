@@ -1,4 +1,4 @@
-"""Training masks of ActFusion (spec §4): which encoder input frames stay visible and which become mask tokens.
+"""Training masks of ActFusion (spec §4): which encoder input frames stay visible, which become mask tokens.
 
 Every function takes its random sources explicitly (`random.Random` for the type, 'ant' and the patches,
 a numpy Generator or RandomState for the segment picks, as the official code draws them), so runs are
@@ -38,7 +38,7 @@ def check_mask_types(cond_types: Sequence[str]) -> None:
     for kind in cond_types:
         if kind == "zero":
             raise ConfigError(
-                "masking type 'zero' crashes the official code and is not supported; remove it from cond_types"
+                "masking type 'zero' crashes the official code and is unsupported; remove it from cond_types"
             )
         if kind not in MASK_TYPES:
             raise ConfigError(f"unknown masking type {kind!r}; choose from {', '.join(MASK_TYPES)}")

@@ -62,7 +62,8 @@ def _open(path: Path) -> av.container.InputContainer:
         container = av.open(str(path), mode="r")
     except av.FFmpegError as err:
         raise VideoError(
-            f"'{path}' is not a readable video (corrupt, truncated before its index, or not a video at all): {err}"
+            f"'{path}' is not a readable video (corrupt, truncated before its index, or not a video at "
+            f"all): {err}"
         ) from err
     fmt = container.format.name
     if any(marker in fmt for marker in _IMAGE_FORMATS):
@@ -113,7 +114,8 @@ class VideoDecoder:
     """Iterate a video's frames at ``fps`` as [H, W, 3] uint8 tensors, resized/cropped as they are decoded.
 
     Opening validates the file (``VideoError`` otherwise). After iteration, ``num_frames`` is the number of
-    frames produced and ``duration`` the source duration in seconds (end of the last decoded frame).
+    frames produced, ``source_frames`` the number decoded from the file and ``duration`` the source duration
+    in seconds (end of the last decoded frame).
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class VideoDecoder:
         self.stall_seconds = stall_seconds
         self.info = probe_video(self.path)
         self.num_frames = 0
+        self.source_frames = 0
         self.duration: float | None = None
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -156,41 +159,66 @@ class VideoDecoder:
                     continue  # repeated or out-of-order timestamp: the earlier frame already covers it
                 if held is not None:
                     last_delta = frame_time - last_time
-                    yield from self._emit(held, until=frame_time, step=step)
+                    yield from self._emit(held, before=frame_time, step=step)
                 held, last_time = frame, frame_time
             if held is None:
                 raise VideoError(f"'{self.path}' contains no decodable video frame")
             held_length = Fraction(held.duration) * held.time_base if held.duration else last_delta
             self.duration = float(last_time + held_length)
-            yield from self._emit(held, until=last_time + held_length, step=step)
+            yield from self._emit(held, before=last_time + held_length, step=step)
+        self._warn_if_incomplete()
 
-    def _emit(self, frame: av.VideoFrame, *, until: Fraction, step: Fraction) -> Iterator[torch.Tensor]:
-        """Yield ``frame`` for every output time before ``until`` (converting it once, only if used)."""
-        if self.num_frames * step >= until:
+    def _warn_if_incomplete(self) -> None:
+        """Warn when fewer frames or less time decoded than the container declares (a cut-off file)."""
+        declared_frames, declared_duration = self.info.declared_frames, self.info.duration
+        slack = 2 / self.info.average_fps if self.info.average_fps else 0.1
+        if (declared_frames and self.source_frames < declared_frames) or (
+            declared_duration and self.duration < declared_duration - slack
+        ):
+            warnings.warn(
+                f"'{self.path}': stream ends early (truncated or corrupt): decoded {self.source_frames} "
+                f"frames / {self.duration:.3f} s of the declared {declared_frames or '?'} frames / "
+                f"{declared_duration or 0:.3f} s; using the frames before the damage",
+                stacklevel=3,
+            )
+
+    def _emit(self, frame: av.VideoFrame, *, before: Fraction, step: Fraction) -> Iterator[torch.Tensor]:
+        """Yield ``frame`` for every output time before ``before`` (converting it once, only if used).
+
+        Timestamps are rounded to whole ticks of the stream's time base (e.g. 67 ms for 1/15 s in mkv), so a
+        time within half a tick of ``before`` is counted as after it.
+        """
+        last = before - Fraction(frame.time_base or 0) / 2
+        if self.num_frames * step > last:
             return
         image = _upright(frame.to_ndarray(format="rgb24"), frame.rotation)
         converted = resize_and_crop(image, self.short_side, self.crop_size)
-        while self.num_frames * step < until:
+        while self.num_frames * step <= last:
             self.num_frames += 1
             yield converted
 
     def _decoded(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
     ) -> Iterator[av.VideoFrame]:
-        """Decoded frames in presentation order; stops with a warning where the stream breaks."""
-        produced = 0
-        last_progress = time.monotonic()
+        """Decoded frames in presentation order; stops with a warning where the stream breaks.
+
+        The stall clock counts only time spent demuxing and decoding, not time the consumer holds a frame.
+        """
+        produced = self.source_frames = 0
         try:
+            waiting_since = time.monotonic()
             for packet in container.demux(stream):
-                for frame in packet.decode():
-                    produced += 1
-                    last_progress = time.monotonic()
-                    yield frame
-                if time.monotonic() - last_progress > self.stall_seconds:
+                frames = packet.decode()
+                if not frames and time.monotonic() - waiting_since > self.stall_seconds:
                     raise VideoError(
-                        f"'{self.path}': no frame decoded for {self.stall_seconds:g} s after frame {produced}; "
-                        "the stream looks corrupt (re-encode it)"
+                        f"'{self.path}': no frame decoded for {self.stall_seconds:g} s after frame "
+                        f"{produced}; the stream looks corrupt (re-encode it)"
                     )
+                for frame in frames:
+                    produced = self.source_frames = produced + 1
+                    yield frame
+                if frames:
+                    waiting_since = time.monotonic()
         except av.FFmpegError as err:
             if produced == 0:
                 raise VideoError(f"'{self.path}': the video stream cannot be decoded: {err}") from err
@@ -200,13 +228,6 @@ class VideoDecoder:
                 stacklevel=2,
             )
             return
-        declared = self.info.declared_frames
-        if declared and produced < declared:
-            warnings.warn(
-                f"'{self.path}': stream is truncated: the container declares {declared} frames but only "
-                f"{produced} decoded; using those",
-                stacklevel=2,
-            )
 
 
 def read_frames(

@@ -1,0 +1,449 @@
+"""Benchmark and correctness sweep of the dilated-attention implementations (issue 3).
+
+On CUDA: correctness of the Triton kernels in fp32/bf16 with gradients, then forward and forward+backward
+time (triton.testing.do_bench, median) of triton vs reference vs torch.compile(reference) vs FlexAttention,
+achieved GB/s against a device-to-device copy measured in the same run (minimum bytes: Q, K, V read once,
+output written once) and peak memory. On CPU: the Triton interpreter correctness sweep and torch vs reference
+time and peak memory.
+`--compile-report` compiles the kernels offline for sm_90a (no GPU needed) and prints registers and spills.
+Writes a markdown table to stdout and, when $OUT is set, to $OUT/attention.md.
+
+    python benchmarks/bench_attention.py --device cuda --batch 4 --channels 256 --length 16384
+    python benchmarks/bench_attention.py --device cpu --batch 1 --channels 256 --length 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+DEFAULT_DILATIONS = ",".join(str(2**i) for i in range(12))
+# Random shapes of the correctness sweep: (batch, C, Cv, L, dilation, K); odd L, L < dilation, C not 2^n.
+SWEEP_SHAPES = [
+    (2, 7, 7, 41, 8, 5),
+    (3, 10, 6, 17, 32, 9),
+    (1, 24, 24, 200, 1, 3),
+    (2, 5, 9, 13, 3, 7),
+    (1, 256, 256, 301, 64, 5),
+]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--length", type=int, default=16384)
+    parser.add_argument("--kernel-size", type=int, default=5)
+    parser.add_argument("--dilations", default=DEFAULT_DILATIONS, help="comma-separated")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="benchmark dtype (CUDA)")
+    parser.add_argument(
+        "--impls",
+        default="triton,reference,compiled,flex",
+        help="CUDA implementations to time, comma-separated",
+    )
+    parser.add_argument("--no-check", action="store_true", help="skip the correctness sweep")
+    parser.add_argument(
+        "--compile-report", action="store_true", help="offline sm_90a compile: registers/spills"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="CPU timing repeats (median)")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def emit(lines: list[str], name: str) -> None:
+    """Print a report section and append it to $OUT/<name> when OUT is set."""
+    text = "\n".join(lines) + "\n"
+    print(text, flush=True)
+    if os.environ.get("OUT"):
+        with open(Path(os.environ["OUT"]) / name, "a") as handle:
+            handle.write(text + "\n")
+
+
+def random_problem(
+    shape: tuple[int, ...], dtype: torch.dtype, device: str, seed: int
+) -> tuple[torch.Tensor, ...]:
+    batch, channels, value_channels, length, _, kernel_size = shape
+    generator = torch.Generator().manual_seed(seed)
+    tensors = (
+        torch.randn(batch, channels, length, generator=generator) * 2,
+        torch.randn(batch, channels, length, generator=generator),
+        torch.randn(batch, value_channels, length, generator=generator),
+        torch.randn(kernel_size, generator=generator) * 3,
+    )
+    return tuple(t.to(device=device, dtype=dtype).requires_grad_(True) for t in tensors)
+
+
+def relative_errors(shape: tuple[int, ...], dtype: torch.dtype, device: str, seed: int) -> list[float]:
+    """Relative L2 error of out, dq, dk, dv, dbias of impl='triton' vs the float64 reference."""
+    from actfusion_sdk.model.attention import dilated_attention, reference_dilated_attention
+
+    dilation, kernel_size = shape[4], shape[5]
+    inputs = random_problem(shape, dtype, device, seed)
+    inputs64 = tuple(t.detach().double().requires_grad_(True) for t in inputs)
+    out = dilated_attention(*inputs, dilation, kernel_size, impl="triton")
+    expected = reference_dilated_attention(*inputs64, dilation, kernel_size)
+    upstream = torch.randn(expected.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    upstream = upstream.to(device)
+    grads = torch.autograd.grad(out, inputs, upstream.to(dtype))
+    grads64 = torch.autograd.grad(expected, inputs64, upstream)
+    return [
+        ((got.double() - want).norm() / want.norm()).item()
+        for got, want in zip((out, *grads), (expected, *grads64), strict=True)
+    ]
+
+
+def correctness_sweep(device: str, dtypes: list[torch.dtype]) -> bool:
+    """Triton forward and gradients vs float64 reference; fp32 limits 1e-5/1e-4, bf16/fp16 1e-2."""
+    lines = [
+        f"### Triton correctness vs float64 reference ({device}, relative L2 error)",
+        "",
+        "| dtype | B, C, Cv, L, d, K | out | dq | dk | dv | dbias | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    all_ok = True
+    for dtype in dtypes:
+        limits = (1e-5, 1e-4) if dtype in (torch.float32, torch.float64) else (1e-2, 1e-2)
+        for seed, shape in enumerate(SWEEP_SHAPES):
+            errors = relative_errors(shape, dtype, device, seed)
+            ok = errors[0] <= limits[0] and all(e <= limits[1] for e in errors[1:])
+            all_ok &= ok
+            cells = " | ".join(f"{e:.1e}" for e in errors)
+            lines.append(f"| {str(dtype)[6:]} | {shape} | {cells} | {'yes' if ok else 'NO'} |")
+    emit(lines, "attention.md")
+    return all_ok
+
+
+# ----------------------------------------------------------------------------------------------------- CUDA
+
+
+def flex_attention_op(dilation: int, kernel_size: int) -> Callable:
+    """The op in FlexAttention: K/V zero-padded by P = d·(K//2) on both sides so out-of-range taps exist as
+    real zero keys (they must stay in the softmax denominator, spec §2), a mask keeping the K dilated taps,
+    and a score_mod adding bias_j/sqrt(C) plus the log-mask term. Pays the padded copies and a [B, 1, L, C]
+    transpose; scores of masked-out positions inside a 128x128 block are still computed."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    from actfusion_sdk.model.attention import log_mask_terms
+
+    compiled = torch.compile(flex_attention)
+    half = kernel_size // 2
+    pad = half * dilation
+    log_invalid, log_valid = log_mask_terms()
+    cache = {}
+
+    def run(q, k, v, bias):
+        batch, channels, length = q.shape
+        if length not in cache:
+
+            def tap_mask(b, h, q_idx, kv_idx):
+                offset = kv_idx - q_idx
+                return (offset >= 0) & (offset <= 2 * pad) & (offset % dilation == 0)
+
+            cache[length] = create_block_mask(tap_mask, None, None, length, length + 2 * pad, device=q.device)
+        tap_bias = bias / math.sqrt(channels)
+
+        def add_bias(score, b, h, q_idx, kv_idx):
+            tap = (kv_idx - q_idx) // dilation
+            key = q_idx + (tap - half) * dilation
+            in_range = (key >= 0) & (key < length)
+            return score + tap_bias[tap] + torch.where(in_range, log_valid, log_invalid)
+
+        padded = [torch.nn.functional.pad(t, (pad, pad)).transpose(1, 2)[:, None] for t in (k, v)]
+        out = compiled(q.transpose(1, 2)[:, None], *padded, score_mod=add_bias, block_mask=cache[length])
+        return out[:, 0].transpose(1, 2)
+
+    return run
+
+
+def cuda_implementations(names: list[str], dilation: int, kernel_size: int) -> dict[str, Callable]:
+    from actfusion_sdk.model.attention import dilated_attention, reference_dilated_attention
+
+    table = {
+        "triton": lambda q, k, v, b: dilated_attention(q, k, v, b, dilation, kernel_size, impl="triton"),
+        "reference": lambda q, k, v, b: reference_dilated_attention(q, k, v, b, dilation, kernel_size),
+    }
+    if "compiled" in names:
+        compiled = compiled_reference()
+        table["compiled"] = lambda q, k, v, b: compiled(q, k, v, b, dilation, kernel_size)
+    if "flex" in names:
+        table["flex"] = flex_attention_op(dilation, kernel_size)
+    return {name: table[name] for name in names}
+
+
+_COMPILED: list[Callable] = []
+
+
+def compiled_reference() -> Callable:
+    """torch.compile(reference) once per process, dynamic so one graph serves every dilation."""
+    from actfusion_sdk.model.attention import reference_dilated_attention
+
+    if not _COMPILED:
+        _COMPILED.append(torch.compile(reference_dilated_attention, dynamic=True))
+    return _COMPILED[0]
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy GB/s (bytes read + written) of a 2 GiB buffer, do_bench median."""
+    import triton.testing
+
+    source = torch.randn(2**29, device="cuda")
+    target = torch.empty_like(source)
+    milliseconds = triton.testing.do_bench(lambda: target.copy_(source), return_mode="median")
+    return 2 * source.numel() * 4 / milliseconds / 1e6
+
+
+def peak_memory(fn: Callable[[], object]) -> float:
+    """Extra CUDA memory (MiB) at the peak of one call, above what was allocated before it."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def cuda_benchmark(args: argparse.Namespace) -> None:
+    import triton.testing
+
+    dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
+    names = args.impls.split(",")
+    batch, channels, length, kernel_size = args.batch, args.channels, args.length, args.kernel_size
+    element = torch.finfo(dtype).bits // 8
+    minimum_bytes = 4 * batch * channels * length * element  # Q, K, V read once, output written once
+    bandwidth = copy_bandwidth()
+    lines = [
+        f"### Dilated attention on {torch.cuda.get_device_name()}: B={batch}, C={channels}, L={length}, "
+        f"K={kernel_size}, {args.dtype}; copy bandwidth {bandwidth:.0f} GB/s; "
+        f"minimum bytes {minimum_bytes / 1e6:.0f} MB",
+        "",
+        "| d | impl | fwd ms | fwd GB/s | % copy | fwd+bwd ms | fwd peak MiB | fwd+bwd peak MiB "
+        "| rel err vs triton |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (
+        torch.randn(batch, channels, length, device="cuda", generator=generator, dtype=dtype) for _ in "qkv"
+    )
+    bias = torch.randn(kernel_size, device="cuda", generator=generator, dtype=dtype)
+    upstream = torch.randn(batch, channels, length, device="cuda", generator=generator, dtype=dtype)
+    leaves = [t.detach().clone().requires_grad_(True) for t in (q, k, v, bias)]
+    summary: dict[str, dict[str, float]] = {}
+    for dilation in [int(d) for d in args.dilations.split(",")]:
+        baseline = None
+        for name, fn in cuda_implementations(names, dilation, kernel_size).items():
+            try:
+                with torch.no_grad():
+                    out = fn(q, k, v, bias)
+                baseline = out if baseline is None else baseline
+                error = ((out.float() - baseline.float()).norm() / baseline.float().norm()).item()
+
+                def forward_backward(fn=fn):
+                    fn(*leaves).backward(upstream)
+
+                with torch.no_grad():
+                    forward_ms = triton.testing.do_bench(
+                        lambda fn=fn: fn(q, k, v, bias), return_mode="median"
+                    )
+                    forward_peak = peak_memory(lambda fn=fn: fn(q, k, v, bias))
+                both_ms = triton.testing.do_bench(forward_backward, grad_to_none=leaves, return_mode="median")
+                both_peak = peak_memory(forward_backward)
+            except (
+                Exception
+            ) as error_:  # a failing baseline (e.g. FlexAttention limits) is a table row, not a crash
+                lines.append(
+                    f"| {dilation} | {name} | failed: {type(error_).__name__}: {str(error_)[:120]} |"
+                )
+                continue
+            gbps = minimum_bytes / forward_ms / 1e6
+            totals = summary.setdefault(name, {"fwd": 0.0, "both": 0.0, "worst_pct": 100.0})
+            totals["fwd"] += forward_ms
+            totals["both"] += both_ms
+            totals["worst_pct"] = min(totals["worst_pct"], 100 * gbps / bandwidth)
+            lines.append(
+                f"| {dilation} | {name} | {forward_ms:.3f} | {gbps:.0f} | {100 * gbps / bandwidth:.0f}% | "
+                f"{both_ms:.3f} | {forward_peak:.0f} | {both_peak:.0f} | {error:.1e} |"
+            )
+    lines += [
+        "",
+        "| impl | sum fwd ms | sum fwd+bwd ms | worst % copy | fwd speed-up of triton | fwd+bwd speed-up |",
+    ]
+    lines.append("|---|---|---|---|---|---|")
+    triton_totals = summary.get("triton")
+    for name, totals in summary.items():
+        fwd_ratio = totals["fwd"] / triton_totals["fwd"] if triton_totals else float("nan")
+        both_ratio = totals["both"] / triton_totals["both"] if triton_totals else float("nan")
+        lines.append(
+            f"| {name} | {totals['fwd']:.2f} | {totals['both']:.2f} | {totals['worst_pct']:.0f}% | "
+            f"{fwd_ratio:.1f}x | {both_ratio:.1f}x |"
+        )
+    emit(lines, "attention.md")
+
+
+# ------------------------------------------------------------------------------------------------------ CPU
+
+
+def cpu_memory_child(args: argparse.Namespace) -> None:
+    """Child process: peak RSS growth (MiB) of one implementation over all dilations, as JSON on stdout."""
+    import resource
+
+    from actfusion_sdk.model.attention import dilated_attention
+
+    torch.set_num_threads(1)
+    q, k, v, bias = (t.detach() for t in random_problem(cpu_shape(args, 1), torch.float32, "cpu", 0))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for dilation in [int(d) for d in args.dilations.split(",")]:
+        dilated_attention(q, k, v, bias, dilation, args.kernel_size, impl=args.memory_child)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mib": (after - before) / 1024}))
+
+
+def cpu_shape(args: argparse.Namespace, dilation: int) -> tuple[int, ...]:
+    return (args.batch, args.channels, args.channels, args.length, dilation, args.kernel_size)
+
+
+def cpu_peak_memory(args: argparse.Namespace, impl: str) -> float:
+    command = [sys.executable, __file__, "--memory-child", impl, "--batch", str(args.batch)]
+    command += ["--channels", str(args.channels), "--length", str(args.length)]
+    command += ["--kernel-size", str(args.kernel_size), "--dilations", args.dilations]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def cpu_benchmark(args: argparse.Namespace) -> None:
+    from actfusion_sdk.model.attention import dilated_attention
+
+    torch.set_num_threads(1)
+    q, k, v, bias = (t.detach() for t in random_problem(cpu_shape(args, 1), torch.float32, "cpu", 0))
+    lines = [
+        f"### torch vs reference on CPU (1 thread): B={args.batch}, C={args.channels}, L={args.length}, "
+        f"K={args.kernel_size}, fp32, median of {args.repeats}",
+        "",
+        "| d | reference ms | torch ms | speed-up | max abs diff |",
+        "|---|---|---|---|---|",
+    ]
+    totals = {"reference": 0.0, "torch": 0.0}
+    for dilation in [int(d) for d in args.dilations.split(",")]:
+        times, outputs = {}, {}
+        for impl in totals:
+            samples = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                outputs[impl] = dilated_attention(q, k, v, bias, dilation, args.kernel_size, impl=impl)
+                samples.append(1e3 * (time.perf_counter() - start))
+            times[impl] = statistics.median(samples)
+            totals[impl] += times[impl]
+        diff = (outputs["torch"] - outputs["reference"]).abs().max().item()
+        lines.append(
+            f"| {dilation} | {times['reference']:.1f} | {times['torch']:.1f} | "
+            f"{times['reference'] / times['torch']:.1f}x | {diff:.1e} |"
+        )
+    peaks = {impl: cpu_peak_memory(args, impl) for impl in totals}
+    lines += [
+        "",
+        f"Sum over dilations: reference {totals['reference']:.0f} ms, torch {totals['torch']:.0f} ms "
+        f"({totals['reference'] / totals['torch']:.1f}x faster). Peak RSS growth: reference "
+        f"{peaks['reference']:.0f} MiB, torch {peaks['torch']:.0f} MiB "
+        f"({peaks['reference'] / max(peaks['torch'], 1e-9):.1f}x less).",
+    ]
+    emit(lines, "attention.md")
+
+
+# -------------------------------------------------------------------------------------------- compile report
+
+
+def kernel_signature(fn, pointer_type: str) -> dict[str, str]:
+    """Offline-compile signature from the kernels' naming: *_ptr pointers, log_* floats, CAPS constexpr."""
+    signature = {}
+    for name in fn.arg_names:
+        if name.endswith("_ptr"):
+            signature[name] = pointer_type
+        elif name.startswith("log_"):
+            signature[name] = "fp32"
+        else:
+            signature[name] = "constexpr" if name.isupper() else "i32"
+    return signature
+
+
+def compile_report(args: argparse.Namespace) -> None:
+    """Compile every kernel for sm_90a with the benchmark's launch configuration; ptxas -v resources."""
+    import triton
+    from actfusion_sdk.kernels import dilated_attention as kernels
+    from triton.backends.compiler import GPUTarget
+
+    meta, _ = kernels._launch_shape(args.channels, args.channels, args.length, args.batch)
+    num_warps = meta.pop("num_warps")
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    lines = [
+        f"### Offline sm_90a compile (triton {triton.__version__}): C={args.channels}, K={args.kernel_size}, "
+        f"{meta}, num_warps={num_warps}",
+        "",
+        "| kernel | dtype | registers | spill stores | spill loads |",
+        "|---|---|---|---|---|",
+    ]
+    accumulator = {"fp32": triton.language.float32, "bf16": triton.language.float32}
+    for fn in (kernels._forward_kernel, kernels._backward_query_kernel, kernels._backward_key_kernel):
+        for dtype in ("fp32", "bf16"):
+            constants = {"KERNEL_SIZE": args.kernel_size, "ACC": accumulator[dtype], **meta}
+            constants = {name: value for name, value in constants.items() if name in fn.arg_names}
+            if "TAPS" in fn.arg_names:
+                constants["TAPS"] = triton.next_power_of_2(args.kernel_size)
+            source = triton.compiler.ASTSource(fn, kernel_signature(fn, f"*{dtype}"), constants)
+            compiled = triton.compile(
+                source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps}
+            )
+            with tempfile.NamedTemporaryFile("w", suffix=".ptx") as ptx:
+                ptx.write(compiled.asm["ptx"])
+                ptx.flush()
+                report = subprocess.run(
+                    [str(ptxas), "-arch=sm_90a", "-v", ptx.name, "-o", os.devnull],
+                    capture_output=True,
+                    text=True,
+                ).stderr
+            registers = re.search(r"Used (\d+) registers", report)
+            stores = re.search(r"(\d+) bytes spill stores", report)
+            loads = re.search(r"(\d+) bytes spill loads", report)
+            found = [m.group(1) if m else "?" for m in (registers, stores, loads)]
+            lines.append(f"| {fn.__name__} | {dtype} | {' | '.join(found)} |")
+    emit(lines, "attention.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and not args.compile_report:
+        # The interpreter flag is read when triton's jit decorators run, i.e. before the kernels import.
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    if args.memory_child:
+        cpu_memory_child(args)
+        return 0
+    ok = True
+    if args.compile_report:
+        compile_report(args)
+    elif device == "cuda":
+        if not args.no_check:
+            ok = correctness_sweep("cuda", [torch.float32, torch.bfloat16])
+        cuda_benchmark(args)
+    else:
+        if not args.no_check:
+            ok = correctness_sweep("cpu", [torch.float64, torch.float32, torch.bfloat16])
+        cpu_benchmark(args)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Feature-extraction speed and memory: decode fps, clips/s and achieved GFLOP/s next to a large matmul.
+
+    .venv/bin/python benchmarks/bench_features.py            # full: demo + kinetics sizes, 5/20-min RSS
+    .venv/bin/python benchmarks/bench_features.py --quick    # reduced sizes, short videos (proves it runs)
+
+Achieved GFLOP/s = FLOPs of one forward (torch.utils.flop_counter, 2 per multiply-add) / wall time; the
+matmul of the same precision, timed in the same run, is the machine's practical limit (issue 4 target:
+fp32 extraction >= 50% of it). Peak RSS is measured in a fresh subprocess per video (ru_maxrss), for a
+generated 720p video of each length (low bitrate, simple moving shapes; generation is cached in --cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from actfusion_sdk.features.i3d import I3DFeatureExtractor
+from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
+from actfusion_sdk.video.decode import VideoDecoder
+
+
+def best_seconds(fn, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls after one warm-up (the minimum is the least disturbed by load)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_gflops(dtype: torch.dtype, size: int, repeats: int) -> float:
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    return 2 * size**3 / best_seconds(lambda: a @ b, repeats) / 1e9
+
+
+def network_rate(extractor: I3DFeatureExtractor, batch: int, repeats: int) -> tuple[float, float]:
+    """(clips/s, achieved GFLOP/s) of ``embed_clips`` on random uint8 clips of the settings' size."""
+    s = extractor.settings
+    clips = torch.randint(0, 256, (batch, s.clip_frames, s.crop_size, s.crop_size, 3), dtype=torch.uint8)
+    with FlopCounterMode(display=False) as counter:
+        extractor.embed_clips(clips)
+    seconds = best_seconds(lambda: extractor.embed_clips(clips), repeats)
+    return batch / seconds, counter.get_total_flops() / seconds / 1e9
+
+
+def generate_720p(path: Path, seconds: int, fps: int = 30) -> Path:
+    """A 1280×720 video of a moving square on a flat background, coded cheaply (ultrafast, low bitrate)."""
+    if path.exists():
+        return path
+    partial = path.with_name(path.stem + ".part" + path.suffix)
+    with av.open(str(partial), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "35"}
+        canvas = np.full((720, 1280, 3), 60, np.uint8)
+        for i in range(seconds * fps):
+            x, y = (7 * i) % 1120, (3 * i) % 560
+            canvas[y : y + 160, x : x + 160] = (200, 40 + i % 200, 90)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+            canvas[y : y + 160, x : x + 160] = 60
+        container.mux(stream.encode())
+    partial.replace(path)
+    return path
+
+
+def decode_fps(path: Path, settings: FeatureSettings) -> float:
+    decoder = VideoDecoder(path, settings.fps, short_side=settings.short_side, crop_size=settings.crop_size)
+    start = time.perf_counter()
+    count = sum(1 for _ in decoder)
+    return count / (time.perf_counter() - start)
+
+
+def rss_child(video: Path, batch_size: int) -> None:
+    """Run in a subprocess: extract ``video`` with the demo settings and print peak RSS as JSON."""
+    extractor = I3DFeatureExtractor(FeatureSettings.demo(), device="cpu", batch_size=batch_size)
+    start = time.perf_counter()
+    result = extractor.extract(video)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "features": result.features.shape[1],
+                "seconds": time.perf_counter() - start,
+                "peak_mib": peak_kib / 1024,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="reduced sizes and short videos")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "actfusion_bench",
+        help="where generated videos go",
+    )
+    parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.rss_child:
+        rss_child(args.rss_child, args.batch_size)
+        return
+
+    repeats = 1 if args.quick else 3
+    print(f"torch {torch.__version__}, {args.threads} threads, {'quick' if args.quick else 'full'} run")
+    limits = {
+        p: matmul_gflops(d, 1024 if args.quick else 2048, repeats + 2)
+        for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
+    print(f"matmul: fp32 {limits['fp32']:.1f} GFLOP/s, bf16 {limits['bf16']:.1f} GFLOP/s")
+
+    sizes = [("demo 8x112²", FeatureSettings.demo())]
+    if not args.quick:
+        sizes.append(
+            ("kinetics 8x224²", FeatureSettings.kinetics().with_weights(WeightsSource("seeded", seed=0)))
+        )
+    for label, settings in sizes:
+        for precision in ("fp32", "bf16"):
+            extractor = I3DFeatureExtractor(settings, device="cpu", precision=precision)
+            # Without native bf16 (AVX512-BF16/AMX) the CPU emulates it slowly: keep the quick run short.
+            batches = (1,) if args.quick and precision == "bf16" else (1, 8)
+            for batch in batches:
+                clips_per_s, gflops = network_rate(extractor, batch, repeats)
+                share = 100 * gflops / limits[precision]
+                print(
+                    f"{label} {precision} batch {batch}: {clips_per_s:.2f} clips/s, {gflops:.1f} GFLOP/s "
+                    f"= {share:.0f}% of the {precision} matmul"
+                )
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    lengths = (20, 80) if args.quick else (300, 1200)
+    for seconds in lengths:
+        video = generate_720p(args.cache / f"bench_720p_{seconds}s.mp4", seconds)
+        rate = decode_fps(video, FeatureSettings.demo())
+        print(f"720p {seconds} s: decode to demo frames {rate:.0f} frames/s")
+        child = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(video), "--threads", str(args.threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report = json.loads(child.stdout.strip().splitlines()[-1])
+        print(
+            f"720p {seconds} s: {report['features']} features in {report['seconds']:.0f} s, "
+            f"peak RSS {report['peak_mib']:.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()

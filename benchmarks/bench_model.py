@@ -1,0 +1,182 @@
+"""CPU benchmark of the model core: the attention seam and whole-model segmentation (issue 2).
+
+1. Attention seam, impl "torch" vs "reference": C in {64, 256}, K = 5, L in {1k, 4k, 16k}, one call per
+   dilation 1, 2, ..., 2048 (summed). Time = best of --repeats; peak memory = the process's RSS high-water
+   (VmHWM, reset through /proc/self/clear_refs) during one pass minus its RSS just before, in a fresh
+   subprocess per configuration (torch's CPU allocator keeps no statistics; RSS sees every allocation that touches memory).
+2. Whole-model segmentation (`segment`, random weights, random features) for the breakfast and 50salads
+   presets at L = 2k and 10k frames: ours (attention "torch", cross projections cached across the 25 DDIM
+   steps, unused encoder layers skipped) vs reference attention without caching.
+FLOPs follow the spec §2 formulas (a multiply-add = 2); each row counts the work that variant performs.
+A float32 matmul rate is measured in the same run for scale.
+
+    .venv/bin/python benchmarks/bench_model.py            # full run (several minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_model.py --quick    # reduced sizes, about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import torch
+
+from actfusion_sdk.model.actfusion import ActFusion
+from actfusion_sdk.model.attention import dilated_attention
+from actfusion_sdk.model.config import ActFusionConfig, preset
+from actfusion_sdk.model.inference import segment
+
+DILATIONS = [2**i for i in range(12)]
+KERNEL = 5
+NUM_CLASSES = {"breakfast": 48, "50salads": 19}
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _memory_status(field: str) -> int:
+    """A field of /proc/self/status in bytes (VmRSS: resident now, VmHWM: resident high-water mark)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
+
+
+def attention_child(impl: str, channels: int, length: int, repeats: int) -> dict[str, float]:
+    """Run in a fresh process: peak extra RSS of one pass over all dilations, then the best time."""
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, channels, length, generator=generator) for _ in range(3))
+    bias = torch.randn(KERNEL, generator=generator)
+
+    def one_pass() -> None:
+        for dilation in DILATIONS:
+            dilated_attention(q, k, v, bias, dilation, KERNEL, impl=impl)
+
+    with torch.inference_mode():
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # reset the high-water mark to the current RSS
+        before = _memory_status("VmRSS")
+        one_pass()
+        peak = _memory_status("VmHWM") - before
+        seconds = min(_timed(one_pass) for _ in range(repeats))
+    return {"seconds": seconds, "peak_bytes": max(peak, 0)}
+
+
+def attention_table(lengths: list[int], threads: int, repeats: int) -> None:
+    print(f"## Attention seam (K={KERNEL}, dilations 1..2048 summed, batch 1, fp32, {threads} threads)\n")
+    print("| C | L | impl | time s | GFLOP/s | peak MiB | speed-up | memory ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for channels in (64, 256):
+        for length in lengths:
+            results = {}
+            for impl in ("reference", "torch"):
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--attention-child",
+                    f"{impl},{channels},{length},{repeats}",
+                ]
+                command += ["--threads", str(threads)]
+                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                results[impl] = json.loads(out.strip().splitlines()[-1])
+            flops = 4 * channels * KERNEL * length * len(DILATIONS)  # spec §2: ≈ 4CKL per layer
+            ref = results["reference"]
+            for impl, result in results.items():
+                speedup = ref["seconds"] / result["seconds"]
+                ratio = ref["peak_bytes"] / max(result["peak_bytes"], 1)
+                print(
+                    f"| {channels} | {length} | {impl} | {result['seconds']:.3f} | "
+                    f"{flops / result['seconds'] / 1e9:.1f} | {result['peak_bytes'] / 2**20:.1f} | "
+                    f"{speedup:.2f}x | {ratio:.1f}x |"
+                )
+    print()
+
+
+def model_flops(config: ActFusionConfig, num_classes: int, length: int, optimized: bool) -> float:
+    """FLOPs of one segmentation (all streams), spec §2 per-layer formulas.
+
+    optimized: encoder stops at the last kept layer without conv_out; the decoder's cross projections
+    (4·C·X·L per layer) are computed once instead of at every DDIM step.
+    """
+    enc, dec = config.encoder, config.decoder
+    frames = length  # the streams together cover every frame once
+    cross_dim = enc.cross_dim(num_classes)
+    depth = max(enc.kept_layers) + 1 if optimized else enc.num_layers
+    c, k = enc.width, enc.kernel_size
+    encoder = 2 * enc.input_dim * c + depth * (2 * c * c * (k + 5) + 4 * c * k + 10 * c)
+    encoder += 0 if optimized else 2 * c * num_classes
+    c, k = dec.width, dec.kernel_size
+    per_layer = 2 * c * c * (k + 3) + 4 * c * c + 4 * c * k + 10 * c
+    cross = 4 * c * cross_dim
+    steps = config.diffusion.sampling_timesteps
+    decoder_step = dec.num_layers * per_layer + 2 * 2 * num_classes * c
+    decoder = steps * decoder_step + dec.num_layers * cross * (1 if optimized else steps)
+    return frames * (encoder + decoder)
+
+
+def model_table(lengths: list[int], threads: int) -> None:
+    print(f"## Whole-model segmentation on CPU (fp32, random weights, {threads} threads)\n")
+    print("| preset | L | variant | time s | GFLOP | GFLOP/s | speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ("breakfast", "50salads"):
+        config = preset(name)
+        torch.manual_seed(0)
+        model = ActFusion(config, NUM_CLASSES[name]).eval()
+        for length in lengths:
+            features = torch.randn(config.encoder.input_dim, length)
+            timings = {}
+            for variant, impl, cache in (
+                ("reference, no cache", "reference", False),
+                ("ours", "torch", True),
+            ):
+                model.attention_impl = impl
+                timings[variant] = _timed(
+                    lambda m=model, x=features, c=cache: segment(m, x, seed=0, cache_cross=c)
+                )
+                flops = model_flops(config, NUM_CLASSES[name], length, optimized=cache)
+                speedup = timings["reference, no cache"] / timings[variant]
+                print(
+                    f"| {name} | {length} | {variant} | {timings[variant]:.2f} | {flops / 1e9:.0f} | "
+                    f"{flops / timings[variant] / 1e9:.1f} | {speedup:.2f}x |"
+                )
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="L <= 4k for attention, L = 2k for the model")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=3, help="attention timing repeats (best of)")
+    parser.add_argument("--skip-attention", action="store_true")
+    parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--attention-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.attention_child:
+        impl, channels, length, repeats = args.attention_child.split(",")
+        print(json.dumps(attention_child(impl, int(channels), int(length), int(repeats))))
+        return
+    print(f"float32 matmul 2048^3: {matmul_gflops():.1f} GFLOP/s ({args.threads} threads)\n")
+    if not args.skip_attention:
+        attention_table([1024, 4096] if args.quick else [1024, 4096, 16384], args.threads, args.repeats)
+    if not args.skip_model:
+        model_table([2000] if args.quick else [2000, 10000], args.threads)
+    print(f"float32 matmul 2048^3 (end of run): {matmul_gflops():.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""`actfusion selfcheck`: the shipped vectors, vector files of other configurations, failures, bad input."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from actfusion_sdk.cli import main
+from actfusion_sdk.model.actfusion import ActFusion
+from actfusion_sdk.model.config import DecoderConfig, DiffusionConfig, EncoderConfig, preset
+from actfusion_sdk.model.inference import sample_probs, seeded_generators
+from actfusion_sdk.model.layers import DilatedAttentionLayer
+
+ACTFUSION = Path(sys.executable).parent / "actfusion"
+
+
+def run_selfcheck(capsys, *args: str) -> tuple[int, dict]:
+    code = main(["selfcheck", "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_shipped_vectors_through_the_console_script(testvectors):
+    files = [
+        testvectors / name
+        for name in ("model_50salads.pt", "attention_layers.pt", "metrics.json", "lta.json")
+    ]
+    result = subprocess.run(
+        [str(ACTFUSION), "selfcheck", "--attention-impl", "reference", "--json", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    model = report[str(files[0])]
+    assert set(model) == {
+        "encoder_logits",
+        "cross_features",
+        "decoder_logits",
+        "segment_probs",
+        "anticipate_probs",
+    }
+    assert max(model.values()) <= 1e-5
+    assert len(report[str(files[1])]) == 120 and max(report[str(files[1])].values()) <= 1e-5
+    assert max(report[str(files[2])].values()) <= 1e-9 and max(report[str(files[3])].values()) <= 1e-9
+
+
+def write_model_vectors(path: Path) -> None:
+    """A model file in the shipped format for an unshipped configuration, from our float64 reference."""
+    config = dataclasses.replace(
+        preset("breakfast"),
+        name="breakfast-small",
+        encoder=EncoderConfig(6, 32, 5, 0.5, 0.1, 0.1, (-1, 2, -2)),
+        decoder=DecoderConfig(4, 16, 3, 0.1),
+        diffusion=DiffusionConfig(snr_scale=0.5),
+    )
+    torch.manual_seed(0)
+    model = ActFusion(config, 7)
+    reference = copy.deepcopy(model).double().eval()
+    reference.attention_impl = "reference"
+    length, seed, observed = 101, 3, 31
+    features = torch.randn(1, 2048, length)
+    decoder_t, decoder_input = torch.tensor([321]), torch.rand(1, 7, length)
+    with torch.no_grad():
+        encoded = reference.encode(features.double())
+        cross = encoded.cross.float()
+        decoder_logits = reference.decode(cross.double(), decoder_t, decoder_input.double())
+    visible = torch.arange(length)[None] < observed
+    segment_probs = sample_probs(reference, features.double(), generators=seeded_generators(1, seed))
+    anticipate_probs = sample_probs(
+        reference, features.double(), generators=seeded_generators(1, seed), visible=visible
+    )
+    torch.save(
+        {
+            "config": config.to_official(),
+            "num_classes": 7,
+            "length": length,
+            "state_dict": model.state_dict(),
+            "features": features,
+            "encoder_logits": encoded.logits.float(),
+            "cross_features": cross,
+            "decoder_t": decoder_t,
+            "decoder_input": decoder_input,
+            "decoder_logits": decoder_logits.float(),
+            "ddim_seed": seed,
+            "segment_probs": segment_probs.float(),
+            "anticipate_observed": observed,
+            "anticipate_probs": anticipate_probs.float(),
+        },
+        path,
+    )
+
+
+def write_attention_vectors(path: Path) -> None:
+    """Attention-layer cases in the shipped format: C = 12, odd and 1-frame lengths, far-out taps, no bias."""
+    torch.manual_seed(1)
+    cases = []
+    shapes = [(k, d, 77, "rel") for k in (3, 7) for d in (1, 32, 128)] + [
+        (5, 2, 1, "rel"),
+        (5, 4, 40, "none"),
+    ]
+    for kind in ("encoder", "decoder"):
+        for kernel, dilation, length, pos in shapes:
+            cross_dim = 5 if kind == "decoder" else 0
+            layer = DilatedAttentionLayer(12, dilation, kernel, 0.1, cross_dim=cross_dim, pos=pos).eval()
+            reference = copy.deepcopy(layer).double()
+            reference.attention_impl = "reference"
+            case = {"kind": kind, "K": kernel, "dilation": dilation, "C": 12, "L": length}
+            case["x"] = torch.randn(1, 12, length)
+            cross = None
+            if cross_dim:
+                case["x_cross"] = torch.randn(1, cross_dim, length)
+                cross = reference.project_cross(case["x_cross"].double())
+            with torch.no_grad():
+                case["attention"] = reference.attention(case["x"].double(), cross).float()
+                case["layer"] = reference(case["x"].double(), cross).float()
+            case["state_dict"] = layer.state_dict()
+            cases.append(case)
+    torch.save(cases, path)
+
+
+@pytest.fixture(scope="module")
+def unshipped(tmp_path_factory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("vectors")
+    write_model_vectors(directory / "model_breakfast_small.pt")
+    write_attention_vectors(directory / "attention_small.pt")
+    return directory / "model_breakfast_small.pt", directory / "attention_small.pt"
+
+
+@pytest.mark.parametrize("impl", ["reference", "torch"])
+def test_unshipped_vectors_pass_in_float32(capsys, unshipped, impl):
+    code, report = run_selfcheck(capsys, "--attention-impl", impl, *map(str, unshipped))
+    model, attention = report[str(unshipped[0])], report[str(unshipped[1])]
+    assert len(model) == 5 and len(attention) == 32
+    assert max(model.values()) <= 1e-5 and max(attention.values()) <= 1e-5
+    assert code == 0
+
+
+def test_a_wrong_output_fails_the_check(capsys, unshipped, tmp_path):
+    data = torch.load(unshipped[0], weights_only=True)
+    data["segment_probs"][0, 0, 5] += 1e-3
+    broken = tmp_path / "broken.pt"
+    torch.save(data, broken)
+    assert main(["selfcheck", "--attention-impl", "reference", str(broken)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any("segment_probs" in line and line.endswith("FAIL") for line in lines)
+    assert any("encoder_logits" in line and line.endswith("ok") for line in lines)
+    assert lines[-1] == "selfcheck: 4 of 5 outputs within tolerance"
+
+
+def test_unreadable_files_exit_with_3(capsys, tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("not a tensor file\n")
+    assert main(["selfcheck", str(text)]) == 3
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    assert main(["selfcheck", str(other)]) == 3
+    assert "is not a test-vector file" in capsys.readouterr().err
