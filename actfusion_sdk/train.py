@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -151,19 +151,28 @@ def init_distributed(device: torch.device | None) -> tuple[Distributed, torch.de
     return info, device
 
 
+class Targets(NamedTuple):
+    """Hard labels [1, L], boundary targets [1, L] and, for soft-label presets, soft targets [1, nc, L]."""
+
+    labels: torch.Tensor
+    boundaries: torch.Tensor
+    soft: torch.Tensor | None
+
+
 def training_targets(
     stream: Stream, num_classes: int, soft_label: float | None, device: torch.device
-) -> dict:
-    """Hard labels [1, L], boundary targets [1, L] and, for soft-label presets, soft targets [1, nc, L]."""
-    targets = {
-        "labels": torch.as_tensor(stream.labels, device=device)[None],
-        "boundaries": torch.as_tensor(stream.boundaries, device=device)[None],
-        "soft_targets": None,
-    }
+) -> Targets:
+    """The loss targets of one training stream (soft labels only when the recipe has a σ)."""
+    soft = None
     if soft_label is not None:
-        soft = soft_label_targets(stream.labels, num_classes, soft_label)
-        targets["soft_targets"] = torch.as_tensor(soft, device=device)[None]
-    return targets
+        soft = torch.as_tensor(soft_label_targets(stream.labels, num_classes, soft_label), device=device)[
+            None
+        ]
+    return Targets(
+        torch.as_tensor(stream.labels, device=device)[None],
+        torch.as_tensor(stream.boundaries, device=device)[None],
+        soft,
+    )
 
 
 def stream_losses(
@@ -185,7 +194,7 @@ def stream_losses(
     length = stream.labels.shape[0]
     t = torch.randint(0, schedule.timesteps, (1,), generator=generator).to(device)
     noise = torch.randn((1, num_classes, length), generator=generator).to(device)
-    x0 = normalize(F.one_hot(targets["labels"], num_classes).permute(0, 2, 1).float(), snr)
+    x0 = normalize(F.one_hot(targets.labels, num_classes).permute(0, 2, 1).float(), snr)
     noisy = torch.clamp(schedule.q_sample(x0, t, noise), -snr, snr)  # float64, as in the official code
     encoder_logits, decoder_logits = objective(
         torch.as_tensor(stream.features, device=device)[None],
@@ -196,11 +205,11 @@ def stream_losses(
     return actfusion_losses(
         encoder_logits,
         decoder_logits,
-        targets["labels"],
-        targets["boundaries"],
+        targets.labels,
+        targets.boundaries,
         config.training.loss_weights,
         weights=weights,
-        soft_targets=targets["soft_targets"],
+        soft_targets=targets.soft,
     )
 
 
@@ -221,8 +230,8 @@ def epoch_shard(num_videos: int, shuffle: random.Random, info: Distributed) -> l
     order = list(range(num_videos))
     shuffle.shuffle(order)
     per_rank = -(-num_videos // info.world_size)
-    order += order[: per_rank * info.world_size - num_videos]
-    return order[info.rank :: info.world_size]
+    padded = [order[i % num_videos] for i in range(per_rank * info.world_size)]
+    return padded[info.rank :: info.world_size]
 
 
 def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:

@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CUDA implementations to time, comma-separated",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the correctness sweep")
+    parser.add_argument("--tune", action="store_true", help="CUDA: time launch configurations instead")
     parser.add_argument(
         "--compile-report", action="store_true", help="offline sm_90a compile: registers/spills"
     )
@@ -292,6 +293,56 @@ def cuda_benchmark(args: argparse.Namespace) -> None:
     emit(lines, "attention.md")
 
 
+def tune_launch(args: argparse.Namespace) -> None:
+    """Time forward and forward+backward of the Triton path for alternative launch configurations."""
+    import itertools
+
+    import triton.testing
+
+    from actfusion_sdk.kernels import dilated_attention as kernels
+    from actfusion_sdk.model.attention import dilated_attention
+
+    dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
+    shape = (args.batch, args.channels, args.length)
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v, upstream = (
+        torch.randn(shape, device="cuda", generator=generator, dtype=dtype) for _ in range(4)
+    )
+    bias = torch.randn(args.kernel_size, device="cuda", generator=generator, dtype=dtype)
+    leaves = [t.detach().clone().requires_grad_(True) for t in (q, k, v, bias)]
+    defaults = dict(kernels.LAUNCH_DEFAULTS)
+    lines = [
+        f"### Launch configurations: B={args.batch}, C={args.channels}, L={args.length}, "
+        f"K={args.kernel_size}, "
+        f"{args.dtype} (defaults {defaults})",
+        "",
+        "| BLOCK_L | BLOCK_C | warps | d | fwd ms | fwd+bwd ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    dilations = [int(d) for d in args.dilations.split(",")]
+    try:
+        for block_l, block_c, warps in itertools.product((32, 64, 128), (16, 32), (4, 8)):
+            kernels.LAUNCH_DEFAULTS.update(BLOCK_L=block_l, BLOCK_C=block_c, num_warps=warps)
+            for dilation in (dilations[0], dilations[-1]):
+
+                def run(*tensors, dilation=dilation):
+                    return dilated_attention(*tensors, dilation, args.kernel_size, impl="triton")
+
+                with torch.no_grad():
+                    forward_ms = triton.testing.do_bench(
+                        lambda run=run: run(q, k, v, bias), return_mode="median"
+                    )
+                both_ms = triton.testing.do_bench(
+                    lambda run=run: run(*leaves).backward(upstream), grad_to_none=leaves, return_mode="median"
+                )
+                lines.append(
+                    f"| {block_l} | {block_c} | {warps} | {dilation} | {forward_ms:.3f} | {both_ms:.3f} |"
+                )
+    finally:
+        kernels.LAUNCH_DEFAULTS.update(defaults)
+    emit(lines, "attention_tune.md")
+
+
 # ------------------------------------------------------------------------------------------------------ CPU
 
 
@@ -380,10 +431,12 @@ def kernel_signature(fn, pointer_type: str) -> dict[str, str]:
 def compile_report(args: argparse.Namespace) -> None:
     """Compile every kernel for sm_90a with the benchmark's launch configuration; ptxas -v resources."""
     import triton
-    from actfusion_sdk.kernels import dilated_attention as kernels
     from triton.backends.compiler import GPUTarget
 
-    meta, _ = kernels._launch_shape(args.channels, args.channels, args.length, args.batch)
+    from actfusion_sdk.kernels import dilated_attention as kernels
+
+    meta = kernels.launch_config(args.channels, args.channels, args.length, args.batch, args.kernel_size)
+    meta.pop("grid")
     num_warps = meta.pop("num_warps")
     ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     lines = [
@@ -393,13 +446,9 @@ def compile_report(args: argparse.Namespace) -> None:
         "| kernel | dtype | registers | spill stores | spill loads |",
         "|---|---|---|---|---|",
     ]
-    accumulator = {"fp32": triton.language.float32, "bf16": triton.language.float32}
     for fn in (kernels._forward_kernel, kernels._backward_query_kernel, kernels._backward_key_kernel):
         for dtype in ("fp32", "bf16"):
-            constants = {"KERNEL_SIZE": args.kernel_size, "ACC": accumulator[dtype], **meta}
-            constants = {name: value for name, value in constants.items() if name in fn.arg_names}
-            if "TAPS" in fn.arg_names:
-                constants["TAPS"] = triton.next_power_of_2(args.kernel_size)
+            constants = {"ACC": triton.language.float32, **meta}
             source = triton.compiler.ASTSource(fn, kernel_signature(fn, f"*{dtype}"), constants)
             compiled = triton.compile(
                 source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps}
@@ -434,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     if args.compile_report:
         compile_report(args)
+    elif device == "cuda" and args.tune:
+        tune_launch(args)
     elif device == "cuda":
         if not args.no_check:
             ok = correctness_sweep("cuda", [torch.float32, torch.bfloat16])

@@ -3,7 +3,8 @@
 1. Attention seam, impl "torch" vs "reference": C in {64, 256}, K = 5, L in {1k, 4k, 16k}, one call per
    dilation 1, 2, ..., 2048 (summed). Time = best of --repeats; peak memory = the process's RSS high-water
    (VmHWM, reset through /proc/self/clear_refs) during one pass minus its RSS just before, in a fresh
-   subprocess per configuration (torch's CPU allocator keeps no statistics; RSS sees every allocation that touches memory).
+   subprocess per configuration (torch's CPU allocator keeps no statistics; RSS sees every allocation
+   that touches memory).
 2. Whole-model segmentation (`segment`, random weights, random features) for the breakfast and 50salads
    presets at L = 2k and 10k frames: ours (attention "torch", cross projections cached across the 25 DDIM
    steps, unused encoder layers skipped) vs reference attention without caching.

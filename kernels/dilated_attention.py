@@ -22,9 +22,10 @@ import torch
 import triton
 import triton.language as tl
 
-# Positions per program and channels per chunk (capped by the padded channel count).
-_BLOCK_L = 64
-_BLOCK_C = 32
+# Positions per program, channels per chunk (capped by the padded channel count) and warps per program.
+# Chosen from the offline sm_90a compile (no spills, ~170 registers), not yet timed on a GPU;
+# `benchmarks/bench_attention.py --tune` times alternatives by updating this dict.
+LAUNCH_DEFAULTS = {"BLOCK_L": 64, "BLOCK_C": 32, "num_warps": 4}
 
 
 @triton.jit
@@ -289,14 +290,14 @@ def new_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
 
 def launch_config(channels: int, value_channels: int, length: int, batch: int, kernel_size: int) -> dict:
     """Grid and meta-parameters shared by the three kernels."""
-    block_c = min(_BLOCK_C, triton.next_power_of_2(max(channels, value_channels)))
+    block_l = LAUNCH_DEFAULTS["BLOCK_L"]
     return {
-        "grid": (triton.cdiv(length, _BLOCK_L), batch),
+        "grid": (triton.cdiv(length, block_l), batch),
         "KERNEL_SIZE": kernel_size,
         "TAPS": triton.next_power_of_2(kernel_size),
-        "BLOCK_C": block_c,
-        "BLOCK_L": _BLOCK_L,
-        "num_warps": 4,
+        "BLOCK_C": min(LAUNCH_DEFAULTS["BLOCK_C"], triton.next_power_of_2(max(channels, value_channels))),
+        "BLOCK_L": block_l,
+        "num_warps": LAUNCH_DEFAULTS["num_warps"],
     }
 
 

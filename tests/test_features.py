@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
+from itertools import count, islice
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 from torch import nn
 
 from actfusion_sdk.errors import ConfigError, WeightsError
-from actfusion_sdk.features.i3d import I3DFeatureExtractor, file_sha256, load_i3d_weights
+from actfusion_sdk.features.i3d import I3DFeatureExtractor, _prefetch, file_sha256, load_i3d_weights
 from actfusion_sdk.features.seeded import (
     SEED0_FINGERPRINT,
     i3d_r50_skeleton,
@@ -175,7 +177,9 @@ def test_bf16_features_stay_close_to_fp32(seed0: dict[str, torch.Tensor], extrac
     frames = torch.randint(
         0, 256, (1, 4, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3)
     )
-    bf16 = I3DFeatureExtractor(tiny_settings(), weights=seed0, device="cpu", precision="bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "emulated bf16" on CPUs without native support
+        bf16 = I3DFeatureExtractor(tiny_settings(), weights=seed0, device="cpu", precision="bf16")
     fp32_features, bf16_features = extractor.embed_clips(frames), bf16.embed_clips(frames)
     assert bf16_features.dtype == torch.float32
     assert relative_error(bf16_features, fp32_features) <= 5e-2
@@ -204,6 +208,21 @@ def test_progress_reports_every_batch(tmp_path: Path, extractor) -> None:
     calls: list[tuple[int, int | None]] = []
     extractor.extract(path, progress=lambda done, expected: calls.append((done, expected)))
     assert calls == [(3, 5), (5, 5)]
+
+
+def test_prefetch_passes_items_errors_and_early_stops() -> None:
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("decoder broke")
+
+    received = []
+    with pytest.raises(ValueError, match="decoder broke"):
+        for item in _prefetch(failing(), depth=1):
+            received.append(item)
+    assert received == [1, 2]
+    # The consumer may stop early, even on an endless producer blocked on a full queue.
+    assert list(islice(_prefetch(count(), depth=1), 3)) == [0, 1, 2]
 
 
 # ---- weights ----------------------------------------------------------------------------------------

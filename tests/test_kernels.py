@@ -11,7 +11,6 @@ import torch
 pytest.importorskip("triton", reason="triton is not installed; the fused kernels cannot run")
 
 from actfusion_sdk.kernels import dilated_attention as kernel_module  # noqa: E402
-
 from actfusion_sdk.model.attention import dilated_attention, reference_dilated_attention  # noqa: E402
 
 from .test_attention import (  # noqa: E402

@@ -390,6 +390,8 @@ def test_anticipate_ignores_features_beyond_the_observed_frames():
         anticipate(model, features[:, :16], total_frames=40, observed_frames=17)
     with pytest.raises(ConfigError, match="exactly one"):
         anticipate(model, features, total_frames=40)
+    blind = anticipate(model, torch.zeros(2048, 0), total_frames=40, observed_frames=0)
+    assert blind.observed_frames == 0 and blind.labels.shape == (40,)
 
 
 def test_encoder_labels_average_the_streams():

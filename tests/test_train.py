@@ -116,7 +116,9 @@ def test_resume_rejects_another_configuration(toy_data, tmp_path):
 
 def test_soft_label_recipe_trains(toy_data, tmp_path):
     # The Breakfast/GTEA path: soft labels (no class weights) and their masking types.
-    config = tiny_config(batch_size=2, soft_label=1.4, cond_types=("boundary03-", "segment=1", "random_patch"))
+    config = tiny_config(
+        batch_size=2, soft_label=1.4, cond_types=("boundary03-", "segment=1", "random_patch")
+    )
     result = train(config, toy_data, 1, tmp_path / "run", epochs=2, val_fraction=0, progress=False)
     losses = [r["loss"] for r in result.history if r["event"] == "epoch"]
     assert len(losses) == 2 and all(np.isfinite(list(loss.values())).all() for loss in losses)
@@ -135,6 +137,8 @@ def test_epoch_shards_cover_every_video_with_equal_counts():
     shards = [epoch_shard(7, random.Random(4), Distributed(rank, 3)) for rank in range(3)]
     assert {len(s) for s in shards} == {3}
     assert set().union(*shards) == set(range(7))
+    tiny = [epoch_shard(1, random.Random(0), Distributed(rank, 3)) for rank in range(3)]
+    assert tiny == [[0], [0], [0]]
 
 
 def test_zero_masking_is_rejected(toy_data, tmp_path):

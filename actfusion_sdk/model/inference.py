@@ -163,7 +163,8 @@ def anticipate(
     if full.shape[1] < needed:
         raise InputError(f"features cover {full.shape[1]} frames, but the observed part needs {needed}")
     # Gather every stream at its full length; frames that are not visible are replaced by the mask token.
-    streams = full[:, frame_index.clamp(max=max(full.shape[1] - 1, 0))].permute(1, 0, 2)
+    source = full if full.shape[1] else full.new_zeros(full.shape[0], 1)
+    streams = source[:, frame_index.clamp(max=source.shape[1] - 1)].permute(1, 0, 2)
     probs = sample_probs(
         model,
         streams,
