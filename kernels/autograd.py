@@ -11,7 +11,7 @@ class DilatedAttentionFunction(torch.autograd.Function):
     """Forward saves q, k, v, bias and one log-sum-exp per position; backward recomputes the rest."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, has_bias, dilation, log_valid, log_invalid):  # noqa: D102
+    def forward(ctx, q, k, v, bias, has_bias, dilation, log_valid, log_invalid):
         out, lse = attention_forward(q, k, v, bias, dilation, log_valid, log_invalid)
         ctx.save_for_backward(q, k, v, bias, lse)
         ctx.has_bias = has_bias
@@ -19,7 +19,7 @@ class DilatedAttentionFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: D102
+    def backward(ctx, grad_out):
         q, k, v, bias, lse = ctx.saved_tensors
         grad_q, grad_k, grad_v, grad_bias = attention_backward(
             grad_out.contiguous(), q, k, v, bias, lse, *ctx.constants

@@ -20,7 +20,7 @@ from actfusion_sdk.model.checkpoint import (
     save_model,
 )
 from actfusion_sdk.model.config import preset
-from tests.test_model import small_model
+from tests.test_model import single_thread, small_model  # noqa: F401 (autouse fixture)
 
 CLASSES = ("background", "cut", "peel", "mix", "serve")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +12,6 @@ import torch
 
 from actfusion_sdk.cli import main
 from actfusion_sdk.features.extract import atomic_write, find_videos
-from actfusion_sdk.features.i3d import file_sha256
 from actfusion_sdk.features.settings import WeightsSource
 
 from .test_features import seed0_state, tiny_extractor, tiny_settings
@@ -92,7 +92,7 @@ def test_extract_with_a_local_weights_file_and_model_card_settings(tmp_path: Pat
     argv = ["extract", str(videos / "alpha.mp4"), "--out", str(out), "--settings", str(settings)]
     assert main([*argv, "--i3d-weights", str(weights), "--quiet"]) == 0
     sidecar = json.loads((out / "features" / "alpha.json").read_text())
-    assert sidecar["weights"] == {"kind": "file", "sha256": file_sha256(weights)}
+    assert sidecar["weights"] == {"kind": "file", "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     assert main([*argv, "--quiet"]) == 4  # file-kind settings without --i3d-weights: a weights error
 
 

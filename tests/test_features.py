@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import warnings
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from actfusion_sdk.errors import ConfigError, WeightsError
-from actfusion_sdk.features.i3d import I3DFeatureExtractor, _prefetch, file_sha256, load_i3d_weights
+from actfusion_sdk.features.i3d import I3DFeatureExtractor, _prefetch, load_i3d_weights
 from actfusion_sdk.features.seeded import (
     SEED0_FINGERPRINT,
     i3d_r50_skeleton,
@@ -233,10 +234,12 @@ def test_weights_from_pyth_and_plain_files(tmp_path: Path, seed0: dict[str, torc
     torch.save({"model_state": seed0, "epoch": 1}, pyth)
     torch.save(seed0, plain)
     state, sha256 = load_i3d_weights(plain)
-    assert sha256 == file_sha256(plain) and state.keys() == seed0.keys()
+    assert sha256 == hashlib.sha256(plain.read_bytes()).hexdigest() and state.keys() == seed0.keys()
     assert all(torch.equal(state[k], seed0[k]) for k in seed0)
     loaded = I3DFeatureExtractor(tiny_settings(WeightsSource("file")), weights=pyth, device="cpu")
-    assert loaded.settings.weights == WeightsSource("file", sha256=file_sha256(pyth))
+    assert loaded.settings.weights == WeightsSource(
+        "file", sha256=hashlib.sha256(pyth.read_bytes()).hexdigest()
+    )
     frames = torch.randint(
         0, 256, (1, 4, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(5)
     )

@@ -34,6 +34,15 @@ from actfusion_sdk.model.layers import DilatedAttentionLayer
 IMPLS = ("reference", "torch")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """These tensors are tiny: one thread avoids oversubscribing the shared CI cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_config(**changes) -> ActFusionConfig:
     """A scaled-down 50salads-like configuration for fast tests (sample rate 4, median 5)."""
     base = dataclasses.replace(
@@ -296,6 +305,13 @@ def test_schedule_buffers_stay_float64_through_dtype_changes():
     model.half()
     assert model.alphas_cumprod.dtype == torch.float64 and torch.equal(model.alphas_cumprod, before)
     assert model.mask_token.dtype == torch.float16
+
+
+def test_attention_impl_reaches_every_layer():
+    model = small_model()
+    model.attention_impl = "torch"
+    layers = [m for m in model.modules() if isinstance(m, DilatedAttentionLayer)]
+    assert len(layers) == 4 + 3 and all(layer.attention_impl == "torch" for layer in layers)
 
 
 def test_encoder_input_shape_is_checked():

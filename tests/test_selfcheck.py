@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from actfusion_sdk.model.actfusion import ActFusion
 from actfusion_sdk.model.config import DecoderConfig, DiffusionConfig, EncoderConfig, preset
 from actfusion_sdk.model.inference import sample_probs, seeded_generators
 from actfusion_sdk.model.layers import DilatedAttentionLayer
+from tests.test_model import single_thread  # noqa: F401 (autouse fixture)
 
 ACTFUSION = Path(sys.executable).parent / "actfusion"
 
@@ -36,6 +38,7 @@ def test_shipped_vectors_through_the_console_script(testvectors):
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -43,7 +43,7 @@ def tiny_config(**training):
         sample_rate=2,
         postprocess=PostprocessConfig("median", 3),
         training=dataclasses.replace(
-            base.training, boundary_smooth=2.0, learning_rate=5e-3, patch_size=4, **training
+            base.training, **{"boundary_smooth": 2.0, "learning_rate": 5e-3, "patch_size": 4, **training}
         ),
     )
 

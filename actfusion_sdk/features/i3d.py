@@ -14,7 +14,6 @@ the extractor warns. fp32 is the default.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 import warnings
@@ -31,6 +30,7 @@ from ..errors import ConfigError, WeightsError
 from ..video.clips import ClipSchedule
 from ..video.decode import VideoDecoder
 from ..video.transforms import normalize_clips
+from ..weights import sha256_of
 from .seeded import i3d_r50_skeleton, seeded_i3d_state_dict
 from .settings import PRECISIONS, FeatureSettings, WeightsSource
 
@@ -74,14 +74,6 @@ class I3DBackbone(nn.Module):
         return clips.mean(dim=(2, 3, 4))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_i3d_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     """Read an i3d_r50 state_dict (a pytorchvideo ``.pyth`` with ``model_state``, or a plain state_dict)
     with safe loading only; returns it with the file's sha256."""
@@ -100,7 +92,7 @@ def load_i3d_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         raise WeightsError(
             f"'{path}' holds no i3d_r50 state_dict (expected a dict of tensors or 'model_state')"
         )
-    return state, file_sha256(path)
+    return state, sha256_of(path)
 
 
 def download_kinetics_weights(dest: str | Path) -> Path:

@@ -13,6 +13,7 @@ else torch; float64 always takes torch).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -60,6 +61,7 @@ def _validate(
         )
 
 
+@functools.cache
 def log_mask_terms() -> tuple[float, float]:
     """(ln(fp32(1e-6)), ln(fp32(1 + 1e-6))): the official log(mask + 1e-6) terms in fp32 (spec §2)."""
     invalid, valid = (torch.log(torch.tensor([0.0, 1.0], dtype=torch.float32) + 1e-6)).tolist()
@@ -143,7 +145,7 @@ def torch_dilated_attention(
     positions = torch.arange(length, device=q.device)
     valid = torch.stack([(positions >= first) & (positions < stop) for _, first, stop in ranges])  # [K, L]
     log_invalid, log_valid = log_mask_terms()
-    log_mask = torch.where(valid, log_valid, log_invalid).to(torch.float32).to(compute)
+    log_mask = torch.where(valid, log_valid, log_invalid).to(compute)
     weights = torch.softmax(scores + log_mask, dim=1)
     out = torch.zeros((batch, v.shape[1], length), dtype=compute, device=q.device)
     for j, (offset, first, stop) in enumerate(ranges):
@@ -155,6 +157,7 @@ def torch_dilated_attention(
     return out.to(dtype)
 
 
+@functools.cache
 def _triton_importable() -> bool:
     return importlib.util.find_spec("triton") is not None
 

@@ -3,8 +3,9 @@
 Frames are never all in memory: each decoded frame is rotated upright, resized and cropped as it arrives,
 and only the frames the target rate selects are converted at all. Output frame ``i`` stands for time
 ``i / fps`` (seconds after the first frame) and shows the source frame on screen at that time, i.e. the last
-frame whose presentation time is <= ``i / fps``; output frames continue while ``i / fps`` is before the end
-of the last source frame. This handles variable frame rate streams exactly.
+frame whose presentation time is <= ``i / fps`` (within half a tick of the stream's time base, as containers
+round timestamps to it); output frames continue while ``i / fps`` is before the end of the last source frame.
+This handles variable frame rate streams exactly.
 
 Bad inputs raise ``VideoError`` naming the file. A truncated or corrupt stream is decoded up to the point
 where it breaks: the valid frames are returned and a ``UserWarning`` names the file (a stream with no

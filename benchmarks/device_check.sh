@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The one prepared GPU check of issue 3 (about 8 minutes at most, installs nothing). Runs the project from the
+# source tree with the machine's own python3, torch and triton; tables go to $OUT (a temporary folder if unset):
+#   1. Triton correctness fp32/bf16 with gradients + attention benchmark, triton vs reference,
+#      B=4, C=256, L=16384, K=5, d=1..2048, fp32                          -> attention.md
+#   2. the same benchmark in bf16 (triton vs reference)                     -> attention.md
+#   3. whole-model GPU segmentation timing, breakfast preset, 48 classes    -> model.md
+#   4. triton vs torch.compile(reference) vs FlexAttention, d=1,16,256,2048 -> attention.md
+#   5. launch-configuration timings                                        -> attention_tune.md
+# Each step has its own time limit; a step that fails or runs out is reported and the next one still runs.
+#
+#   benchmarks/device_check.sh            # on the GPU machine
+#   benchmarks/device_check.sh --dry-run  # on a CPU machine: every step at toy sizes (GPU-only parts skipped)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DRY_RUN=0
+if [[ "${1:-}" == "--dry-run" ]]; then
+    DRY_RUN=1
+fi
+if [[ -z "${PYTHON:-}" ]]; then
+    PYTHON=python3
+    if [[ $DRY_RUN == 1 && -x "$ROOT/.venv/bin/python" ]]; then
+        PYTHON="$ROOT/.venv/bin/python"
+    fi
+fi
+OUT=${OUT:-$(mktemp -d)}
+export OUT PYTHONUNBUFFERED=1
+
+# The distribution maps kernels/ to actfusion_sdk.kernels (pyproject package-dir); build that layout by copying.
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+cp -r "$ROOT/actfusion_sdk" "$STAGE/actfusion_sdk"
+cp -r "$ROOT/kernels" "$STAGE/actfusion_sdk/kernels"
+cp -r "$ROOT/weights" "$STAGE/actfusion_sdk/weights"
+export PYTHONPATH="$STAGE"
+
+FAILED=()
+step() {  # step NAME SECONDS COMMAND...
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name (limit ${limit}s)"
+    local start=$SECONDS
+    timeout "$limit" "$@"
+    local status=$?
+    echo "=== $name: exit $status after $((SECONDS - start))s"
+    if [[ $status != 0 ]]; then
+        FAILED+=("$name (exit $status)")
+    fi
+}
+
+BENCH=("$PYTHON" "$ROOT/benchmarks/bench_attention.py")
+if [[ $DRY_RUN == 1 ]]; then
+    SIZE=(--batch 1 --channels 64 --length 2048 --dilations 1,64,2048)
+    step "environment" 60 "$PYTHON" -c "import sys, torch, triton; print(sys.version, torch.__version__, triton.__version__)"
+    step "offline sm_90a compile" 300 "${BENCH[@]}" --compile-report
+    step "interpreter correctness + torch vs reference" 600 "${BENCH[@]}" --device cpu "${SIZE[@]}" --repeats 1
+    MODEL_ARGS=(--device cpu --lengths 48 --impls torch,reference)
+else
+    SIZE=(--batch 4 --channels 256 --length 16384 --kernel-size 5)
+    nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv
+    step "environment" 30 "$PYTHON" -c "import sys, torch, triton; print(sys.version, torch.__version__, triton.__version__)"
+    step "correctness + benchmark fp32" 150 "${BENCH[@]}" --device cuda "${SIZE[@]}" --impls triton,reference
+    step "benchmark bf16" 45 "${BENCH[@]}" --device cuda "${SIZE[@]}" --no-check --dtype bf16 \
+        --impls triton,reference
+    MODEL_ARGS=(--device cuda --lengths 2000,10000 --impls triton,torch,reference)
+fi
+
+step "whole-model segmentation" 100 "$PYTHON" - "${MODEL_ARGS[@]}" <<'EOF'
+"""Whole-model segmentation time per attention implementation (breakfast preset, random weights/features)."""
+import argparse
+import os
+import time
+
+import torch
+
+from actfusion_sdk.model.actfusion import ActFusion
+from actfusion_sdk.model.config import preset
+from actfusion_sdk.model.inference import segment
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--device")
+parser.add_argument("--lengths")
+parser.add_argument("--impls")
+args = parser.parse_args()
+torch.manual_seed(0)
+model = ActFusion(preset("breakfast"), 48).to(args.device).eval()
+
+
+def synchronize() -> None:
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+
+
+name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
+lines = [
+    f"### Whole-model segmentation on {name}: breakfast preset, 48 classes, fp32, random weights and features",
+    "",
+    "| frames | attention | first call s | second call s | labels equal to first impl |",
+    "|---|---|---|---|---|",
+]
+print("\n".join(lines), flush=True)
+for length in [int(n) for n in args.lengths.split(",")]:
+    features = torch.randn(model.config.encoder.input_dim, length, generator=torch.Generator().manual_seed(1))
+    first_labels = None
+    for impl in args.impls.split(","):
+        model.attention_impl = impl
+        times = []
+        for _ in range(2):  # the first call includes kernel compilation
+            synchronize()
+            start = time.perf_counter()
+            prediction = segment(model, features, seed=0)
+            synchronize()
+            times.append(time.perf_counter() - start)
+        first_labels = prediction.labels if first_labels is None else first_labels
+        agreement = float((prediction.labels == first_labels).mean())
+        lines.append(f"| {length} | {impl} | {times[0]:.2f} | {times[1]:.2f} | {agreement:.4f} |")
+        print(lines[-1], flush=True)
+with open(os.path.join(os.environ["OUT"], "model.md"), "a") as handle:
+    handle.write("\n".join(lines) + "\n\n")
+EOF
+
+if [[ $DRY_RUN == 0 ]]; then
+    step "compiled reference + FlexAttention" 110 "${BENCH[@]}" --device cuda "${SIZE[@]}" --no-check \
+        --impls triton,compiled,flex --dilations 1,16,256,2048
+    step "launch configurations" 45 "${BENCH[@]}" --device cuda "${SIZE[@]}" --tune --dilations 1,2048
+fi
+
+echo "=== tables in $OUT:"
+ls -l "$OUT"
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+    printf '=== FAILED: %s\n' "${FAILED[@]}"
+    exit 1
+fi
+echo "=== all steps passed"
