@@ -1,0 +1,34 @@
+"""End to end with the shipped demo weights: held-out procedural videos -> features -> ActFusion -> scores.
+
+A reduced version of benchmarks/bench_procedural.py (which runs >= 20 videos): F1@50 must stay >= 70.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from actfusion_sdk.cli import main
+from actfusion_sdk.demo import heldout_benchmark, repeat_last_step, score_videos
+
+
+def test_repeat_last_step_fills_the_future_with_the_last_observed_label() -> None:
+    truth = np.array([0, 0, 3, 3, 5, 5, 2, 2])
+    assert repeat_last_step(truth, 4).tolist() == [0, 0, 3, 3, 3, 3, 3, 3]
+    assert repeat_last_step(truth, 0).tolist() == [0] * 8
+
+
+def test_shipped_demo_model_segments_heldout_videos(tmp_path) -> None:
+    num_videos = 3
+    videos = heldout_benchmark(tmp_path / "heldout", num_videos)
+    scores = score_videos(videos)
+    assert scores.videos == num_videos
+    assert scores.model["f1@50"] >= 70.0, scores.table()
+
+
+def test_demo_command_prints_tables_and_writes_timelines(tmp_path, capsys) -> None:
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "== ground truth ==" in printed and "F1@50" in printed and "MoC" in printed
+    for name in ("segmentation", "anticipation"):
+        png = tmp_path / f"demo_{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
