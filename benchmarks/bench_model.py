@@ -129,11 +129,11 @@ def model_flops(config: ActFusionConfig, num_classes: int, length: int, optimize
     return frames * (encoder + decoder)
 
 
-def model_table(lengths: list[int], threads: int) -> None:
+def model_table(presets: list[str], lengths: list[int], threads: int) -> None:
     print(f"## Whole-model segmentation on CPU (fp32, random weights, {threads} threads)\n")
     print("| preset | L | variant | time s | GFLOP | GFLOP/s | speed-up |")
     print("|---|---|---|---|---|---|---|")
-    for name in ("breakfast", "50salads"):
+    for name in presets:
         config = preset(name)
         torch.manual_seed(0)
         model = ActFusion(config, NUM_CLASSES[name]).eval()
@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="attention timing repeats (best of)")
     parser.add_argument("--skip-attention", action="store_true")
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--presets", default="breakfast,50salads", help="model presets, comma-separated")
+    parser.add_argument("--lengths", help="model lengths, comma-separated (default 2000,10000; quick 2000)")
     parser.add_argument("--attention-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -175,7 +177,8 @@ def main() -> None:
     if not args.skip_attention:
         attention_table([1024, 4096] if args.quick else [1024, 4096, 16384], args.threads, args.repeats)
     if not args.skip_model:
-        model_table([2000] if args.quick else [2000, 10000], args.threads)
+        lengths = args.lengths or ("2000" if args.quick else "2000,10000")
+        model_table(args.presets.split(","), [int(n) for n in lengths.split(",")], args.threads)
     print(f"float32 matmul 2048^3 (end of run): {matmul_gflops():.1f} GFLOP/s")
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import ConfigError, InputError
 from .config import ENCODER_PROBS, RAW_FEATURES, ActFusionConfig, DecoderConfig, EncoderConfig
 from .diffusion import DDIMSampler, NoiseSchedule
-from .layers import CrossProjection, DilatedAttentionLayer, instance_norm, pointwise, timestep_embedding
+from .layers import DilatedAttentionLayer, instance_norm, pointwise, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class EncoderOutput:
 
 @dataclass(frozen=True)
 class CrossCache:
-    """Per decoder layer, the cross-feature part of its queries and keys, reused by all DDIM steps (§1.4)."""
+    """Per decoder layer, its `project_cross` term [B, 3C, L], reused by all DDIM steps (spec §1.4)."""
 
-    projections: tuple[CrossProjection, ...]
+    projections: tuple[torch.Tensor, ...]
 
 
 def dilated_layers(

@@ -17,15 +17,16 @@ from .attention import dilated_attention, rel_tap_bias
 POSITION_TABLE_SIZE = 20000
 NORM_EPS = 1e-5
 
-CrossProjection = tuple[torch.Tensor, torch.Tensor]
-
 
 def pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """A 1×1 convolution [O, I, 1] on x [B, I, L] as one batched matmul (faster than conv1d on CPU)."""
+    """A 1×1 convolution [O, I, 1] on x [B, I, L] as one batched matmul (faster than conv1d on CPU).
+
+    `bias` is a per-channel [O] vector or any term broadcastable to the output [B, O, L].
+    """
     matrix = weight[:, :, 0].expand(x.shape[0], -1, -1)
     if bias is None:
         return torch.bmm(matrix, x)
-    return torch.baddbmm(bias[None, :, None], matrix, x)
+    return torch.baddbmm(bias[:, None] if bias.dim() == 1 else bias, matrix, x)
 
 
 class DilatedAttentionLayer(nn.Module):
@@ -66,37 +67,36 @@ class DilatedAttentionLayer(nn.Module):
             return None
         return rel_tap_bias(self.rel_pos_emb.weight, self.dilation, self.kernel_size)
 
-    def project_cross(self, cross: torch.Tensor) -> CrossProjection:
-        """W_q^F·Fd + b_q and W_k^F·Fd + b_k: the cross-feature part of the decoder's queries and keys.
-
-        At inference (no dropout) this is the same for every DDIM step, so it can be cached (spec §1.4).
+    def project_cross(self, cross: torch.Tensor) -> torch.Tensor:
+        """[W_q^F·Fd + b_q ; W_k^F·Fd + b_k ; b_v] as [B, 3C, L]: all of the decoder's q, k, v projections
+        that does not depend on x. At inference (no dropout) it is the same for every DDIM step, so it can be
+        computed once (spec §1.4); `attention` adds it to the x part in the same matmul.
         """
         width = self.width
         cross = self.dropout(cross)  # its own dropout mask, independent of the one on x (spec §1.4)
         weight = torch.cat([self.att_linear_q.weight[:, width:], self.att_linear_k.weight[:, width:]])
         bias = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias])
-        query, key = pointwise(weight, bias, cross).split(width, dim=1)
-        return query, key
+        query_key = pointwise(weight, bias, cross)
+        value_bias = self.att_linear_v.bias[None, :, None].expand(query_key.shape[0], -1, query_key.shape[2])
+        return torch.cat([query_key, value_bias], dim=1)
 
-    def attention(self, xd: torch.Tensor, cross: CrossProjection | None = None) -> torch.Tensor:
-        """The attention branch on the dropped-out input xd (and the decoder's cross projection)."""
+    def attention(self, xd: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention branch on the dropped-out input xd (plus the decoder's `project_cross` term)."""
         width = self.width
         q_weight, k_weight = self.att_linear_q.weight[:, :width], self.att_linear_k.weight[:, :width]
         weight = torch.cat([q_weight, k_weight, self.att_linear_v.weight])
-        if cross is None:
-            bias = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias, self.att_linear_v.bias])
-            query, key, value = pointwise(weight, bias, xd).split(width, dim=1)
+        if cross_projection is None:
+            offset = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias, self.att_linear_v.bias])
         else:
-            bias = torch.cat([torch.zeros_like(self.att_linear_q.bias).repeat(2), self.att_linear_v.bias])
-            query, key, value = pointwise(weight, bias, xd).split(width, dim=1)
-            query, key = query + cross[0], key + cross[1]
+            offset = cross_projection
+        query, key, value = pointwise(weight, offset, xd).split(width, dim=1)
         return dilated_attention(
             query, key, value, self.tap_bias(), self.dilation, self.kernel_size, impl=self.attention_impl
         )
 
-    def forward(self, x: torch.Tensor, cross: CrossProjection | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
         xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
-        mixed = self.conv_block(xd) + self.attention(xd, cross)
+        mixed = self.conv_block(xd) + self.attention(xd, cross_projection)
         hidden = instance_norm(mixed)
         first, _, second = self.ffn_block
         return x + pointwise(second.weight, second.bias, F.relu(pointwise(first.weight, first.bias, hidden)))
