@@ -37,7 +37,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, InputError
+from .fileio import atomic_write
 
 SCHEMA = "actfusion-sdk/result/1"
 FORMATS = ("json", "csv", "mstcn", "activitynet")
@@ -271,7 +271,8 @@ class _TimelineExports:
             )
         if fmt == "png":
             return self.plot(path)
-        _write_text_atomically(path, self.export(fmt))
+        with atomic_write(path, "w") as stream:
+            stream.write(self.export(fmt))
         return path
 
     def table(self) -> str:
@@ -570,19 +571,6 @@ def _label_ids(labels: Sequence[str] | Sequence[int] | np.ndarray, classes: Sequ
             f"ground-truth label ids must be in [0, {len(classes)}), got [{ids.min()}, {ids.max()}]"
         )
     return ids
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # Timeline layout in pixels, so the PNG size is exact: width x (top + rows + axis + legend).

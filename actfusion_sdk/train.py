@@ -32,6 +32,7 @@ from .data.mstcn import MSTCNDataset, Stream
 from .data.targets import soft_label_targets
 from .errors import ConfigError, DatasetError, WeightsError
 from .evaluate import evaluate_model
+from .fileio import atomic_write
 from .model.actfusion import ActFusion
 from .model.checkpoint import FORMAT_VERSION, ModelCard, save_model
 from .model.config import ActFusionConfig, preset
@@ -234,13 +235,6 @@ def epoch_shard(num_videos: int, shuffle: random.Random, info: Distributed) -> l
     return padded[info.rank :: info.world_size]
 
 
-def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file next to `path`, then rename, so a crash never leaves a torn file."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-
-
 def resolve_config(config: ActFusionConfig | str | dict) -> ActFusionConfig:
     """A preset name, an ActFusionConfig, or its to_dict() form."""
     if isinstance(config, ActFusionConfig):
@@ -351,7 +345,8 @@ class _Trainer:
             "best_score": self.best_score,
             "history": self.history,
         }
-        atomic_torch_save(payload, self.checkpoint_path)
+        with atomic_write(self.checkpoint_path) as stream:
+            torch.save(payload, stream)
 
     def load_checkpoint(self) -> None:
         path = self.checkpoint_path

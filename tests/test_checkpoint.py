@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from actfusion_sdk.errors import ConfigError, WeightsError
+from actfusion_sdk.fileio import sha256_file
 from actfusion_sdk.model.actfusion import ActFusion
 from actfusion_sdk.model.checkpoint import (
     FORMAT_VERSION,
     ModelCard,
-    file_sha256,
     load_model,
     load_official_state_dict,
     save_model,
@@ -57,7 +57,7 @@ def test_save_and_load_round_trip(saved):
     for path in (directory, directory / "model.json", directory / "model.safetensors"):
         loaded, card = load_model(path)
         assert same_weights(loaded, model) and not loaded.training
-        assert card == card_for(model, sha256=file_sha256(directory / "model.safetensors"))
+        assert card == card_for(model, sha256=sha256_file(directory / "model.safetensors"))
     assert loaded.alphas_cumprod.dtype == torch.float64
     features = torch.randn(1, 2048, 20)
     loaded.attention_impl = model.attention_impl
@@ -84,7 +84,7 @@ def test_unreadable_safetensors_with_a_matching_checksum(saved):
     _, directory = saved
     (directory / "model.safetensors").write_text("not safetensors at all")
     card = json.loads((directory / "model.json").read_text())
-    card["sha256"] = file_sha256(directory / "model.safetensors")
+    card["sha256"] = sha256_file(directory / "model.safetensors")
     (directory / "model.json").write_text(json.dumps(card))
     with pytest.raises(WeightsError, match="not a readable safetensors file"):
         load_model(directory)
@@ -116,7 +116,7 @@ def test_official_state_dict_loads_strictly(tmp_path):
     path = tmp_path / "split1.model"
     torch.save(model.state_dict(), path)
     loaded, card = load_model(path, preset="50salads", classes=[f"c{i}" for i in range(19)])
-    assert same_weights(loaded, model) and card.classes[3] == "c3" and card.sha256 == file_sha256(path)
+    assert same_weights(loaded, model) and card.classes[3] == "c3" and card.sha256 == sha256_file(path)
     wrapped = tmp_path / "latest.pt"
     torch.save({"model": model.state_dict(), "epoch": 3}, wrapped)
     assert same_weights(load_model(wrapped, preset="50salads", classes=19).model, model)

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from actfusion_sdk.cli import main
-from actfusion_sdk.features.extract import atomic_write, find_videos
+from actfusion_sdk.features.extract import find_videos
 from actfusion_sdk.features.settings import WeightsSource
+from actfusion_sdk.fileio import atomic_write
 
 from .test_features import seed0_state, tiny_extractor, tiny_settings
 from .test_video_decode import write_video

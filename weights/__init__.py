@@ -7,12 +7,12 @@ is given. `manifest.json` lists the sha256 of every shipped file, checked by `ve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from ..errors import WeightsError
+from ..fileio import sha256_file
 
 ENVIRONMENT_VARIABLE = "ACTFUSION_WEIGHTS"
 WEIGHTS_DIR = Path(__file__).resolve().parent
@@ -64,15 +64,6 @@ def _problem(path: Path) -> str | None:
     return "does not exist"
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def shipped_files(root: Path = WEIGHTS_DIR) -> list[Path]:
     """Every shipped weights file under `root` (not the manifest itself, nor Python files or caches)."""
     return sorted(
@@ -90,7 +81,7 @@ def build_manifest(root: Path = WEIGHTS_DIR) -> dict[str, object]:
     return {
         "format": MANIFEST_FORMAT,
         "files": {
-            path.relative_to(root).as_posix(): {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+            path.relative_to(root).as_posix(): {"sha256": sha256_file(path), "bytes": path.stat().st_size}
             for path in shipped_files(root)
         },
     }

@@ -7,16 +7,14 @@ settings are skipped, and a failing video is recorded in the report while the ba
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
+from ..fileio import atomic_write
 from .i3d import I3DFeatureExtractor, VideoFeatures
 
 VIDEO_SUFFIXES = frozenset(
@@ -55,19 +53,6 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             found.append(item)
     return list(dict.fromkeys(found))
-
-
-@contextmanager
-def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Write ``path`` through a temporary file in the same directory, renamed into place on success."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with open(descriptor, mode) as handle:
-            yield handle
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def sidecar(result: VideoFeatures, precision: str) -> dict[str, Any]:

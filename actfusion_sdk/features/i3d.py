@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, WeightsError
+from ..fileio import sha256_file
 from ..video.clips import ClipSchedule
 from ..video.decode import VideoDecoder
 from ..video.transforms import normalize_clips
-from ..weights import sha256_of
 from .seeded import i3d_r50_skeleton, seeded_i3d_state_dict
 from .settings import PRECISIONS, FeatureSettings, WeightsSource
 
@@ -92,7 +92,7 @@ def load_i3d_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         raise WeightsError(
             f"'{path}' holds no i3d_r50 state_dict (expected a dict of tensors or 'model_state')"
         )
-    return state, sha256_of(path)
+    return state, sha256_file(path)
 
 
 def download_kinetics_weights(dest: str | Path) -> Path:

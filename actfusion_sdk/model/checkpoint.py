@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..errors import ConfigError, WeightsError
+from ..fileio import atomic_write, sha256_file
 from .actfusion import ActFusion
 from .config import PRESETS, ActFusionConfig, preset
 
@@ -84,17 +85,9 @@ class LoadedModel(NamedTuple):
     card: ModelCard
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_model(model: ActFusion, card: ModelCard, path_dir: str | os.PathLike[str]) -> Path:
     """Write <dir>/model.safetensors and <dir>/model.json (with the weights' sha256), each atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     if card.config != model.config:
         raise ConfigError(
@@ -108,13 +101,12 @@ def save_model(model: ActFusion, card: ModelCard, path_dir: str | os.PathLike[st
     directory.mkdir(parents=True, exist_ok=True)
     weights_path, card_path = directory / WEIGHTS_NAME, directory / CARD_NAME
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    staging = weights_path.with_name(f".{WEIGHTS_NAME}.{os.getpid()}.tmp")
-    save_file(tensors, str(staging), metadata={"format": "actfusion", "format_version": str(FORMAT_VERSION)})
-    signed = replace(card, sha256=file_sha256(staging))
-    os.replace(staging, weights_path)
-    staging = card_path.with_name(f".{CARD_NAME}.{os.getpid()}.tmp")
-    staging.write_text(json.dumps(signed.to_dict(), indent=2) + "\n")
-    os.replace(staging, card_path)
+    payload = save(tensors, metadata={"format": "actfusion", "format_version": str(FORMAT_VERSION)})
+    signed = replace(card, sha256=hashlib.sha256(payload).hexdigest())
+    with atomic_write(weights_path) as stream:
+        stream.write(payload)
+    with atomic_write(card_path, "w") as stream:
+        stream.write(json.dumps(signed.to_dict(), indent=2) + "\n")
     return directory
 
 
@@ -206,7 +198,7 @@ def _load_ours(path: Path) -> LoadedModel:
         card = ModelCard.from_dict(json.loads(card_path.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError, ConfigError) as err:
         raise WeightsError(f"{card_path} is not a valid model card: {err}") from err
-    digest = file_sha256(weights_path)
+    digest = sha256_file(weights_path)
     if digest != card.sha256:
         raise WeightsError(
             f"{weights_path} does not match its model card (sha256 {digest[:12]}… != {card.sha256[:12]}…): "
@@ -246,7 +238,7 @@ def _load_official(
         format_version=FORMAT_VERSION,
         config=config,
         classes=names,
-        sha256=file_sha256(path),
+        sha256=sha256_file(path),
         description=f"official ActFusion state_dict {path.name}",
     )
     return LoadedModel(model, card)
