@@ -16,7 +16,12 @@ import torch
 from torch import nn
 
 from actfusion_sdk.errors import ConfigError, WeightsError
-from actfusion_sdk.features.i3d import I3DFeatureExtractor, _prefetch, load_i3d_weights
+from actfusion_sdk.features.i3d import (
+    I3DFeatureExtractor,
+    _prefetch,
+    download_kinetics_weights,
+    load_i3d_weights,
+)
 from actfusion_sdk.features.seeded import (
     SEED0_FINGERPRINT,
     i3d_r50_skeleton,
@@ -244,6 +249,17 @@ def test_weights_from_pyth_and_plain_files(tmp_path: Path, seed0: dict[str, torc
         0, 256, (1, 4, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(5)
     )
     assert torch.equal(loaded.embed_clips(frames), extractor.embed_clips(frames))
+
+
+def test_download_path_fetches_a_local_file_url(tmp_path: Path, seed0: dict[str, torch.Tensor]) -> None:
+    """The optional online path, exercised with a file:// URL (tests never touch the network)."""
+    source = tmp_path / "mirror" / "I3D_8x8_R50.pyth"
+    source.parent.mkdir()
+    torch.save({"model_state": seed0}, source)
+    dest = download_kinetics_weights(tmp_path / "cache" / "i3d.pyth", url=source.as_uri(), progress=False)
+    assert dest.read_bytes() == source.read_bytes() and not dest.with_name("i3d.pyth.part").exists()
+    state, _ = load_i3d_weights(dest)
+    assert state.keys() == seed0.keys()
 
 
 def test_bad_weights_raise_weights_error(tmp_path: Path, seed0: dict[str, torch.Tensor]) -> None:

@@ -95,12 +95,15 @@ def load_i3d_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     return state, sha256_file(path)
 
 
-def download_kinetics_weights(dest: str | Path) -> Path:
-    """Download pytorchvideo's Kinetics-400 I3D_8x8_R50.pyth to ``dest`` (online use only, never implicit)."""
+def download_kinetics_weights(
+    dest: str | Path, url: str = KINETICS_WEIGHTS_URL, progress: bool = True
+) -> Path:
+    """Download pytorchvideo's Kinetics-400 I3D_8x8_R50.pyth to ``dest`` (online use only, never implicit;
+    ``url`` may name a mirror or a ``file://`` copy)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
-    torch.hub.download_url_to_file(KINETICS_WEIGHTS_URL, str(partial), progress=True)
+    torch.hub.download_url_to_file(url, str(partial), progress=progress)
     partial.replace(dest)
     return dest
 
