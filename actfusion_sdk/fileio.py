@@ -24,7 +24,8 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Write `path` through a temporary file in the same directory, renamed into place on success.
 
-    Text modes write UTF-8 with no newline translation. The parent directory is created if needed.
+    Text modes write UTF-8 with no newline translation. The parent directory is created if needed, and the
+    file gets the usual permissions (0666 less the umask), not mkstemp's private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +34,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     try:
         with open(descriptor, mode, **text) as handle:
             yield handle
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -32,6 +32,7 @@ from .data.mstcn import MSTCNDataset, Stream
 from .data.targets import soft_label_targets
 from .errors import ConfigError, DatasetError, WeightsError
 from .evaluate import evaluate_model
+from .features.settings import FeatureSettings
 from .fileio import atomic_write
 from .model.actfusion import ActFusion
 from .model.checkpoint import FORMAT_VERSION, ModelCard, save_model
@@ -379,7 +380,7 @@ class _Trainer:
             config=self.config,
             classes=self.train_data.classes,
             features=settings,
-            fps=(settings or {}).get("features_per_second"),
+            fps=None if settings is None else FeatureSettings.from_dict(settings).features_per_second,
             description=self.description,
             training={
                 "data": str(self.dataset_root),

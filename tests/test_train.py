@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 from actfusion_sdk.data.synthetic import write_synthetic_mstcn
 from actfusion_sdk.errors import ConfigError
+from actfusion_sdk.features.settings import FeatureSettings
 from actfusion_sdk.model.checkpoint import load_model
 from actfusion_sdk.model.config import DecoderConfig, EncoderConfig, PostprocessConfig, preset
 from actfusion_sdk.train import Distributed, carve_validation, epoch_shard, train
@@ -112,6 +114,17 @@ def test_resume_rejects_another_configuration(toy_data, tmp_path):
     train(tiny_config(batch_size=2), toy_data, 1, tmp_path / "run", epochs=1, val_fraction=0, progress=False)
     with pytest.raises(ConfigError, match="another configuration"):
         train(tiny_config(batch_size=4), toy_data, 1, tmp_path / "run", epochs=2, resume=True, progress=False)
+
+
+def test_card_records_the_feature_settings_of_extracted_features(toy_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(toy_data, data)
+    settings = FeatureSettings.demo()
+    for features in (data / "features").glob("*.npy"):
+        features.with_suffix(".json").write_text(json.dumps({"settings": settings.to_dict()}))
+    result = train(tiny_config(), data, 1, tmp_path / "run", epochs=1, val_fraction=0, progress=False)
+    card = load_model(result.model_dir).card
+    assert card.features == settings.to_dict() and card.fps == settings.features_per_second == 2.0
 
 
 def test_soft_label_recipe_trains(toy_data, tmp_path):
