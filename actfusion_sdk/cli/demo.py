@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     def show(_video: object, segmented: SegmentationResult, anticipated: AnticipationResult) -> None:
         truth = SegmentationResult.from_frames(
-            list(video.labels),
+            [segmented.classes.index(label) for label in video.labels],
             segmented.classes,
             segmented.fps,
             duration=segmented.duration,
