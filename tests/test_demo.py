@@ -1,9 +1,10 @@
 """End to end with the shipped demo weights: held-out procedural videos -> features -> ActFusion -> scores.
 
-A reduced version of benchmarks/bench_procedural.py (which runs >= 20 videos). Issue 7 asks for ActFusion's
-F1@50 >= 70 here; the shipped demo model does not reach it yet (see benchmarks/RESULTS.md), so this test guards
-the whole chain (decoding, the seeded extractor, the shipped weights, sampling, scoring) through the
-encoder's scores, which a broken front-end or weights file would collapse towards chance.
+A reduced version of benchmarks/bench_procedural.py (which runs >= 20 videos). Issue 7 asks for
+ActFusion's F1@50 >= 70 here; the shipped demo model does not reach it yet (see benchmarks/RESULTS.md),
+so this test guards the whole chain (decoding, the seeded extractor, the shipped weights, sampling,
+scoring) through the encoder's scores, which a broken front-end or weights file would collapse towards
+chance.
 """
 
 from __future__ import annotations
