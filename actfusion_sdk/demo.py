@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .data.procedural import ActivitySpec, generate_benchmark, render_video, sample_activity
+from .errors import InputError
 from .metrics import AnticipationMetrics, SegmentationMetrics
 from .model.inference import encoder_labels
 from .pipeline import Pipeline
@@ -134,7 +135,7 @@ def _aligned(labels: np.ndarray, length: int, source: Path) -> np.ndarray:
     """Predictions at the feature rate match the label rate up to a frame at the very end."""
     labels = np.asarray(labels, dtype=np.int64)
     if abs(len(labels) - length) > 1:
-        raise ValueError(f"{source}: {len(labels)} predicted frames for {length} ground-truth labels")
+        raise InputError(f"{source}: {len(labels)} predicted frames for {length} ground-truth labels")
     return np.pad(labels, (0, max(0, length - len(labels))), mode="edge")[:length]
 
 
