@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .model.inference import encoder_labels
 from .pipeline import Pipeline
 from .results import AnticipationResult, SegmentationResult
 
-#: Seed offset of held-out videos: the demo model was trained on benchmark seed 0.
+#: Benchmark seed of the held-out videos (the demo model was trained on videos of seed 0).
 HELDOUT_SEED = 1000
 OBSERVATION_RATIO = 0.3
 PREDICTION_RATIO = 0.5
@@ -36,15 +36,15 @@ class LabelledVideo:
     labels: tuple[str, ...]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProceduralScores:
     """Pooled scores of the model and the baselines over a set of videos (percentages)."""
 
-    model: dict[str, float] = field(default_factory=dict)
-    encoder_only: dict[str, float] = field(default_factory=dict)
-    moc: float = 0.0
-    moc_repeat_last: float = 0.0
-    videos: int = 0
+    model: dict[str, float]
+    encoder_only: dict[str, float]
+    moc: float
+    moc_repeat_last: float
+    videos: int
 
     def table(self) -> str:
         """The TAS rows (model vs encoder-only) and the anticipation row (model vs repeat-last-step)."""
