@@ -1,4 +1,5 @@
-"""What `actfusion segment` and `actfusion anticipate` share: arguments, the pipeline, and the output.
+"""What the subcommands share: the compute options of every command that runs the model, and the
+arguments, pipeline and output of `actfusion segment` and `actfusion anticipate`.
 
 Results go to stdout (a table, or an export with --format); progress and written paths go to stderr.
 """
@@ -12,9 +13,33 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..model.attention import IMPLEMENTATIONS
 from ..results import FORMATS, AnticipationResult, SegmentationResult, activitynet_document
 
 _SUFFIXES = {"json": ".json", "csv": ".csv", "mstcn": ".txt", "activitynet": ".activitynet.json"}
+
+
+def add_compute_arguments(parser: argparse.ArgumentParser, *, threads: bool = False) -> None:
+    """--device and --attention-impl (and --threads) for the commands that run the model."""
+    parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument(
+        "--attention-impl",
+        default="auto",
+        choices=IMPLEMENTATIONS,
+        help="dilated attention implementation (default auto: Triton on CUDA, torch on CPU)",
+    )
+    if threads:
+        parser.add_argument(
+            "--threads", type=int, help="CPU threads for torch (1 is fastest for small models on busy CPUs)"
+        )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Honour --threads when it was given."""
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

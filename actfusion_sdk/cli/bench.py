@@ -8,6 +8,7 @@ import time
 import torch
 
 from ..errors import ConfigError
+from ._common import add_compute_arguments
 
 # Class counts of the released datasets (spec §1.1, §10), for presets with random weights.
 PRESET_CLASSES = {"breakfast": 48, "50salads": 19, "gtea": 11}
@@ -24,8 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--preset", default="50salads", help="breakfast, 50salads or gtea (default 50salads)")
     source.add_argument("--weights", default=None, help="a model directory or card instead of a preset")
     parser.add_argument("--length", type=int, default=2000, help="feature frames L (default 2000)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--attention-impl", default="auto", help="auto, torch, triton or reference")
+    add_compute_arguments(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (default 3)")
     parser.set_defaults(handler=run)
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ._common import add_compute_arguments, apply_threads
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,28 +28,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preset", help="architecture of an official raw checkpoint (breakfast, 50salads, gtea)"
     )
     parser.add_argument("--subset", default="test", choices=("train", "test"), help="split file to use")
-    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
-    parser.add_argument("--attention-impl", default="auto", help="auto, torch, triton or reference")
+    add_compute_arguments(parser, threads=True)
     parser.add_argument(
         "--background",
         action="append",
         help="class name excluded from Edit and F1 (repeatable; default 'background', as the official code)",
     )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
-    parser.add_argument(
-        "--threads", type=int, help="CPU threads for torch (1 is fastest for small models on a busy machine)"
-    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..evaluate import DEFAULT_BG_CLASSES, evaluate
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
     report = evaluate(
         args.data,

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ._common import add_compute_arguments, apply_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,22 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--val-fraction", type=float, default=0.1, help="share of train videos for validation"
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--attention-impl", default="auto", help="auto, torch, triton or reference")
-    parser.add_argument(
-        "--threads", type=int, help="CPU threads for torch (1 is fastest for small models on a busy machine)"
-    )
+    add_compute_arguments(parser, threads=True)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..train import train
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     config: str | dict = args.preset
     if args.config is not None:
         try:
