@@ -8,6 +8,7 @@ from pathlib import Path
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TESTVECTORS = Path(os.environ.get("ACTFUSION_TESTVECTORS", REPO.parent / "shared" / "testvectors"))
@@ -21,3 +22,13 @@ def testvectors() -> Path:
             f"official test vectors not found at {TESTVECTORS}; set ACTFUSION_TESTVECTORS to the directory"
         )
     return TESTVECTORS
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny tensors: one torch thread avoids oversubscribing the shared CI cores. Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

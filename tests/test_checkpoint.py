@@ -20,7 +20,9 @@ from actfusion_sdk.model.checkpoint import (
     save_model,
 )
 from actfusion_sdk.model.config import preset
-from tests.test_model import single_thread, small_model  # noqa: F401 (autouse fixture)
+from tests.test_model import small_model
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 CLASSES = ("background", "cut", "peel", "mix", "serve")
 

@@ -9,7 +9,8 @@ import torch
 
 from actfusion_sdk.errors import ConfigError
 from actfusion_sdk.model.diffusion import DDIMSampler, NoiseSchedule, denormalize, normalize
-from tests.test_model import single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,7 @@ from actfusion_sdk.model.checkpoint import FORMAT_VERSION, ModelCard, save_model
 from actfusion_sdk.model.config import preset
 from actfusion_sdk.model.inference import FramePrediction
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy-sized tensors: one thread avoids oversubscription on the shared 2-core CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,16 +31,9 @@ from actfusion_sdk.model.inference import (
 )
 from actfusion_sdk.model.layers import DilatedAttentionLayer
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 IMPLS = ("reference", "torch")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """These tensors are tiny: one thread avoids oversubscribing the shared CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_config(**changes) -> ActFusionConfig:

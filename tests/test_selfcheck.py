@@ -18,7 +18,8 @@ from actfusion_sdk.model.actfusion import ActFusion
 from actfusion_sdk.model.config import DecoderConfig, DiffusionConfig, EncoderConfig, preset
 from actfusion_sdk.model.inference import sample_probs, seeded_generators
 from actfusion_sdk.model.layers import DilatedAttentionLayer
-from tests.test_model import single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 ACTFUSION = Path(sys.executable).parent / "actfusion"
 

@@ -22,16 +22,9 @@ from actfusion_sdk.model.checkpoint import load_model
 from actfusion_sdk.model.config import DecoderConfig, EncoderConfig, PostprocessConfig, preset
 from actfusion_sdk.train import Distributed, carve_validation, epoch_shard, train
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 FEATURE_DIM = 16
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy-sized tensors: one thread avoids oversubscription on the shared 2-core CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(**training):
