@@ -7,6 +7,8 @@
 #   3. whole-model GPU segmentation timing, breakfast preset, 48 classes    -> model.md
 #   4. triton vs torch.compile(reference) vs FlexAttention, d=1,16,256,2048 -> attention.md
 #   5. launch-configuration timings                                        -> attention_tune.md
+#   6. `actfusion selfcheck` of the official test vectors on the GPU with Triton (when the vectors are there:
+#      $ACTFUSION_TESTVECTORS, else .testvectors/ or ../shared/testvectors; the device call carries .testvectors)
 # Each step has its own time limit; a step that fails or runs out is reported and the next one still runs.
 #
 #   benchmarks/device_check.sh            # on the GPU machine
@@ -125,6 +127,24 @@ if [[ $DRY_RUN == 0 ]]; then
     step "compiled reference + FlexAttention" 110 "${BENCH[@]}" --device cuda "${SIZE[@]}" --no-check \
         --impls triton,compiled,flex --dilations 1,16,256,2048
     step "launch configurations" 45 "${BENCH[@]}" --device cuda "${SIZE[@]}" --tune --dilations 1,2048
+fi
+
+VECTORS=${ACTFUSION_TESTVECTORS:-}
+for candidate in "$ROOT/.testvectors" "$ROOT/../shared/testvectors"; do
+    if [[ -z "$VECTORS" && -f "$candidate/model_50salads.pt" ]]; then
+        VECTORS=$candidate
+    fi
+done
+if [[ -n "$VECTORS" ]]; then
+    SELFCHECK=(--device cuda --attention-impl triton)
+    if [[ $DRY_RUN == 1 ]]; then
+        SELFCHECK=(--device cpu --attention-impl torch)
+    fi
+    step "selfcheck of the official vectors" 60 "$PYTHON" -c \
+        "import sys; from actfusion_sdk.cli import main; sys.exit(main(sys.argv[1:]))" selfcheck "${SELFCHECK[@]}" \
+        "$VECTORS/attention_layers.pt" "$VECTORS/model_50salads.pt"
+else
+    echo "=== selfcheck of the official vectors: skipped, no test vectors found (set ACTFUSION_TESTVECTORS)"
 fi
 
 echo "=== tables in $OUT:"

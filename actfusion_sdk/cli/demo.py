@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..demo import HELDOUT_SEED, OBSERVATION_RATIO, demo_video, score_videos
 from ..results import AnticipationResult, SegmentationResult
 
 
@@ -21,14 +20,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("demo_output"), help="output directory (demo_output)"
     )
-    parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="script seed of the demo video")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="script seed of the demo video (default: the held-out seed)"
+    )
     parser.add_argument("--weights", default=None, help="model directory or card (default: bundled demo)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"rendering a held-out demo video (seed {args.seed}) ...", file=sys.stderr)
-    video, spec = demo_video(args.out, seed=args.seed)
+    from ..demo import HELDOUT_SEED, OBSERVATION_RATIO, demo_video, score_videos
+
+    seed = HELDOUT_SEED if args.seed is None else args.seed
+    print(f"rendering a held-out demo video (seed {seed}) ...", file=sys.stderr)
+    video, spec = demo_video(args.out, seed=seed)
     print(
         f"{video.path}: {spec.activity}, {spec.duration:.0f} s, steps {' -> '.join(spec.steps)}",
         file=sys.stderr,

@@ -6,10 +6,6 @@ import argparse
 import sys
 import time
 
-from tqdm import tqdm
-
-from ..data.procedural import generate_benchmark
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -35,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..data.procedural import generate_benchmark
+
     started = time.perf_counter()
     with tqdm(total=args.videos, desc="videos", unit="video", file=sys.stderr, disable=args.quiet) as bar:
         manifest = generate_benchmark(
