@@ -13,6 +13,7 @@
 #
 #   benchmarks/device_check.sh            # on the GPU machine
 #   benchmarks/device_check.sh --dry-run  # on a CPU machine: every step at toy sizes (GPU-only parts skipped)
+#   STEPS=model,tune benchmarks/device_check.sh   # only some steps (attention,bf16,model,compare,tune,selfcheck)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,11 +38,17 @@ cp -r "$ROOT/actfusion_sdk" "$STAGE/actfusion_sdk"
 cp -r "$ROOT/kernels" "$STAGE/actfusion_sdk/kernels"
 cp -r "$ROOT/weights" "$STAGE/actfusion_sdk/weights"
 export PYTHONPATH="$STAGE"
+cd "$STAGE"  # `python -` / `python -c` put the working directory first on sys.path: make it the staged tree
+STEPS=",environment,${STEPS:-attention,bf16,model,compare,tune,selfcheck},"
 
 FAILED=()
-step() {  # step NAME SECONDS COMMAND...
-    local name=$1 limit=$2
-    shift 2
+step() {  # step KEY NAME SECONDS COMMAND...
+    local key=$1 name=$2 limit=$3
+    shift 3
+    if [[ $STEPS != *",$key,"* ]]; then
+        echo "=== $name: not selected (STEPS)"
+        return
+    fi
     echo "=== $name (limit ${limit}s)"
     local start=$SECONDS
     timeout "$limit" "$@"
@@ -55,21 +62,21 @@ step() {  # step NAME SECONDS COMMAND...
 BENCH=("$PYTHON" "$ROOT/benchmarks/bench_attention.py")
 if [[ $DRY_RUN == 1 ]]; then
     SIZE=(--batch 1 --channels 64 --length 2048 --dilations 1,64,2048)
-    step "environment" 60 "$PYTHON" -c "import sys, torch, triton; print(sys.version, torch.__version__, triton.__version__)"
-    step "offline sm_90a compile" 300 "${BENCH[@]}" --compile-report
-    step "interpreter correctness + torch vs reference" 600 "${BENCH[@]}" --device cpu "${SIZE[@]}" --repeats 1
+    step environment "environment" 60 "$PYTHON" -c "import sys, torch, triton; print(sys.version, torch.__version__, triton.__version__)"
+    step attention "offline sm_90a compile" 300 "${BENCH[@]}" --compile-report
+    step attention "interpreter correctness + torch vs reference" 600 "${BENCH[@]}" --device cpu "${SIZE[@]}" --repeats 1
     MODEL_ARGS=(--device cpu --lengths 48 --impls torch,reference)
 else
     SIZE=(--batch 4 --channels 256 --length 16384 --kernel-size 5)
     nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv
-    step "environment" 30 "$PYTHON" -c "import sys, torch, triton; print(sys.version, torch.__version__, triton.__version__)"
-    step "correctness + benchmark fp32" 150 "${BENCH[@]}" --device cuda "${SIZE[@]}" --impls triton,reference
-    step "benchmark bf16" 45 "${BENCH[@]}" --device cuda "${SIZE[@]}" --no-check --dtype bf16 \
+    step environment "environment" 30 "$PYTHON" -c "import sys, torch, triton; print(sys.version, torch.__version__, triton.__version__)"
+    step attention "correctness + benchmark fp32" 150 "${BENCH[@]}" --device cuda "${SIZE[@]}" --impls triton,reference
+    step bf16 "benchmark bf16" 45 "${BENCH[@]}" --device cuda "${SIZE[@]}" --no-check --dtype bf16 \
         --impls triton,reference
     MODEL_ARGS=(--device cuda --lengths 2000,10000 --impls triton,torch,reference)
 fi
 
-step "whole-model segmentation" 100 "$PYTHON" - "${MODEL_ARGS[@]}" <<'EOF'
+step model "whole-model segmentation" 100 "$PYTHON" - "${MODEL_ARGS[@]}" <<'EOF'
 """Whole-model segmentation time per attention implementation (breakfast preset, random weights/features)."""
 import argparse
 import os
@@ -124,9 +131,9 @@ with open(os.path.join(os.environ["OUT"], "model.md"), "a") as handle:
 EOF
 
 if [[ $DRY_RUN == 0 ]]; then
-    step "compiled reference + FlexAttention" 110 "${BENCH[@]}" --device cuda "${SIZE[@]}" --no-check \
-        --impls triton,compiled,flex --dilations 1,16,256,2048
-    step "launch configurations" 45 "${BENCH[@]}" --device cuda "${SIZE[@]}" --tune --dilations 1,2048
+    step compare "compiled reference + FlexAttention" 110 "${BENCH[@]}" --device cuda "${SIZE[@]}" --no-check \
+        --impls triton,compiled,flex --dilations 1,2048
+    step tune "launch configurations" 150 "${BENCH[@]}" --device cuda "${SIZE[@]}" --tune --dilations 1,2048
 fi
 
 VECTORS=${ACTFUSION_TESTVECTORS:-}
@@ -140,7 +147,7 @@ if [[ -n "$VECTORS" ]]; then
     if [[ $DRY_RUN == 1 ]]; then
         SELFCHECK=(--device cpu --attention-impl torch)
     fi
-    step "selfcheck of the official vectors" 60 "$PYTHON" -c \
+    step selfcheck "selfcheck of the official vectors" 60 "$PYTHON" -c \
         "import sys; from actfusion_sdk.cli import main; sys.exit(main(sys.argv[1:]))" selfcheck "${SELFCHECK[@]}" \
         "$VECTORS/attention_layers.pt" "$VECTORS/model_50salads.pt"
 else

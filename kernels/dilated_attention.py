@@ -25,7 +25,8 @@ import triton.language as tl
 # Positions per program, channels per chunk (capped by the padded channel count) and warps per program.
 # Chosen from the offline sm_90a compile (no spills, ~170 registers), not yet timed on a GPU;
 # `benchmarks/bench_attention.py --tune` times alternatives by updating this dict.
-LAUNCH_DEFAULTS = {"BLOCK_L": 64, "BLOCK_C": 32, "num_warps": 4}
+# num_stages None leaves triton's own default (software pipelining depth of the channel loops).
+LAUNCH_DEFAULTS = {"BLOCK_L": 64, "BLOCK_C": 32, "num_warps": 4, "num_stages": None}
 
 
 @triton.jit
@@ -291,7 +292,7 @@ def new_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
 def launch_config(channels: int, value_channels: int, length: int, batch: int, kernel_size: int) -> dict:
     """Grid and meta-parameters shared by the three kernels."""
     block_l = LAUNCH_DEFAULTS["BLOCK_L"]
-    return {
+    config = {
         "grid": (triton.cdiv(length, block_l), batch),
         "KERNEL_SIZE": kernel_size,
         "TAPS": triton.next_power_of_2(kernel_size),
@@ -299,6 +300,9 @@ def launch_config(channels: int, value_channels: int, length: int, batch: int, k
         "BLOCK_L": block_l,
         "num_warps": LAUNCH_DEFAULTS["num_warps"],
     }
+    if LAUNCH_DEFAULTS["num_stages"] is not None:
+        config["num_stages"] = LAUNCH_DEFAULTS["num_stages"]
+    return config
 
 
 def _accumulator(dtype: torch.dtype) -> tuple[tl.dtype, torch.dtype]:
