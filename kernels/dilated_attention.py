@@ -25,8 +25,9 @@ import triton.language as tl
 # Positions per program, channels per chunk (capped by the padded channel count) and warps per program.
 # Chosen from the offline sm_90a compile (no spills, ~170 registers), not yet timed on a GPU;
 # `benchmarks/bench_attention.py --tune` times alternatives by updating this dict.
+# Fastest forward and forward+backward on an H200 (B=4, C=256, L=16384, K=5; benchmarks/RESULTS.md);
 # num_stages None leaves triton's own default (software pipelining depth of the channel loops).
-LAUNCH_DEFAULTS = {"BLOCK_L": 64, "BLOCK_C": 32, "num_warps": 4, "num_stages": None}
+LAUNCH_DEFAULTS = {"BLOCK_L": 32, "BLOCK_C": 64, "num_warps": 4, "num_stages": None}
 
 
 @triton.jit

@@ -11,8 +11,9 @@ Exit 0 iff every output is within tolerance (1e-5; 1e-9 for metrics), 1 otherwis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+@contextlib.contextmanager
+def strict_float32() -> Iterator[None]:
+    """Full fp32 matmuls and convolutions: CUDA's TF32 defaults (cuDNN convolutions) err by ~1e-3."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def run(args: argparse.Namespace) -> int:
     report: dict[str, dict[str, float]] = {}
     failures = 0
     for path in args.files:
-        errors, tolerance = check_file(path, args.attention_impl, args.device)
+        with strict_float32():
+            errors, tolerance = check_file(path, args.attention_impl, args.device)
         report[str(path)] = errors
         failures += sum(not error <= tolerance for error in errors.values())
         if not args.json:
