@@ -277,6 +277,7 @@ class _Trainer:
             boundary_smooth=config.training.boundary_smooth,
             sample_rate=config.sample_rate,
             temporal_aug=config.temporal_aug,
+            speed_range=config.training.speed_range,
         )
         if full.feature_dim != config.encoder.input_dim:
             raise DatasetError(

@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/bench_features.py            # full: demo + kinetics sizes, 5/20-min RSS
     .venv/bin/python benchmarks/bench_features.py --quick    # reduced sizes, short videos (proves it runs)
+    .venv/bin/python benchmarks/bench_features.py --only rss # just the 5/20-min peak-RSS part
+
+On a CPU that emulates bf16 (no AVX512-BF16/AMX: ~1 GFLOP/s) the bf16 rows are timed once each and the
+224² batch-8 row is skipped, since it alone would take ~15 minutes there.
 
 Achieved GFLOP/s = FLOPs of one forward (torch.utils.flop_counter, 2 per multiply-add) / wall time; the
 matmul of the same precision, timed in the same run, is the machine's practical limit (issue 4 target:
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import av
@@ -48,14 +53,26 @@ def matmul_gflops(dtype: torch.dtype, size: int, repeats: int) -> float:
     return 2 * size**3 / best_seconds(lambda: a @ b, repeats) / 1e9
 
 
-def network_rate(extractor: I3DFeatureExtractor, batch: int, repeats: int) -> tuple[float, float]:
-    """(clips/s, achieved GFLOP/s) of ``embed_clips`` on random uint8 clips of the settings' size."""
-    s = extractor.settings
-    clips = torch.randint(0, 256, (batch, s.clip_frames, s.crop_size, s.crop_size, 3), dtype=torch.uint8)
+def random_clips(settings: FeatureSettings, batch: int) -> torch.Tensor:
+    shape = (batch, settings.clip_frames, settings.crop_size, settings.crop_size, 3)
+    return torch.randint(0, 256, shape, dtype=torch.uint8)
+
+
+def flops_per_clip(settings: FeatureSettings) -> int:
+    """FLOPs of one clip's forward (counted in fp32; the count does not depend on the precision)."""
+    extractor = I3DFeatureExtractor(settings, device="cpu", precision="fp32")
     with FlopCounterMode(display=False) as counter:
-        extractor.embed_clips(clips)
+        extractor.embed_clips(random_clips(settings, 1))
+    return counter.get_total_flops()
+
+
+def network_rate(
+    extractor: I3DFeatureExtractor, batch: int, repeats: int, clip_flops: int
+) -> tuple[float, float]:
+    """(clips/s, achieved GFLOP/s) of ``embed_clips`` on random uint8 clips of the settings' size."""
+    clips = random_clips(extractor.settings, batch)
     seconds = best_seconds(lambda: extractor.embed_clips(clips), repeats)
-    return batch / seconds, counter.get_total_flops() / seconds / 1e9
+    return batch / seconds, batch * clip_flops / seconds / 1e9
 
 
 def generate_720p(path: Path, seconds: int, fps: int = 30) -> Path:
@@ -117,6 +134,7 @@ def main() -> None:
         default=Path(tempfile.gettempdir()) / "actfusion_bench",
         help="where generated videos go",
     )
+    parser.add_argument("--only", choices=("rates", "rss"), help="run one part: network rates or peak RSS")
     parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -125,44 +143,64 @@ def main() -> None:
         rss_child(args.rss_child, args.batch_size)
         return
 
-    repeats = 1 if args.quick else 3
     print(f"torch {torch.__version__}, {args.threads} threads, {'quick' if args.quick else 'full'} run")
-    # fp32 at 2048² (best of 6); bf16 smaller in the quick run, as CPUs without native bf16 emulate it slowly.
+    if args.only in (None, "rates"):
+        network_rates(args.quick)
+    if args.only in (None, "rss"):
+        peak_memory(args.quick, args.cache, args.threads)
+
+
+def network_rates(quick: bool) -> None:
+    """Clips/s and achieved GFLOP/s per size, precision and batch, next to the matmul of that precision."""
+    repeats = 1 if quick else 3
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    # fp32 at 2048² (best of 6); bf16 smaller where it is emulated (~1 GFLOP/s there).
     limits = {
         "fp32": matmul_gflops(torch.float32, 2048, 5),
-        "bf16": matmul_gflops(torch.bfloat16, 1024 if args.quick else 2048, repeats + 2),
+        "bf16": matmul_gflops(torch.bfloat16, 2048 if native_bf16 else 1024, 3),
     }
     print(f"matmul: fp32 {limits['fp32']:.1f} GFLOP/s, bf16 {limits['bf16']:.1f} GFLOP/s")
+    if not native_bf16:
+        print("bf16 is emulated on this CPU (no AVX512-BF16/AMX): bf16 rows timed once, 224² batch 8 skipped")
 
     sizes = [("demo 8x112²", FeatureSettings.demo())]
-    if not args.quick:
+    if not quick:
         sizes.append(
             ("kinetics 8x224²", FeatureSettings.kinetics().with_weights(WeightsSource("seeded", seed=0)))
         )
     for label, settings in sizes:
+        clip_flops = flops_per_clip(settings)
+        print(f"{label}: {clip_flops / 1e9:.2f} GFLOP per clip")
         for precision in ("fp32", "bf16"):
-            extractor = I3DFeatureExtractor(settings, device="cpu", precision=precision)
-            # Without native bf16 (AVX512-BF16/AMX) the CPU emulates it slowly: keep the quick run short.
-            batches = (1,) if args.quick and precision == "bf16" else (1, 8)
+            with warnings.catch_warnings():  # the emulated-bf16 warning is stated once above
+                warnings.simplefilter("ignore")
+                extractor = I3DFeatureExtractor(settings, device="cpu", precision=precision)
+            slow = precision == "bf16" and not native_bf16
+            batches = (1,) if slow and (quick or settings.crop_size > 112) else (1, 8)
             for batch in batches:
-                clips_per_s, gflops = network_rate(extractor, batch, repeats)
+                clips_per_s, gflops = network_rate(extractor, batch, 1 if slow else repeats, clip_flops)
                 share = 100 * gflops / limits[precision]
                 print(
                     f"{label} {precision} batch {batch}: {clips_per_s:.2f} clips/s, {gflops:.1f} GFLOP/s "
-                    f"= {share:.0f}% of the {precision} matmul"
+                    f"= {share:.0f}% of the {precision} matmul",
+                    flush=True,
                 )
+    print(f"matmul again: fp32 {matmul_gflops(torch.float32, 2048, 5):.1f} GFLOP/s (load check)")
 
-    args.cache.mkdir(parents=True, exist_ok=True)
-    lengths = (20, 80) if args.quick else (300, 1200)
+
+def peak_memory(quick: bool, cache: Path, threads: int) -> None:
+    """Decode rate and peak RSS of extracting generated 720p videos of two lengths (fresh process each)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    lengths = (20, 80) if quick else (300, 1200)
     for seconds in lengths:
-        video = generate_720p(args.cache / f"bench_720p_{seconds}s.mp4", seconds)
+        video = generate_720p(cache / f"bench_720p_{seconds}s.mp4", seconds)
         source_rate, output_rate = decode_rates(video, FeatureSettings.demo())
         print(
             f"720p {seconds} s: decoding {source_rate:.0f} source frames/s "
             f"({output_rate:.0f} demo frames/s out, 16 of every 30 resized and cropped)"
         )
         child = subprocess.run(
-            [sys.executable, __file__, "--rss-child", str(video), "--threads", str(args.threads)],
+            [sys.executable, __file__, "--rss-child", str(video), "--threads", str(threads)],
             capture_output=True,
             text=True,
             check=True,

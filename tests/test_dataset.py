@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from actfusion_sdk.data.mstcn import MSTCNDataset
+from actfusion_sdk.data.mstcn import MSTCNDataset, Stream, change_speed
 from actfusion_sdk.data.synthetic import write_synthetic_mstcn
 from actfusion_sdk.data.targets import boundary_targets, soft_label_targets
 from actfusion_sdk.errors import DatasetError
@@ -67,6 +67,30 @@ def test_streams_slice_features_labels_and_boundaries(dataset_dir):
     assert list(MSTCNDataset(dataset_dir, 1, sample_rate=4, temporal_aug=False).stream_offsets()) == [0]
     offsets = {data.training_stream(0, random.Random(s)).labels.shape[0] for s in range(30)}
     assert offsets <= {len(video.labels[o::4]) for o in range(4)}
+
+
+def test_change_speed_picks_the_nearest_source_frames():
+    features = np.arange(30, dtype=np.float32).reshape(3, 10)
+    stream = Stream(features, np.arange(10), np.linspace(0, 1, 10, dtype=np.float32))
+    faster = change_speed(stream, 2.0)  # frame i of 5 covers source [2i, 2i + 2): centre 2i + 1
+    assert faster.labels.tolist() == [1, 3, 5, 7, 9]
+    assert np.array_equal(faster.features, features[:, 1::2])
+    assert np.array_equal(faster.boundaries, stream.boundaries[1::2])
+    slower = change_speed(stream, 0.5)  # each source frame twice
+    assert slower.labels.tolist() == [i // 2 for i in range(20)]
+    assert slower.features.flags.c_contiguous
+    assert change_speed(stream, 1.0).labels.tolist() == list(range(10))
+    assert change_speed(stream, 100.0).labels.shape == (1,)
+
+
+def test_speed_range_resamples_training_streams_only(dataset_dir):
+    data = MSTCNDataset(dataset_dir, 1, speed_range=(0.5, 2.0))
+    length = len(data.videos[0].labels)
+    lengths = {data.training_stream(0, random.Random(s)).labels.shape[0] for s in range(40)}
+    assert min(lengths) >= round(length / 2.0) and max(lengths) <= round(length / 0.5)
+    assert len(lengths) > 5  # the speed varies between visits
+    assert data.stream(0, 0).labels.shape[0] == length  # evaluation streams keep their speed
+    assert data.select([data.videos[0].name]).speed_range == (0.5, 2.0)
 
 
 def test_three_dimensional_features_pick_a_crop(dataset_dir):

@@ -155,6 +155,18 @@ def test_config_round_trips(name):
     assert ActFusionConfig.from_official(json.loads(json.dumps(config.to_official()))) == config
 
 
+def test_speed_range_is_optional_and_checked():
+    config = preset("gtea")
+    assert config.training.speed_range is None and "speed_range" not in config.to_official()
+    fast = dataclasses.replace(config, training=dataclasses.replace(config.training, speed_range=[0.8, 1.25]))
+    assert fast.training.speed_range == (0.8, 1.25)
+    assert ActFusionConfig.from_dict(json.loads(json.dumps(fast.to_dict()))) == fast
+    assert ActFusionConfig.from_official(json.loads(json.dumps(fast.to_official()))) == fast
+    for bad in ([1.2, 0.8], [0.0, 1.0], [1.0]):
+        with pytest.raises(ConfigError, match="speed_range"):
+            dataclasses.replace(config.training, speed_range=bad)
+
+
 def test_preset_values_from_spec():
     breakfast, salads, gtea = preset("breakfast"), preset("50salads"), preset("gtea")
     assert breakfast.encoder.cross_dim(48) == 768 and salads.encoder.cross_dim(19) == 192

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,16 @@ class Stream:
     features: np.ndarray  # [D, L] float32
     labels: np.ndarray  # [L] int64
     boundaries: np.ndarray  # [L] float32
+
+
+def change_speed(stream: Stream, factor: float) -> Stream:
+    """The stream played `factor` times faster: round(L / factor) frames, each the nearest source frame."""
+    length = stream.labels.shape[0]
+    frames = max(1, round(length / factor))
+    source = np.minimum(((np.arange(frames) + 0.5) * (length / frames)).astype(np.int64), length - 1)
+    return Stream(
+        np.array(stream.features[:, source], order="C"), stream.labels[source], stream.boundaries[source]
+    )
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,7 @@ class MSTCNDataset:
         boundary_smooth: float | None = None,
         sample_rate: int = 1,
         temporal_aug: bool = True,
+        speed_range: tuple[float, float] | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -166,6 +178,7 @@ class MSTCNDataset:
         self.classes = read_mapping(self.root / "mapping.txt")
         self.sample_rate = sample_rate
         self.temporal_aug = temporal_aug
+        self.speed_range = speed_range
         class_index = {name: i for i, name in enumerate(self.classes)}
         self.videos: list[VideoRecord] = []
         feature_dims = set()
@@ -236,7 +249,11 @@ class MSTCNDataset:
         crops = self.crops(index)
         crop = rng.randrange(crops.shape[0])
         offset = rng.choice(self.stream_offsets())
-        return self._stream(index, crops[crop], offset)
+        stream = self._stream(index, crops[crop], offset)
+        if self.speed_range is None:
+            return stream
+        low, high = self.speed_range
+        return change_speed(stream, math.exp(rng.uniform(math.log(low), math.log(high))))
 
     def _stream(self, index: int, features: np.ndarray, offset: int) -> Stream:
         video = self.videos[index]

@@ -131,11 +131,22 @@ class TrainingConfig:
     class_weighting: bool
     n_mask: int = 10
     patch_size: int = 10
+    # Not in the official recipes: play each training stream at a speed drawn log-uniformly from this range
+    # (nearest-frame resampling of features and labels); None keeps the official behaviour.
+    speed_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cond_types", tuple(self.cond_types))
         if not self.cond_types:
             raise ConfigError("training.cond_types is empty; list at least one masking type, e.g. 'full'")
+        if self.speed_range is not None:
+            object.__setattr__(self, "speed_range", tuple(float(x) for x in self.speed_range))
+            low, high = self.speed_range if len(self.speed_range) == 2 else (0.0, -1.0)
+            if not 0 < low <= high:
+                raise ConfigError(
+                    "training.speed_range must be [low, high] with 0 < low <= high, "
+                    f"got {list(self.speed_range)}"
+                )
 
 
 @dataclass(frozen=True)
@@ -252,6 +263,7 @@ class ActFusionConfig:
                     class_weighting=bool(data["class_weighting"]),
                     n_mask=data.get("n_mask", 10),
                     patch_size=data.get("patch_size", 10),
+                    speed_range=data.get("speed_range"),
                 ),
                 postprocess=PostprocessConfig(
                     kind=post["type"] or "none",
@@ -319,6 +331,7 @@ class ActFusionConfig:
             "boundary_smooth": train.boundary_smooth,
             "soft_label": train.soft_label,
             "postprocess": {"type": self.postprocess.kind, "value": self.postprocess.value},
+            **({"speed_range": list(train.speed_range)} if train.speed_range else {}),
         }
 
 
