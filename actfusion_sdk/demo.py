@@ -17,6 +17,7 @@ import numpy as np
 
 from .data.procedural import ActivitySpec, generate_benchmark, render_video, sample_activity
 from .errors import InputError
+from .evaluate import DEFAULT_BG_CLASSES
 from .metrics import AnticipationMetrics, SegmentationMetrics
 from .model.inference import encoder_labels
 from .pipeline import Pipeline
@@ -104,7 +105,8 @@ def score_videos(
     pipeline = Pipeline([video.path for video in videos], weights=weights, progress=progress)
     classes = pipeline.classes
     index = {name: i for i, name in enumerate(classes)}
-    tas, encoder_tas = SegmentationMetrics(), SegmentationMetrics()
+    # As in the official protocol (spec §6) and `evaluate`: a class named 'background' is not scored
+    tas, encoder_tas = (SegmentationMetrics(bg_classes=DEFAULT_BG_CLASSES) for _ in range(2))
     moc, moc_repeat = (
         AnticipationMetrics(len(classes), OBSERVATION_RATIO, (PREDICTION_RATIO,)) for _ in range(2)
     )
