@@ -105,7 +105,7 @@ def score_videos(
     pipeline = Pipeline([video.path for video in videos], weights=weights, progress=progress)
     classes = pipeline.classes
     index = {name: i for i, name in enumerate(classes)}
-    # As in the official protocol (spec §6) and `evaluate`: a class named 'background' is not scored
+    # As in the official protocol (spec §6) and `evaluate`, a class named 'background' is not scored.
     tas, encoder_tas = (SegmentationMetrics(bg_classes=DEFAULT_BG_CLASSES) for _ in range(2))
     moc, moc_repeat = (
         AnticipationMetrics(len(classes), OBSERVATION_RATIO, (PREDICTION_RATIO,)) for _ in range(2)

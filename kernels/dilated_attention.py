@@ -22,11 +22,10 @@ import torch
 import triton
 import triton.language as tl
 
-# Positions per program, channels per chunk (capped by the padded channel count) and warps per program.
-# Chosen from the offline sm_90a compile (no spills, ~170 registers), not yet timed on a GPU;
-# `benchmarks/bench_attention.py --tune` times alternatives by updating this dict.
-# Fastest forward and forward+backward on an H200 (B=4, C=256, L=16384, K=5; benchmarks/RESULTS.md);
-# num_stages None leaves triton's own default (software pipelining depth of the channel loops).
+# Positions per program, channels per chunk (capped by the padded channel count), warps per program and the
+# pipelining depth of the channel loops (None: triton's default). The fastest forward and forward+backward of
+# `benchmarks/bench_attention.py --tune` on an H200 (B=4, C=256, L=16384, K=5; benchmarks/RESULTS.md);
+# the sweep times alternatives by updating this dict.
 LAUNCH_DEFAULTS = {"BLOCK_L": 32, "BLOCK_C": 64, "num_warps": 4, "num_stages": None}
 
 

@@ -141,8 +141,7 @@ class TrainingConfig:
             raise ConfigError("training.cond_types is empty; list at least one masking type, e.g. 'full'")
         if self.speed_range is not None:
             object.__setattr__(self, "speed_range", tuple(float(x) for x in self.speed_range))
-            low, high = self.speed_range if len(self.speed_range) == 2 else (0.0, -1.0)
-            if not 0 < low <= high:
+            if len(self.speed_range) != 2 or not 0 < self.speed_range[0] <= self.speed_range[1]:
                 raise ConfigError(
                     "training.speed_range must be [low, high] with 0 < low <= high, "
                     f"got {list(self.speed_range)}"
