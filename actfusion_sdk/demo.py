@@ -17,8 +17,7 @@ import numpy as np
 
 from .data.procedural import ActivitySpec, generate_benchmark, render_video, sample_activity
 from .errors import InputError
-from .evaluate import DEFAULT_BG_CLASSES
-from .metrics import AnticipationMetrics, SegmentationMetrics
+from .metrics import DEFAULT_BG_CLASSES, AnticipationMetrics, SegmentationMetrics
 from .model.inference import encoder_labels
 from .pipeline import Pipeline
 from .results import AnticipationResult, SegmentationResult

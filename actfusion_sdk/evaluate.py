@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .data.mstcn import MSTCNDataset
 from .errors import DatasetError
 from .metrics import (
+    DEFAULT_BG_CLASSES,
     OBSERVATION_RATIOS,
     PREDICTION_RATIOS,
     AnticipationMetrics,
@@ -29,8 +30,6 @@ from .model.actfusion import ActFusion
 from .model.checkpoint import load_model
 from .model.inference import anticipate, segment
 
-# The official evaluation always excludes a class named 'background'; only GTEA has one (spec §6, §10).
-DEFAULT_BG_CLASSES = ("background",)
 TAS_COLUMNS = (("f1@10", "F1@10"), ("f1@25", "F1@25"), ("f1@50", "F1@50"), ("edit", "Edit"), ("acc", "Acc"))
 
 

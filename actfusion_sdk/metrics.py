@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 
 OVERLAPS = (0.1, 0.25, 0.5)
+# The official evaluation always excludes a class named 'background'; only GTEA has one (spec §6, §10).
+DEFAULT_BG_CLASSES = ("background",)
 OBSERVATION_RATIOS = (0.2, 0.3)
 PREDICTION_RATIOS = (0.1, 0.2, 0.3, 0.5)
 

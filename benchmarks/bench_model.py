@@ -27,12 +27,11 @@ import torch
 
 from actfusion_sdk.model.actfusion import ActFusion
 from actfusion_sdk.model.attention import dilated_attention
-from actfusion_sdk.model.config import ActFusionConfig, preset
+from actfusion_sdk.model.config import PRESET_CLASSES, ActFusionConfig, preset
 from actfusion_sdk.model.inference import segment
 
 DILATIONS = [2**i for i in range(12)]
 KERNEL = 5
-NUM_CLASSES = {"breakfast": 48, "50salads": 19}
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
@@ -136,7 +135,7 @@ def model_table(presets: list[str], lengths: list[int], threads: int) -> None:
     for name in presets:
         config = preset(name)
         torch.manual_seed(0)
-        model = ActFusion(config, NUM_CLASSES[name]).eval()
+        model = ActFusion(config, PRESET_CLASSES[name]).eval()
         for length in lengths:
             features = torch.randn(config.encoder.input_dim, length)
             timings = {}
@@ -148,7 +147,7 @@ def model_table(presets: list[str], lengths: list[int], threads: int) -> None:
                 timings[variant] = _timed(
                     lambda m=model, x=features, c=cache: segment(m, x, seed=0, cache_cross=c)
                 )
-                flops = model_flops(config, NUM_CLASSES[name], length, optimized=cache)
+                flops = model_flops(config, PRESET_CLASSES[name], length, optimized=cache)
                 speedup = timings["reference, no cache"] / timings[variant]
                 print(
                     f"| {name} | {length} | {variant} | {timings[variant]:.2f} | {flops / 1e9:.0f} | "

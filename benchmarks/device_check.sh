@@ -85,7 +85,7 @@ import time
 import torch
 
 from actfusion_sdk.model.actfusion import ActFusion
-from actfusion_sdk.model.config import preset
+from actfusion_sdk.model.config import PRESET_CLASSES, preset
 from actfusion_sdk.model.inference import segment
 
 parser = argparse.ArgumentParser()
@@ -94,7 +94,7 @@ parser.add_argument("--lengths")
 parser.add_argument("--impls")
 args = parser.parse_args()
 torch.manual_seed(0)
-model = ActFusion(preset("breakfast"), 48).to(args.device).eval()
+model = ActFusion(preset("breakfast"), PRESET_CLASSES["breakfast"]).to(args.device).eval()
 
 
 def synchronize() -> None:

@@ -10,9 +10,6 @@ import torch
 from ..errors import ConfigError
 from ._common import add_compute_arguments
 
-# Class counts of the released datasets (spec §1.1, §10), for presets with random weights.
-PRESET_CLASSES = {"breakfast": 48, "50salads": 19, "gtea": 11}
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -33,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..model.actfusion import ActFusion
     from ..model.checkpoint import load_model
-    from ..model.config import preset
+    from ..model.config import PRESET_CLASSES, preset
     from ..model.inference import segment
     from ..pipeline import resolve_device
 

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import DEFAULT_BG_CLASSES, evaluate
+    from ..evaluate import evaluate
+    from ..metrics import DEFAULT_BG_CLASSES
 
     apply_threads(args)
 

@@ -418,6 +418,9 @@ _GTEA = ActFusionConfig(
 )
 
 PRESETS: dict[str, ActFusionConfig] = {cfg.name: cfg for cfg in (_BREAKFAST, _50SALADS, _GTEA)}
+# Class counts of the datasets the presets were released for (spec §1.1, §10): a preset's model with random
+# weights needs one.
+PRESET_CLASSES: dict[str, int] = {"breakfast": 48, "50salads": 19, "gtea": 11}
 
 
 def preset(name: str) -> ActFusionConfig:
