@@ -4,14 +4,17 @@ One video per forward (the official batch-1 semantics); `batch_size` videos per 
 gradient accumulation, shared across ranks under DDP. Differences from the official trainer, on purpose:
 the model is selected on a validation subset carved from the training split (never the test split),
 checkpoints are atomic, `resume=True` continues exactly (model, optimizer, pending gradients, step, every
-rank's RNG states), runs are seeded, and the log is JSON lines.
+rank's RNG states), runs are seeded, and the log is JSON lines. Two optional recipe settings the official
+code lacks: a moving average of the weights (`ema_decay`) and a cosine learning-rate schedule.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
+import math
 import os
 import random
 import time
@@ -105,11 +108,46 @@ class TrainingRNG:
             torch.cuda.set_rng_state(state["torch_cuda"].cpu(), self.device)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights, held in a copy of the model.
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so early weights do not linger."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average towards `model`'s current weights (call after each optimizer step)."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, current in zip(self.model.parameters(), model.parameters(), strict=True):
+            average.lerp_(current, 1 - decay)
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = state["updates"]
+
+
+def learning_rate(config: ActFusionConfig, epoch: int) -> float:
+    """The learning rate of 0-based `epoch`; "cosine" anneals over the recipe's `training.epochs`, so the
+    schedule is part of the configuration (a resumed run must match it) and does not move with `epochs=`."""
+    training = config.training
+    if training.lr_schedule == "cosine":
+        return training.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / training.epochs))
+    return training.learning_rate
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What a training run produced."""
 
-    model: ActFusion  # the final in-memory model (not necessarily the selected one)
+    model: ActFusion  # the final in-memory model as trained (not necessarily the selected one)
     out_dir: Path
     model_dir: Path  # the selected model in our format (model.safetensors + model.json)
     checkpoint: Path  # latest.pt, for --resume
@@ -307,6 +345,8 @@ class _Trainer:
         )
         # Videos per optimizer step on each rank: batch_size in total across ranks (spec §7).
         self.accumulation = max(1, config.training.batch_size // self.info.world_size)
+        decay = config.training.ema_decay
+        self.average = WeightAverage(self.model, decay) if decay is not None else None
         self.rng = TrainingRNG.seeded(seed, self.info.rank, self.device)
         self.shuffle = random.Random(seed)
         self.epoch = 0
@@ -342,6 +382,7 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             # Gradients accumulated towards the next optimizer step carry over (spec §7).
             "pending_gradients": [p.grad for p in self.model.parameters()],
+            "average": None if self.average is None else self.average.state(),
             "rng": rng_states,
             "shuffle": self.shuffle.getstate(),
             "best_score": self.best_score,
@@ -369,6 +410,8 @@ class _Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         for parameter, gradient in zip(self.model.parameters(), payload["pending_gradients"], strict=True):
             parameter.grad = gradient
+        if self.average is not None:
+            self.average.load(payload["average"])
         self.rng.load(payload["rng"][self.info.rank])
         self.shuffle.setstate(payload["shuffle"])
         self.epoch, self.step = payload["epoch"], payload["step"]
@@ -394,7 +437,12 @@ class _Trainer:
                 "validation": scores,
             },
         )
-        save_model(self.model, card, path)
+        save_model(self.selected_weights, card, path)
+
+    @property
+    def selected_weights(self) -> ActFusion:
+        """The weights that are validated and saved: the moving average when the recipe keeps one."""
+        return self.model if self.average is None else self.average.model
 
     # -- the loop -----------------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
@@ -411,6 +459,8 @@ class _Trainer:
 
     def run_epoch(self) -> dict[str, float]:
         self.objective.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, self.epoch)
         totals: dict[str, float] = {}
         shard = epoch_shard(len(self.train_data), self.shuffle, self.info)
         videos = tqdm(shard, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.progress)
@@ -443,6 +493,8 @@ class _Trainer:
             if sync:
                 self.optimizer.step()
                 self.optimizer.zero_grad()
+                if self.average is not None:
+                    self.average.update(self.model)
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach())
         return self.average_over_ranks(totals, len(shard))
@@ -462,7 +514,7 @@ class _Trainer:
             return None, None
         self.objective.eval()
         with torch.random.fork_rng(devices=[]):
-            report = evaluate_model(self.model, self.val_data, progress=self.progress)
+            report = evaluate_model(self.selected_weights, self.val_data, progress=self.progress)
         self.objective.train()
         # The official selection score (spec §6): mean of the TAS mean and the MoC mean.
         return report.combined_score(), report.to_dict()
@@ -522,6 +574,7 @@ class _Trainer:
                     "epoch": self.epoch,
                     "step": self.step,
                     "loss": losses,
+                    "lr": self.optimizer.param_groups[0]["lr"],
                     "seconds": time.perf_counter() - started,
                 }
             )
@@ -577,6 +630,11 @@ def train(
     eval_every = config.training.eval_every if eval_every is None else eval_every
     if epochs < 1 or eval_every < 1:
         raise ConfigError(f"epochs and eval_every must be >= 1, got {epochs} and {eval_every}")
+    if config.training.lr_schedule == "cosine" and epochs > config.training.epochs:
+        raise ConfigError(
+            f"the cosine schedule anneals over training.epochs = {config.training.epochs}, so a run cannot "
+            f"last {epochs} epochs; raise training.epochs in the configuration to {epochs}"
+        )
     trainer = _Trainer(
         config,
         Path(data_dir),

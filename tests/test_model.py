@@ -167,6 +167,23 @@ def test_speed_range_is_optional_and_checked():
             dataclasses.replace(config.training, speed_range=bad)
 
 
+def test_weight_average_and_lr_schedule_are_optional_and_checked():
+    config = preset("50salads")
+    official = config.to_official()
+    assert config.training.ema_decay is None and config.training.lr_schedule == "constant"
+    assert "ema_decay" not in official and "lr_schedule" not in official
+    tuned = dataclasses.replace(
+        config, training=dataclasses.replace(config.training, ema_decay=0.999, lr_schedule="cosine")
+    )
+    assert ActFusionConfig.from_dict(json.loads(json.dumps(tuned.to_dict()))) == tuned
+    assert ActFusionConfig.from_official(json.loads(json.dumps(tuned.to_official()))) == tuned
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match="ema_decay"):
+            dataclasses.replace(config.training, ema_decay=bad)
+    with pytest.raises(ConfigError, match="lr_schedule must be one of"):
+        dataclasses.replace(config.training, lr_schedule="linear")
+
+
 def test_preset_values_from_spec():
     breakfast, salads, gtea = preset("breakfast"), preset("50salads"), preset("gtea")
     assert breakfast.encoder.cross_dim(48) == 768 and salads.encoder.cross_dim(19) == 192

@@ -20,7 +20,7 @@ from actfusion_sdk.errors import ConfigError
 from actfusion_sdk.features.settings import FeatureSettings
 from actfusion_sdk.model.checkpoint import load_model
 from actfusion_sdk.model.config import DecoderConfig, EncoderConfig, PostprocessConfig, preset
-from actfusion_sdk.train import Distributed, carve_validation, epoch_shard, train
+from actfusion_sdk.train import Distributed, WeightAverage, carve_validation, epoch_shard, train
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -83,9 +83,10 @@ def test_training_lowers_the_loss_and_the_model_reloads(toy_data, tmp_path):
             assert torch.equal(loaded.model.state_dict()[key], value), key
 
 
-def test_resume_continues_exactly(toy_data, tmp_path):
+@pytest.mark.parametrize("recipe", [{}, {"ema_decay": 0.9, "lr_schedule": "cosine"}], ids=["official", "ema"])
+def test_resume_continues_exactly(toy_data, tmp_path, recipe):
     # batch_size 3 with 4 training videos leaves accumulated gradients across epoch ends.
-    config = tiny_config(batch_size=3)
+    config = tiny_config(batch_size=3, **recipe)
     common = dict(eval_every=2, seed=5, val_fraction=0.2, progress=False)
     straight = train(config, toy_data, 1, tmp_path / "straight", epochs=4, **common)
     train(config, toy_data, 1, tmp_path / "resumed", epochs=2, **common)
@@ -97,10 +98,47 @@ def test_resume_continues_exactly(toy_data, tmp_path):
         assert torch.equal(value, second["model"][key]), key
     assert any(g is not None and g.abs().sum() > 0 for g in first["pending_gradients"])
     assert epoch_losses(first["history"]) == epoch_losses(second["history"])
+    if recipe:
+        assert first["average"]["updates"] == second["average"]["updates"] == 5
+        for key, value in first["average"]["model"].items():
+            assert torch.equal(value, second["average"]["model"][key]), key
 
 
 def epoch_losses(history: list[dict]) -> list[dict]:
     return [record["loss"] for record in history if record["event"] == "epoch"]
+
+
+def test_weight_average_follows_its_warmup_decay():
+    layer = torch.nn.Linear(2, 1)
+    start = {k: v.clone() for k, v in layer.state_dict().items()}
+    average = WeightAverage(layer, decay=0.5)
+    steps = [{k: torch.randn_like(v) for k, v in start.items()} for _ in range(3)]
+    expected = dict(start)
+    for n, weights in enumerate(steps, start=1):
+        layer.load_state_dict(weights)
+        average.update(layer)
+        keep = min(0.5, (1 + n) / (10 + n))  # 2/11, 3/12, 4/13: all below 0.5
+        expected = {k: keep * expected[k] + (1 - keep) * weights[k] for k in start}
+    for key, value in average.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key])
+    assert average.updates == 3 and not any(p.requires_grad for p in average.model.parameters())
+
+
+def test_weight_average_is_validated_and_saved_and_cosine_anneals(toy_data, tmp_path):
+    config = tiny_config(batch_size=2, ema_decay=0.8, lr_schedule="cosine", epochs=4)
+    with pytest.raises(ConfigError, match="anneals over training.epochs = 4"):
+        train(config, toy_data, 1, tmp_path / "long", epochs=5, progress=False)
+    result = train(config, toy_data, 1, tmp_path / "run", val_fraction=0, progress=False)
+    rates = [record["lr"] for record in result.history if record["event"] == "epoch"]
+    base = config.training.learning_rate
+    assert rates[0] == base and rates[2] == pytest.approx(base / 2)
+    assert rates == sorted(rates, reverse=True) and rates[-1] > 0
+    checkpoint = torch.load(result.checkpoint, weights_only=True)
+    saved = load_model(result.model_dir).model.state_dict()
+    trained = parameters(checkpoint["model"])
+    assert all(torch.equal(saved[k], v) for k, v in parameters(checkpoint["average"]["model"]).items())
+    assert any(not torch.equal(saved[k], v) for k, v in trained.items())
+    assert all(torch.equal(result.model.state_dict()[k], v) for k, v in trained.items())
 
 
 def test_resume_rejects_another_configuration(toy_data, tmp_path):

@@ -17,6 +17,7 @@ PostprocessKind = Literal["median", "purge", "none"]
 
 RAW_FEATURES = -1  # feature_layer_indices entry: the (masked) encoder input itself (spec §1.3 step 7)
 ENCODER_PROBS = -2  # feature_layer_indices entry: softmax of the encoder logits
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,11 @@ class TrainingConfig:
     # Not in the official recipes: play each training stream at a speed drawn log-uniformly from this range
     # (nearest-frame resampling of features and labels); None keeps the official behaviour.
     speed_range: tuple[float, float] | None = None
+    # Not in the official recipes: validate and save an exponential moving average of the weights with this
+    # decay per optimizer step; None validates and saves the weights as trained.
+    ema_decay: float | None = None
+    # Not in the official recipes: "cosine" anneals the learning rate to 0 over the run's epochs.
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cond_types", tuple(self.cond_types))
@@ -146,6 +152,12 @@ class TrainingConfig:
                     "training.speed_range must be [low, high] with 0 < low <= high, "
                     f"got {list(self.speed_range)}"
                 )
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"training.ema_decay must lie strictly between 0 and 1, got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"training.lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -263,6 +275,8 @@ class ActFusionConfig:
                     n_mask=data.get("n_mask", 10),
                     patch_size=data.get("patch_size", 10),
                     speed_range=data.get("speed_range"),
+                    ema_decay=data.get("ema_decay"),
+                    lr_schedule=data.get("lr_schedule", "constant"),
                 ),
                 postprocess=PostprocessConfig(
                     kind=post["type"] or "none",
@@ -331,6 +345,8 @@ class ActFusionConfig:
             "soft_label": train.soft_label,
             "postprocess": {"type": self.postprocess.kind, "value": self.postprocess.value},
             **({"speed_range": list(train.speed_range)} if train.speed_range else {}),
+            **({"ema_decay": train.ema_decay} if train.ema_decay is not None else {}),
+            **({"lr_schedule": train.lr_schedule} if train.lr_schedule != "constant" else {}),
         }
 
 
