@@ -109,9 +109,10 @@ class TrainingRNG:
 
 
 class WeightAverage:
-    """An exponential moving average of a model's weights, held in a copy of the model.
+    """An exponential moving average of a model's parameters, held in a copy of the model.
 
-    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so early weights do not linger."""
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so early weights do not linger.
+    Buffers are copied once: ActFusion's only buffers are its constant noise-schedule tables."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
 
@@ -17,7 +17,8 @@ PostprocessKind = Literal["median", "purge", "none"]
 
 RAW_FEATURES = -1  # feature_layer_indices entry: the (masked) encoder input itself (spec §1.3 step 7)
 ENCODER_PROBS = -2  # feature_layer_indices entry: softmax of the encoder logits
-LR_SCHEDULES = ("constant", "cosine")
+LRSchedule = Literal["constant", "cosine"]
+LR_SCHEDULES: tuple[LRSchedule, ...] = get_args(LRSchedule)
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,8 @@ class TrainingConfig:
     # Not in the official recipes: validate and save an exponential moving average of the weights with this
     # decay per optimizer step; None validates and saves the weights as trained.
     ema_decay: float | None = None
-    # Not in the official recipes: "cosine" anneals the learning rate to 0 over the run's epochs.
-    lr_schedule: str = "constant"
+    # Not in the official recipes: "cosine" anneals the learning rate to 0 over `epochs` above.
+    lr_schedule: LRSchedule = "constant"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cond_types", tuple(self.cond_types))
