@@ -123,6 +123,7 @@ def test_cli_train_then_evaluate_our_format(salads_like, tmp_path, capsys):
     base["decoder"].update(num_layers=2, width=8)
     config.write_text(json.dumps(base))
     out = tmp_path / "run"
+    rest = ["--epochs", "1", "--val-fraction", "0", "--quiet"]
     code = main(
         [
             "train",
@@ -132,12 +133,8 @@ def test_cli_train_then_evaluate_our_format(salads_like, tmp_path, capsys):
             str(config),
             "--out",
             str(out),
-            "--epochs",
-            "1",
-            "--val-fraction",
-            "0",
-            "--quiet",
         ]
+        + rest
     )
     assert code == 0 and (out / "model" / "model.json").is_file() and (out / "latest.pt").is_file()
     capsys.readouterr()
@@ -153,6 +150,15 @@ def test_cli_train_then_evaluate_our_format(salads_like, tmp_path, capsys):
     ]
     assert main(args) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[0] == "TAS"
+    # A model card serves as --config: the same configuration and recipe are trained again.
+    card = out / "model" / "model.json"
+    again = tmp_path / "again"
+    code = main(["train", "--data", str(salads_like), "--config", str(card), "--out", str(again)] + rest)
+    assert code == 0
+    assert (
+        json.loads((again / "model" / "model.json").read_text())["config"]
+        == json.loads(card.read_text())["config"]
+    )
 
 
 def test_evaluate_rejects_a_foreign_mapping(salads_like, tmp_path):

@@ -31,7 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--preset", default="50salads", help="architecture and recipe (default 50salads)")
     source.add_argument(
-        "--config", type=Path, help="a JSON model configuration (ActFusionConfig.to_dict form)"
+        "--config",
+        type=Path,
+        help="a JSON model configuration (ActFusionConfig.to_dict form), or a model card (model.json) "
+        "whose configuration and recipe to train again",
     )
     parser.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
     parser.add_argument("--eval-every", type=int, help="validate every N epochs (default: the preset's)")
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             config = json.loads(args.config.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"cannot read the configuration {args.config}: {err}") from err
+        if isinstance(config, dict) and isinstance(config.get("config"), dict):
+            config = config["config"]  # a model card: train its configuration again
     result = train(
         config,
         args.data,
