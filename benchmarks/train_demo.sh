@@ -6,14 +6,13 @@
 #   3. `actfusion train --config weights/demo/model.json` (the card's configuration and recipe): 48 videos train,
 #      12 validate every 25 epochs, seed 0, one thread; the selected model lands in WORKDIR/run/model.
 #
-#   benchmarks/train_demo.sh [WORKDIR]               # default WORKDIR: demo_training (about an hour on 2 cores)
+#   benchmarks/train_demo.sh [WORKDIR]               # default WORKDIR: demo_training in the checkout (about 70 minutes on 2 cores)
 #   VIDEOS=5 EPOCHS=2 benchmarks/train_demo.sh DIR   # a quick run through every step
 # Then score the result on held-out videos:
 #   .venv/bin/python benchmarks/bench_procedural.py --videos 20 --weights WORKDIR/run/model
 set -euo pipefail
+WORK=$(realpath -m "${1:-$(dirname "$0")/../demo_training}")  # relative to where it is called from
 cd "$(dirname "$0")/.."
-
-WORK=${1:-demo_training}
 VIDEOS=${VIDEOS:-60}
 EPOCHS=${EPOCHS:-450}
 ACTFUSION=${ACTFUSION:-.venv/bin/actfusion}
