@@ -75,16 +75,18 @@ def random_inputs(
 def assert_matches_reference(
     impl: str, inputs: tuple[torch.Tensor, ...], dilation: int, kernel_size: int, tolerance: float = 1e-10
 ) -> None:
-    """Forward and all four gradients of `impl` against the reference, relative to each tensor's max."""
+    """Forward and all four gradients of `impl` against the reference, relative to each tensor's max, or
+    absolute where that max is below 1: a gradient that is nearly zero (e.g. dq when only one tap is in range)
+    holds rounding noise, and relative to its own max that noise says nothing about correctness."""
     expected = reference_dilated_attention(*inputs, dilation, kernel_size)
     actual = dilated_attention(*inputs, dilation, kernel_size, impl=impl)
-    upstream = torch.randn_like(expected)
+    upstream = torch.randn(expected.shape, generator=torch.Generator().manual_seed(7), dtype=expected.dtype)
     grads_expected = torch.autograd.grad(expected, inputs, upstream)
     grads_actual = torch.autograd.grad(actual, inputs, upstream)
     names = ("out", "dq", "dk", "dv", "dbias")
     for name, want, got in zip(names, (expected, *grads_expected), (actual, *grads_actual), strict=True):
         assert got.dtype == want.dtype and got.shape == want.shape, name
-        scale = want.abs().max().item() + 1e-30
+        scale = max(want.abs().max().item(), 1.0)
         error = (got - want).abs().max().item() / scale
         assert error <= tolerance, f"{name}: relative error {error:.3e} (d={dilation}, K={kernel_size})"
 
