@@ -276,11 +276,13 @@ def epoch_shard(num_videos: int, shuffle: random.Random, info: Distributed) -> l
 
 
 def resolve_config(config: ActFusionConfig | str | dict) -> ActFusionConfig:
-    """A preset name, an ActFusionConfig, or its to_dict() form."""
+    """A preset name, an ActFusionConfig, its to_dict() form, or a model card's dict (its configuration)."""
     if isinstance(config, ActFusionConfig):
         return config
     if isinstance(config, str):
         return preset(config)
+    if isinstance(config, dict) and isinstance(config.get("config"), dict):
+        config = config["config"]  # a model card: train its configuration and recipe again
     return ActFusionConfig.from_dict(config)
 
 

@@ -58,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
             config = json.loads(args.config.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"cannot read the configuration {args.config}: {err}") from err
-        if isinstance(config, dict) and isinstance(config.get("config"), dict):
-            config = config["config"]  # a model card: train its configuration again
     result = train(
         config,
         args.data,
