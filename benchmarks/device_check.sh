@@ -8,7 +8,7 @@
 #   4. triton vs torch.compile(reference) vs FlexAttention, d=1,16,256,2048 -> attention.md
 #   5. launch-configuration timings                                        -> attention_tune.md
 #   6. `actfusion selfcheck` of the official test vectors on the GPU with Triton (when the vectors are there:
-#      $ACTFUSION_TESTVECTORS, else .testvectors/ or ../shared/testvectors; the device call carries .testvectors)
+#      $ACTFUSION_TESTVECTORS, else the repository's tests/data/official)
 # Each step has its own time limit; a step that fails or runs out is reported and the next one still runs.
 #
 #   benchmarks/device_check.sh            # on the GPU machine
@@ -136,13 +136,8 @@ if [[ $DRY_RUN == 0 ]]; then
     step tune "launch configurations" 150 "${BENCH[@]}" --device cuda "${SIZE[@]}" --tune --dilations 1,2048
 fi
 
-VECTORS=${ACTFUSION_TESTVECTORS:-}
-for candidate in "$ROOT/.testvectors" "$ROOT/../shared/testvectors"; do
-    if [[ -z "$VECTORS" && -f "$candidate/model_50salads.pt" ]]; then
-        VECTORS=$candidate
-    fi
-done
-if [[ -n "$VECTORS" ]]; then
+VECTORS=${ACTFUSION_TESTVECTORS:-$ROOT/tests/data/official}
+if [[ -f "$VECTORS/model_50salads.pt" ]]; then
     SELFCHECK=(--device cuda --attention-impl triton)
     if [[ $DRY_RUN == 1 ]]; then
         SELFCHECK=(--device cpu --attention-impl torch)
@@ -151,7 +146,7 @@ if [[ -n "$VECTORS" ]]; then
         "import sys; from actfusion_sdk.cli import main; sys.exit(main(sys.argv[1:]))" selfcheck "${SELFCHECK[@]}" \
         "$VECTORS/attention_layers.pt" "$VECTORS/model_50salads.pt"
 else
-    echo "=== selfcheck of the official vectors: skipped, no test vectors found (set ACTFUSION_TESTVECTORS)"
+    echo "=== selfcheck of the official vectors: skipped, no test vectors at $VECTORS (set ACTFUSION_TESTVECTORS)"
 fi
 
 echo "=== tables in $OUT:"

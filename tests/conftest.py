@@ -11,12 +11,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-TESTVECTORS = Path(os.environ.get("ACTFUSION_TESTVECTORS", REPO.parent / "shared" / "testvectors"))
+TESTVECTORS = Path(os.environ.get("ACTFUSION_TESTVECTORS", REPO / "tests" / "data" / "official"))
 
 
 @pytest.fixture(scope="session")
 def testvectors() -> Path:
-    """Directory of the official implementation's outputs (../shared/testvectors)."""
+    """Directory of the official implementation's outputs (tests/data/official, or $ACTFUSION_TESTVECTORS)."""
     if not (TESTVECTORS / "model_50salads.pt").is_file():
         raise FileNotFoundError(
             f"official test vectors not found at {TESTVECTORS}; set ACTFUSION_TESTVECTORS to the directory"

@@ -1,6 +1,6 @@
 """`actfusion selfcheck FILE...`: run this installation on test-vector files and report the max abs error.
 
-File kinds (the format of ../shared/testvectors, whatever configuration a file carries):
+File kinds (the format of tests/data/official, whatever configuration a file carries):
 - model files (dict with config, state_dict, features, ...): encoder logits, cross features, one decoder call,
   DDIM segmentation and anticipation probabilities;
 - attention-layer files (list of single-layer cases): the attention branch and the whole layer;
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "selfcheck",
         help="check this installation against official test-vector files",
         description="Run the model, attention layers or metrics on test-vector files (the format of "
-        "shared/testvectors) and report the max abs error per output. Exit 0 iff all are within "
+        "tests/data/official) and report the max abs error per output. Exit 0 iff all are within "
         f"{TOLERANCE:g} ({METRICS_TOLERANCE:g} for metrics).",
     )
     parser.add_argument(
