@@ -29,6 +29,7 @@ from .metrics import (
 from .model.actfusion import ActFusion
 from .model.checkpoint import load_model
 from .model.inference import anticipate, segment
+from .runtime import inference
 
 TAS_COLUMNS = (("f1@10", "F1@10"), ("f1@25", "F1@25"), ("f1@50", "F1@50"), ("edit", "Edit"), ("acc", "Acc"))
 
@@ -102,24 +103,17 @@ def evaluate_model(
         for alpha in observation_ratios
     }
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for index in tqdm(range(len(dataset)), desc="evaluating", leave=False, disable=not progress):
-                gt = dataset.videos[index].labels
-                features = torch.as_tensor(dataset.features(index), device=device)
-                tas.update(segment(model, features, seed=index).labels.tolist(), gt.tolist())
-                for alpha in observation_ratios:
-                    pred = anticipate(
-                        model, features, total_frames=len(gt), observation_ratio=alpha, seed=index
-                    )
-                    anticipation[alpha].update(pred.labels, gt)
-                    cut, _ = anticipation_window(len(gt), alpha, 0.0)
-                    if cut:
-                        observed[alpha].update(pred.labels[:cut].tolist(), gt[:cut].tolist())
-    finally:
-        model.train(was_training)
+    with inference(model):
+        for index in tqdm(range(len(dataset)), desc="evaluating", leave=False, disable=not progress):
+            gt = dataset.videos[index].labels
+            features = torch.as_tensor(dataset.features(index), device=device)
+            tas.update(segment(model, features, seed=index).labels.tolist(), gt.tolist())
+            for alpha in observation_ratios:
+                pred = anticipate(model, features, total_frames=len(gt), observation_ratio=alpha, seed=index)
+                anticipation[alpha].update(pred.labels, gt)
+                cut, _ = anticipation_window(len(gt), alpha, 0.0)
+                if cut:
+                    observed[alpha].update(pred.labels[:cut].tolist(), gt[:cut].tolist())
     return EvaluationReport(
         videos=len(dataset),
         tas=tas.result(),

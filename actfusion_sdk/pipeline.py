@@ -24,6 +24,7 @@ import torch
 
 from .errors import ConfigError, InputError, VideoError, WeightsError
 from .results import AnticipationResult, SegmentationResult
+from .runtime import resolve_device
 from .weights import resolve_weights
 
 if TYPE_CHECKING:
@@ -41,21 +42,6 @@ class PreparedFeatures:
     duration: float
     source: str | None
     seconds: float  # wall time spent decoding and extracting (0 for precomputed features)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """None -> cuda when available, else cpu; strings and torch.device accepted (ConfigError if unusable)."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(
-            f"device {str(device)!r} is not a torch device ({err}); use 'cpu' or 'cuda'"
-        ) from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {str(device)!r} was requested but CUDA is not available; use device='cpu'")
-    return resolved
 
 
 def check_anticipation_request(

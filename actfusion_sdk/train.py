@@ -43,6 +43,7 @@ from .model.config import ActFusionConfig, preset
 from .model.diffusion import NoiseSchedule, denormalize, normalize
 from .model.losses import actfusion_losses, class_weights
 from .model.masking import check_mask_types, draw_mask_type, visible_frames
+from .runtime import resolve_device
 
 CHECKPOINT_NAME = "latest.pt"
 BEST_MODEL_DIR = "model"
@@ -180,10 +181,9 @@ def init_distributed(device: torch.device | None) -> tuple[Distributed, torch.de
     """Join the torchrun job described by the environment (gloo on CPU, nccl on CUDA) and pick the device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        return Distributed(), device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return Distributed(), resolve_device(device)
     info = Distributed(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-    if device is None:
-        device = torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device, local_rank=info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():

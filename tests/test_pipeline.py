@@ -28,8 +28,9 @@ from actfusion_sdk.model.config import (
     PostprocessConfig,
     preset,
 )
-from actfusion_sdk.pipeline import Pipeline, resolve_device
+from actfusion_sdk.pipeline import Pipeline
 from actfusion_sdk.results import AnticipationResult, SegmentationResult
+from actfusion_sdk.runtime import resolve_device
 
 CLASSES = ("background", "pick", "place", "pour")
 VIDEO_FPS = 16

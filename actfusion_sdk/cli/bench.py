@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model.checkpoint import load_model
     from ..model.config import PRESET_CLASSES, preset
     from ..model.inference import segment
-    from ..pipeline import resolve_device
+    from ..runtime import resolve_device
 
     if args.length < 1 or args.repeats < 1:
         raise ConfigError(f"--length and --repeats must be >= 1, got {args.length} and {args.repeats}")

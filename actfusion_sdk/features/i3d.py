@@ -28,6 +28,7 @@ from torch import nn
 
 from ..errors import ConfigError, WeightsError
 from ..fileio import sha256_file
+from ..runtime import resolve_device
 from ..video.clips import ClipSchedule
 from ..video.decode import VideoDecoder
 from ..video.transforms import normalize_clips
@@ -228,7 +229,7 @@ class I3DFeatureExtractor:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         state, source = _resolve_weights(settings, weights)
         self.settings = settings.with_weights(source)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         if (
             precision == "bf16"
             and self.device.type == "cpu"

@@ -9,8 +9,7 @@ post-processed (median or purge) and upsampled to the full frame rate.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 from ..postprocess import median_filter_probs, purge, upsample_indices
+from ..runtime import inference
 from .actfusion import ActFusion
 
 Features = torch.Tensor | np.ndarray
@@ -30,18 +30,6 @@ class FramePrediction:
     probs: np.ndarray
     labels: np.ndarray
     observed_frames: int | None = None
-
-
-@contextmanager
-def _inference(model: ActFusion) -> Iterator[None]:
-    """Eval mode without autograd, restoring the model's training flag afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def seeded_generators(
@@ -76,7 +64,7 @@ def sample_probs(
     `generators` holds one CPU generator per sequence; cache_cross=False recomputes the decoder's cross
     projections at every step as the official code does (same numbers, slower).
     """
-    with _inference(model):
+    with inference(model):
         cross = model.encode(features, visible, with_logits=False).cross
         cache = model.precompute_cross(cross) if cache_cross else None
 
@@ -182,7 +170,7 @@ def encoder_labels(model: ActFusion, features: Features) -> np.ndarray:
     streams = [full[:, offset :: model.config.sample_rate] for offset in _offsets(model)]
 
     def encoder_probs(batch: torch.Tensor) -> torch.Tensor:
-        with _inference(model):
+        with inference(model):
             return torch.softmax(model.encode(batch).logits, dim=1)
 
     return _finish(model, _run_grouped(streams, encoder_probs), total, observed_frames=None).labels
