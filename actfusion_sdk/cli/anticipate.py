@@ -29,10 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import check_anticipation_request
+    from ..predictor import AnticipationWindow
 
     # Checked before loading weights or decoding, so a bad request fails at once.
-    ratio, observed, horizon = check_anticipation_request(args.ratio, args.observed, args.horizon)
+    window = AnticipationWindow(args.ratio, args.observed, args.horizon)
     pipeline = build_pipeline(args)
-    results = pipeline.anticipate(ratio, observed=observed, horizon=horizon, seed=args.seed)
+    results = pipeline.anticipate(
+        window.ratio, observed=window.observed, horizon=window.horizon, seed=args.seed
+    )
     return emit(results, args)

@@ -1,0 +1,304 @@
+"""The inference core: a loaded model and (lazily) its feature extractor, answering many calls.
+
+    predictor = Predictor()                          # weights: explicit -> $ACTFUSION_WEIGHTS -> demo
+    features = predictor.extract("video.mp4")        # PreparedFeatures (decode + I3D)
+    predictor.segment(features, seed=0)              # SegmentationResult
+    predictor.anticipate(features, AnticipationWindow(ratio=0.3))
+
+`Pipeline` binds sources to one of these; the CLI, batch workers and the live loop call it directly. The model
+card decides how features are made (card.features -> FeatureSettings), so a model only ever sees features made
+the way it was trained.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, InputError, WeightsError
+from .results import AnticipationResult, SegmentationResult
+from .runtime import resolve_device
+from .weights import resolve_weights
+
+if TYPE_CHECKING:
+    from .features.i3d import I3DFeatureExtractor
+    from .features.settings import FeatureSettings
+
+PathLike = str | os.PathLike[str]
+
+DEFAULT_RATIO = 0.3  # the paper's observation ratio α
+
+
+@dataclass(frozen=True)
+class PreparedFeatures:
+    """Features of one input, ready for the model: [D, T] at `fps` features/s over `duration` seconds."""
+
+    features: np.ndarray
+    fps: float
+    duration: float
+    source: str | None
+    seconds: float  # wall time spent decoding and extracting (0 for precomputed features)
+
+    @property
+    def frames(self) -> int:
+        return self.features.shape[1]
+
+
+@dataclass(frozen=True)
+class FrameWindow:
+    """A window on the feature-frame grid: `observed` of `total` frames (None: by ratio, per stream)."""
+
+    total: int
+    observed: int | None
+
+
+@dataclass(frozen=True)
+class AnticipationWindow:
+    """What to observe and how far to anticipate: a `ratio` of each input, or `observed` + `horizon` seconds.
+
+    `AnticipationWindow()` is the paper's protocol (ratio 0.3); `horizon` may reach beyond the input's end.
+    """
+
+    ratio: float | None = None
+    observed: float | None = None
+    horizon: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.observed is None and self.horizon is None:
+            ratio = DEFAULT_RATIO if self.ratio is None else float(self.ratio)
+            if not 0.0 < ratio < 1.0:
+                raise ConfigError(
+                    f"ratio must be in (0, 1) (the observed fraction of the video), got {ratio}"
+                )
+            object.__setattr__(self, "ratio", ratio)
+            return
+        if self.ratio is not None:
+            raise ConfigError("give either a ratio or observed and horizon (seconds), not both")
+        if self.observed is None or self.horizon is None:
+            raise ConfigError("observed and horizon (seconds) go together; give both, or a ratio instead")
+        if not (self.observed > 0 and self.horizon > 0):
+            raise ConfigError(
+                f"observed and horizon must be positive seconds, got observed={self.observed}, "
+                f"horizon={self.horizon}"
+            )
+        object.__setattr__(self, "observed", float(self.observed))
+        object.__setattr__(self, "horizon", float(self.horizon))
+
+    def frames(self, prepared: PreparedFeatures) -> FrameWindow:
+        """Seconds -> feature frames of `prepared` (the one place this conversion happens)."""
+        if self.ratio is not None:
+            return FrameWindow(total=prepared.frames, observed=None)
+        observed = round(self.observed * prepared.fps)
+        if not 1 <= observed <= prepared.frames:
+            raise ConfigError(
+                f"observed={self.observed} s is {observed} feature frames but "
+                f"{prepared.source or 'the input'} has {prepared.frames} ({prepared.duration:.2f} s); "
+                "observe at least one frame and at most all"
+            )
+        return FrameWindow(total=observed + max(1, round(self.horizon * prepared.fps)), observed=observed)
+
+
+class Predictor:
+    """A model loaded once (and its feature extractor, loaded on first use) that answers per call.
+
+    `weights`: a checkpoint directory, model.json or .safetensors (default: $ACTFUSION_WEIGHTS, then the
+    bundled demo model). `i3d_weights` and `precision` configure the extractor (default: the card's settings).
+    """
+
+    def __init__(
+        self,
+        weights: PathLike | None = None,
+        device: str | torch.device | None = None,
+        attention_impl: str = "auto",
+        i3d_weights: PathLike | dict[str, torch.Tensor] | None = None,
+        precision: str | None = None,
+    ) -> None:
+        from .model.checkpoint import load_model
+
+        self.device = resolve_device(device)
+        self.weights = resolve_weights(weights)
+        loaded = load_model(self.weights, device=self.device)
+        self.model, self.card = loaded.model, loaded.card
+        self.model.attention_impl = attention_impl
+        self.model.eval()
+        self._i3d_weights = i3d_weights
+        self._precision = precision
+        self._extractor: I3DFeatureExtractor | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.card.classes)
+
+    def feature_settings(self) -> FeatureSettings:
+        """The card's feature settings (a model only works on features made the way it was trained)."""
+        from .features.settings import FeatureSettings
+
+        if self.card.features is None:
+            raise WeightsError(
+                f"the model card of {self.weights} records no feature settings, so it cannot run on video; "
+                "use Pipeline.from_features with the features it was trained on"
+            )
+        try:
+            return FeatureSettings.from_dict(self.card.features)
+        except ConfigError as err:
+            raise WeightsError(
+                f"the model card of {self.weights} has invalid feature settings: {err}"
+            ) from err
+
+    @property
+    def extractor(self) -> I3DFeatureExtractor:
+        """The I3D extractor for the card's settings, built on first use."""
+        if self._extractor is None:
+            from .features.i3d import I3DFeatureExtractor
+
+            settings = self.feature_settings()
+            self._extractor = I3DFeatureExtractor(
+                settings,
+                device=self.device,
+                weights=self._i3d_weights,
+                precision=self._precision or settings.precision,
+            )
+        return self._extractor
+
+    def extract(self, video: PathLike, progress: bool = False) -> PreparedFeatures:
+        """Decode `video` and extract its features (a progress bar on stderr when `progress`)."""
+        started = time.perf_counter()
+        with _ProgressBar(Path(video).name, enabled=progress) as report:
+            extracted = self.extractor.extract(video, progress=report)
+        return PreparedFeatures(
+            extracted.features,
+            extracted.fps_features,
+            extracted.duration,
+            str(video),
+            time.perf_counter() - started,
+        )
+
+    def load_features(
+        self, item: np.ndarray | PathLike, fps: float | None = None, duration: float | None = None
+    ) -> PreparedFeatures:
+        """Precomputed features: a [D, T] array or .npy path at `fps` features/s (default: the card's)."""
+        fps = self.card.fps if fps is None else fps
+        if fps is None or not fps > 0:
+            raise ConfigError(
+                f"fps (features per second) must be positive and the model card has none; got {fps}"
+            )
+        source = None
+        if not isinstance(item, np.ndarray):
+            source = str(item)
+            try:
+                item = np.load(source, allow_pickle=False)
+            except (OSError, ValueError) as err:
+                raise InputError(f"cannot load features from {source!r}: {err}") from err
+        expected = self.card.config.encoder.input_dim
+        if item.ndim != 2 or item.shape[0] != expected:
+            raise InputError(
+                f"features{f' in {source!r}' if source else ''} must be [{expected}, T] (feature dim first), "
+                f"got shape {tuple(item.shape)}; transpose a [T, {expected}] array with .T"
+            )
+        duration = item.shape[1] / fps if duration is None else float(duration)
+        return PreparedFeatures(np.asarray(item, dtype=np.float32), float(fps), duration, source, 0.0)
+
+    def segment(self, prepared: PreparedFeatures, seed: int = 0) -> SegmentationResult:
+        """Temporal action segmentation of one input."""
+        from .model.inference import segment
+
+        started = time.perf_counter()
+        prediction = segment(self.model, prepared.features, seed=seed)
+        predicted = time.perf_counter()
+        result = SegmentationResult.from_frames(
+            prediction.labels,
+            self.classes,
+            prepared.fps,
+            frame_probs=prediction.probs,
+            duration=prepared.duration,
+            video=prepared.source,
+            model=self.card.config.name,
+        )
+        return _timed(result, prepared, started, predicted)
+
+    def anticipate(
+        self, prepared: PreparedFeatures, window: AnticipationWindow | None = None, seed: int = 0
+    ) -> AnticipationResult:
+        """Anticipate what follows the observed part of one input (default window: ratio 0.3)."""
+        from .model.inference import anticipate
+
+        window = window or AnticipationWindow()
+        frames = window.frames(prepared)
+        started = time.perf_counter()
+        if window.ratio is not None:
+            prediction = anticipate(
+                self.model,
+                prepared.features,
+                total_frames=frames.total,
+                observation_ratio=window.ratio,
+                seed=seed,
+            )
+        else:
+            prediction = anticipate(
+                self.model,
+                prepared.features[:, : frames.observed],
+                total_frames=frames.total,
+                observed_frames=frames.observed,
+                seed=seed,
+            )
+        predicted = time.perf_counter()
+        cut = prediction.observed_frames
+        if not 0 < cut < frames.total:
+            raise ConfigError(
+                f"ratio {window.ratio} observes {cut} of {frames.total} feature frames of "
+                f"{prepared.source or 'the input'}, leaving nothing to observe or to anticipate; "
+                "choose a ratio further from 0 and 1"
+            )
+        # A ratio keeps the input's duration; observed + horizon lies on the feature-frame grid.
+        duration = prepared.duration if window.ratio is not None else frames.total / prepared.fps
+        result = AnticipationResult.from_frames(
+            prediction.labels,
+            self.classes,
+            prepared.fps,
+            cut,
+            frame_probs=prediction.probs,
+            duration=duration,
+            observation_ratio=window.ratio,
+            video=prepared.source,
+            model=self.card.config.name,
+        )
+        return _timed(result, prepared, started, predicted)
+
+
+def _timed(result, prepared: PreparedFeatures, started: float, predicted: float):
+    """`result` with its stage timings: features (from `prepared`), model, results."""
+    timings = {
+        "features": prepared.seconds,
+        "model": predicted - started,
+        "results": time.perf_counter() - predicted,
+    }
+    return replace(result, timings=MappingProxyType(timings))
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr fed by the extractor's `progress(done, expected)` callback."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(desc=name, unit="feature", file=sys.stderr, leave=False, disable=not enabled)
+
+    def __enter__(self) -> Callable[[int, int | None], None]:
+        return self._update
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._bar.close()
+
+    def _update(self, done: int, expected: int | None) -> None:
+        self._bar.total = expected
+        self._bar.n = done
+        self._bar.refresh()
