@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from actfusion_sdk.errors import ConfigError
-from actfusion_sdk.model.diffusion import DDIMSampler, NoiseSchedule, denormalize, normalize
+from actfusion_sdk.model.diffusion import DDIMSampler, NoiseSchedule, decoder_input, denormalize, normalize
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -58,6 +58,18 @@ def test_q_sample_mixes_signal_and_noise(schedule):
         a = schedule.alphas_cumprod[t[i]]
         assert torch.allclose(out[i], a.sqrt() * x0[i].double() + (1 - a).sqrt() * noise[i].double())
     assert out.dtype == torch.float64
+
+
+def test_noisy_labels_clamp_the_forward_noising_into_the_decoder_range(schedule):
+    assert decoder_input(torch.tensor([-2.0, 0.25, 2.0]), 0.5).tolist() == [0.0, 0.75, 1.0]
+    labels = torch.tensor([[0, 2, 1, 1], [1, 1, 0, 2]])
+    probs = torch.nn.functional.one_hot(labels, 3).permute(0, 2, 1).float()
+    noise = 3 * torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))  # large: reaches the clamp
+    t = torch.tensor([0, 999])
+    out = schedule.noisy_labels(probs, t, noise, 0.5)
+    expected = ((torch.clamp(schedule.q_sample((probs * 2 - 1) * 0.5, t, noise), -0.5, 0.5) / 0.5) + 1) / 2
+    assert out.dtype == torch.float64 and torch.equal(out, expected)
+    assert out.min() == 0 and out.max() == 1
 
 
 def toy_denoiser(noisy_labels: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

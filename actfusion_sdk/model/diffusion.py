@@ -1,4 +1,5 @@
-"""Label-space diffusion: the cosine noise schedule and the DDIM sampler (spec §3).
+"""Label-space diffusion: the cosine noise schedule, its forward noising for training, and the DDIM sampler
+(spec §3). Training and sampling hand the decoder their label-space state through one step, `decoder_input`.
 
 The sampler is a small scheduler object, separate from the denoiser: `sample(denoise, shape, generators)`
 drives any callable that maps (noisy labels in [0, 1], timesteps) to class logits. Random numbers come from
@@ -27,6 +28,11 @@ def normalize(probs: torch.Tensor, snr_scale: float) -> torch.Tensor:
 def denormalize(x: torch.Tensor, snr_scale: float) -> torch.Tensor:
     """Map the label space [-s, s] back to [0, 1]."""
     return ((x / snr_scale) + 1) / 2
+
+
+def decoder_input(state: torch.Tensor, snr_scale: float) -> torch.Tensor:
+    """The decoder's noisy labels from a label-space state: clamp to [-s, s], then map to [0, 1] (spec §3)."""
+    return denormalize(torch.clamp(state, -snr_scale, snr_scale), snr_scale)
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,13 @@ class NoiseSchedule:
         """x_t = sqrt(ā_t)·x0 + sqrt(1 − ā_t)·ε, one timestep per batch element (float64, as official)."""
         return _at(self.sqrt_alphas_cumprod, t) * x0 + _at(self.sqrt_one_minus_alphas_cumprod, t) * noise
 
+    def noisy_labels(
+        self, probs: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, snr_scale: float
+    ) -> torch.Tensor:
+        """The forward noising of training (spec §3): label probabilities [B, nc, L] to the decoder's noisy
+        labels at timesteps t, i.e. decoder_input(q_sample(normalize(probs))), in float64 as official."""
+        return decoder_input(self.q_sample(normalize(probs, snr_scale), t, noise), snr_scale)
+
 
 def _at(table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """table[t] shaped [B, 1, 1] in the table's float64, so products promote to float64 (spec §9.5)."""
@@ -128,10 +141,6 @@ class DDIMSampler:
     ) -> torch.Tensor:
         """N(0, 1) float32 start of shape [B, nc, L] (not scaled by s), one draw per batch element."""
         return _draw(shape, torch.float32, generators, device)
-
-    def model_input(self, state: torch.Tensor) -> torch.Tensor:
-        """The decoder's noisy labels: denormalize(clamp(x, ±s)) in [0, 1]."""
-        return denormalize(torch.clamp(state, -self.snr_scale, self.snr_scale), self.snr_scale)
 
     def step(
         self,
@@ -174,7 +183,7 @@ class DDIMSampler:
         state = self.initial_state(shape, generators, device)
         for t, t_next in self.timestep_pairs:  # the last pair has t_next = -1 and ends with state None
             t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
-            logits = denoise(self.model_input(state).to(dtype), t_batch)
+            logits = denoise(decoder_input(state, self.snr_scale).to(dtype), t_batch)
             result = self.step(logits, t, t_next, state, generators)
             state = result.state
         return denormalize(result.x0, self.snr_scale)
