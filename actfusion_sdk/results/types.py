@@ -230,16 +230,7 @@ class SegmentationResult(Result):
         labels, probs, duration = _validated_frames(frame_labels, classes, fps, frame_probs, duration)
         return cls(
             segments=build_segments(labels, classes, fps, duration, frame_probs=probs),
-            **_shared_fields(
-                frame_labels=labels,
-                frame_probs=probs,
-                fps=fps,
-                duration=duration,
-                classes=classes,
-                video=video,
-                model=model,
-                timings=timings,
-            ),
+            **_shared_fields(labels, probs, fps, duration, classes, video, model, timings),
         )
 
     def parts(self) -> tuple[Part, ...]:
@@ -311,16 +302,7 @@ class AnticipationResult(Result):
             cut_frame=int(cut_frame),
             cut_time=frame_time(cut_frame, len(labels), fps, duration),
             observation_ratio=observation_ratio,
-            **_shared_fields(
-                frame_labels=labels,
-                frame_probs=probs,
-                fps=fps,
-                duration=duration,
-                classes=classes,
-                video=video,
-                model=model,
-                timings=timings,
-            ),
+            **_shared_fields(labels, probs, fps, duration, classes, video, model, timings),
         )
 
     def parts(self) -> tuple[Part, ...]:
@@ -412,7 +394,6 @@ def _validated_frames(
 
 
 def _shared_fields(
-    *,
     frame_labels: np.ndarray,
     frame_probs: np.ndarray | None,
     fps: float,
