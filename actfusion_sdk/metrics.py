@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .runs import runs
+
 OVERLAPS = (0.1, 0.25, 0.5)
 # The official evaluation always excludes a class named 'background'; only GTEA has one (spec §6, §10).
 DEFAULT_BG_CLASSES = ("background",)
@@ -31,19 +33,15 @@ class Segments(NamedTuple):
 def segments(labels: Sequence[Hashable], bg_classes: Collection[Hashable] = ()) -> Segments:
     """Split a frame-wise label sequence into segments, dropping those whose label is in `bg_classes`.
 
-    A segment ends where the next one starts, except the last, which ends at T−1 (spec §6, quirk §9.14).
+    A segment ends where the next one starts, except the last, which ends at T−1 (the official quirk).
     """
-    frames = list(labels)
-    if not frames:
-        return Segments([], np.zeros(0, np.int64), np.zeros(0, np.int64))
-    starts = [0] + [i for i in range(1, len(frames)) if frames[i] != frames[i - 1]]
-    ends = starts[1:] + [len(frames) - 1]
-    kept = [(frames[s], s, e) for s, e in zip(starts, ends, strict=True) if frames[s] not in bg_classes]
-    return Segments(
-        [label for label, _, _ in kept],
-        np.array([s for _, s, _ in kept], np.int64),
-        np.array([e for _, _, e in kept], np.int64),
-    )
+    found = runs(labels)
+    ends = found.ends.copy()
+    # The official evaluation ends the last segment at T−1 instead of T, so its length comes out one short
+    # (spec §6, §9.14); F1's IoU and the purge post-processing (spec §10) depend on it.
+    ends[-1:] -= 1
+    kept = np.array([label not in bg_classes for label in found.values.tolist()], dtype=bool)
+    return Segments(found.values[kept].tolist(), found.starts[kept], ends[kept])
 
 
 def _levenshtein(first: Sequence[Hashable], second: Sequence[Hashable]) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .metrics import segments
 
 _MEDIAN_CHUNK_ELEMENTS = 1 << 22  # bound on window elements materialised at once by median_filter_probs
 
@@ -34,25 +35,14 @@ def median_filter_probs(probs: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def segment_bounds(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximal runs of equal labels as (labels, starts, ends), with the metrics' end convention (spec §6):
-    each end is the next run's start, except the last run's end, which is len − 1.
-    """
-    if len(labels) == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    starts = np.concatenate([[0], np.flatnonzero(labels[1:] != labels[:-1]) + 1])
-    ends = np.concatenate([starts[1:], [len(labels) - 1]])
-    return labels[starts], starts, ends
-
-
 def purge(labels: np.ndarray, max_duration: int) -> np.ndarray:
     """Relabel segments with end − start <= max_duration (spec §10): the first takes the next label, the
     last the previous label, others split at start + duration//2 between the neighbours. Segments are found
-    once, before any relabelling; the last segment's frame len − 1 keeps its label (`segment_bounds` ends).
+    once, before any relabelling, with the metrics' end convention (spec §10 refers to §6): the last segment
+    ends at len − 1, so that frame keeps its label.
     """
     out = np.array(labels, copy=True)
-    names, starts, ends = segment_bounds(out)
+    names, starts, ends = segments(out)
     count = len(names)
     if count < 2:  # nothing to merge into (the official code crashes here)
         return out

@@ -48,6 +48,11 @@ def test_last_segment_ends_at_t_minus_one():
     assert found.labels == ["a", "b"]
     assert found.starts.tolist() == [0, 2]
     assert found.ends.tolist() == [2, 4]
+    # the same on an array of ids, as purge (spec §10) finds its segments
+    found = segments(np.array([4, 4, 1, 1, 1, 2]))
+    assert (
+        found.labels == [4, 1, 2] and found.starts.tolist() == [0, 2, 5] and found.ends.tolist() == [2, 5, 5]
+    )
 
 
 def test_background_classes_are_dropped():

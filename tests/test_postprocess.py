@@ -12,7 +12,6 @@ from actfusion_sdk.postprocess import (
     median_filter_probs,
     purge,
     restore_full_sequence,
-    segment_bounds,
     upsample_indices,
 )
 
@@ -32,11 +31,6 @@ def test_median_filter_matches_scipy_reflect(size, length):
 def test_even_median_window_takes_the_upper_median():
     # size 4 at i: window [i-2, i+1]; at i = 2 the window is 0,1,2,3 -> sorted index 2 -> 2.
     assert median_filter_probs(np.arange(6, dtype=np.float64)[None], 4)[0, 2] == 2.0
-
-
-def test_segment_bounds_use_the_metrics_end_convention():
-    names, starts, ends = segment_bounds(np.array([4, 4, 1, 1, 1, 2]))
-    assert names.tolist() == [4, 1, 2] and starts.tolist() == [0, 2, 5] and ends.tolist() == [2, 5, 5]
 
 
 @pytest.mark.parametrize(

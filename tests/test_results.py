@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,10 +16,11 @@ from actfusion_sdk.errors import ConfigError, InputError
 from actfusion_sdk.results import (
     SCHEMA,
     AnticipationResult,
+    Result,
     SegmentationResult,
-    class_colors,
     load_result,
 )
+from actfusion_sdk.results.timeline import class_colors
 
 CLASSES = ("background", "cut", "mix", "pour")
 FPS = 2.0
@@ -138,6 +141,9 @@ def test_loading_rejects_other_documents(frames, tmp_path):
     segmentation = SegmentationResult.from_frames(frames[0], CLASSES, FPS)
     with pytest.raises(InputError, match="anticipation"):
         AnticipationResult.from_json(segmentation.to_json())
+    assert isinstance(Result.from_json(segmentation.to_json()), SegmentationResult)
+    with pytest.raises(InputError, match="unknown result kind 'other'"):
+        load_result(segmentation.to_json().replace('"segmentation"', '"other"'))
     with pytest.raises(InputError, match="schema"):
         load_result('{"schema": "other/1"}')
     with pytest.raises(InputError, match="not valid JSON"):
@@ -198,6 +204,11 @@ def test_table_lists_every_segment(frames):
     assert "a.mp4" in table and "cut at 4.50 s" in table and "model 0.50 s" in table
     for segment in result.segments:
         assert f"{segment.start:.2f}s" in table and segment.label in table
+
+
+def test_importing_results_loads_no_matplotlib():
+    code = "import sys, actfusion_sdk.results\nassert 'matplotlib' not in sys.modules\n"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def _colors_in(path) -> set[tuple[int, int, int]]:

@@ -1,0 +1,423 @@
+"""The result types: one frozen base for what both kinds share, and the segmentation and anticipation kinds.
+
+Results know nothing of torch: a result is built from per-frame labels (and optionally probabilities) at the
+feature rate `fps` (feature frames per second). Feature frame i covers [i/fps, (i+1)/fps); the last frame ends
+at the video's `duration`, so the segments are contiguous and cover [0, duration].
+
+JSON schema "actfusion-sdk/result/1" (`to_json`, loaded back by `from_json` / `load_result`)::
+
+    {
+      "schema": "actfusion-sdk/result/1",
+      "kind": "segmentation" | "anticipation",
+      "video": str | null,            # source video path, if any
+      "model": str | null,            # model name from the model card
+      "fps": float,                   # feature frames per second
+      "duration": float,              # seconds covered by the frame labels
+      "num_frames": int,
+      "classes": [str, ...],          # label_id -> label
+      "frame_labels": [int, ...],     # one label id per feature frame
+      "frame_probs": [[float]] | null,  # [classes][frames], only with include_probs=True
+      "timings": {stage: seconds},
+      # kind "segmentation":
+      "segments": [segment, ...],
+      # kind "anticipation":
+      "observed_segments": [segment, ...], "anticipated_segments": [segment, ...],
+      "cut_frame": int, "cut_time": float, "horizon": float, "observation_ratio": float | null
+    }
+    segment = {"label": str, "label_id": int, "start": float, "end": float,
+               "start_frame": int, "end_frame": int, "score": float | null}
+
+Times are seconds, `end` and `end_frame` are exclusive, `score` is the mean probability of the segment's label
+over its frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from . import exporters
+from .segments import Segment, build_segments, frame_time
+
+SCHEMA = "actfusion-sdk/result/1"
+ANTICIPATED_PART = "anticipated"
+
+Part = tuple[str, tuple[Segment, ...]]
+R = TypeVar("R", bound="Result")
+_KINDS: dict[str, type[Result]] = {}
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Result:
+    """What both result kinds share: the frame labels they were built from and where they came from.
+
+    A kind sets `kind` and overrides the hooks `parts`, `_kind_to_dict` and `_kind_from_dict` (and, if its
+    parts need them, `_segment_row` and `part_title`); exports, table and plot work on the parts.
+    """
+
+    frame_labels: np.ndarray
+    fps: float
+    duration: float
+    classes: tuple[str, ...]
+    frame_probs: np.ndarray | None = None
+    video: str | None = None
+    model: str | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    kind: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _KINDS[cls.kind] = cls
+
+    def parts(self) -> tuple[Part, ...]:
+        """(part name, segments) in time order."""
+        raise NotImplementedError
+
+    def part_title(self, part: str) -> str | None:
+        """The table's heading of a part, or None for no heading."""
+        return None
+
+    def _segment_row(self, part: str, segment: Segment) -> dict[str, Any]:
+        return segment.to_dict()
+
+    def _kind_to_dict(self) -> dict[str, Any]:
+        """The JSON fields of this kind."""
+        raise NotImplementedError
+
+    @classmethod
+    def _kind_from_dict(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor arguments of this kind from its JSON fields."""
+        raise NotImplementedError
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_labels)
+
+    @property
+    def video_id(self) -> str:
+        """The video's file stem, or "video" for features without a source file."""
+        return Path(self.video).stem if self.video else "video"
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One dict per segment (with its part for anticipation), in time order."""
+        return [self._segment_row(part, segment) for part, segments in self.parts() for segment in segments]
+
+    def to_dict(self, include_probs: bool = False) -> dict[str, Any]:
+        """The JSON document of schema "actfusion-sdk/result/1" as a dict (see the module docstring)."""
+        probs = self.frame_probs.tolist() if include_probs and self.frame_probs is not None else None
+        return {
+            "schema": SCHEMA,
+            "kind": self.kind,
+            "video": self.video,
+            "model": self.model,
+            "fps": self.fps,
+            "duration": self.duration,
+            "num_frames": self.num_frames,
+            "classes": list(self.classes),
+            **self._kind_to_dict(),
+            "frame_labels": self.frame_labels.tolist(),
+            "frame_probs": probs,
+            "timings": dict(self.timings),
+        }
+
+    @classmethod
+    def from_json(cls: type[R], source: str | os.PathLike[str]) -> R:
+        """Load a result written by `to_json` / `save` (a path or the JSON text).
+
+        On `Result` either kind loads; on a kind's class, a document of another kind is an InputError.
+        """
+        data = _read_document(source)
+        kind = _KINDS.get(data.get("kind"))
+        if kind is None:
+            raise InputError(
+                f"unknown result kind {data.get('kind')!r}; expected one of {', '.join(map(repr, _KINDS))}"
+            )
+        if not issubclass(kind, cls):
+            raise InputError(
+                f"expected a result of kind {cls.kind!r}, got kind {kind.kind!r}; use {kind.__name__} "
+                "(or load_result for either kind)"
+            )
+        probs = data.get("frame_probs")
+        shared = _shared_fields(
+            frame_labels=np.array(data["frame_labels"], dtype=np.int64),
+            frame_probs=None if probs is None else np.array(probs, dtype=np.float32),
+            fps=data["fps"],
+            duration=data["duration"],
+            classes=data["classes"],
+            video=data.get("video"),
+            model=data.get("model"),
+            timings=data.get("timings"),
+        )
+        return kind(**shared, **kind._kind_from_dict(data))
+
+    def to_json(self, include_probs: bool = False, indent: int | None = 2) -> str:
+        return exporters.to_json(self, include_probs, indent)
+
+    def to_csv(self) -> str:
+        """One row per segment: label, label_id, start, end (s), start_frame, end_frame, score (plus part)."""
+        return exporters.to_csv(self)
+
+    def to_mstcn(self) -> str:
+        """MS-TCN ground-truth layout: one class name per feature frame, one per line."""
+        return exporters.to_mstcn(self)
+
+    def to_activitynet(self) -> str:
+        """ActivityNet detection-results JSON (version 1.3) holding this video's segments."""
+        return exporters.to_activitynet(self)
+
+    def export(self, fmt: str) -> str:
+        """The text of one of FORMATS: "json", "csv", "mstcn" or "activitynet"."""
+        return exporters.export(self, fmt)
+
+    def save(self, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
+        """Write an export (or the timeline PNG); the format comes from the suffix unless `fmt` is given.
+
+        Suffixes: .json (our schema), .csv, .txt (MS-TCN), .png (plot); ActivityNet needs fmt="activitynet".
+        """
+        return exporters.save(self, path, fmt)
+
+    def table(self) -> str:
+        """A readable table of the segments, with a header line and the timings."""
+        return exporters.table(self)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def plot(
+        self,
+        path: str | os.PathLike[str],
+        ground_truth: Sequence[str] | Sequence[int] | np.ndarray | None = None,
+        width: int = 1200,
+        dpi: int = 100,
+    ) -> Path:
+        """Draw the timeline (coloured bars, legend, optional ground-truth row) as a PNG, `width` px wide."""
+        from . import timeline  # matplotlib loads only when a timeline is drawn
+
+        return timeline.plot(self, Path(path), ground_truth, width, dpi)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SegmentationResult(Result):
+    """Temporal action segmentation of one video. Build it with `from_frames`; arrays are read-only."""
+
+    segments: tuple[Segment, ...]
+
+    kind = "segmentation"
+
+    @classmethod
+    def from_frames(
+        cls,
+        frame_labels: Sequence[int] | np.ndarray,
+        classes: Sequence[str],
+        fps: float,
+        *,
+        frame_probs: np.ndarray | None = None,
+        duration: float | None = None,
+        video: str | None = None,
+        model: str | None = None,
+        timings: Mapping[str, float] | None = None,
+    ) -> SegmentationResult:
+        """Segments from per-frame labels [T] (and probabilities [classes, T]) at `fps` feature frames/s."""
+        labels, probs, duration = _validated_frames(frame_labels, classes, fps, frame_probs, duration)
+        return cls(
+            segments=build_segments(labels, classes, fps, duration, frame_probs=probs),
+            **_shared_fields(labels, probs, fps, duration, classes, video, model, timings),
+        )
+
+    def parts(self) -> tuple[Part, ...]:
+        return (("segments", self.segments),)
+
+    def _kind_to_dict(self) -> dict[str, Any]:
+        return {"segments": [segment.to_dict() for segment in self.segments]}
+
+    @classmethod
+    def _kind_from_dict(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"segments": _segments_from_dicts(data["segments"])}
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class AnticipationResult(Result):
+    """Long-term anticipation: segments of the observed part and the anticipated future, split at the cut.
+
+    `frame_labels` covers observed and anticipated frames; `duration` is the end of the anticipated window,
+    so `horizon` = duration - cut_time. A segment spanning the cut is split into an observed and an
+    anticipated one.
+    """
+
+    observed_segments: tuple[Segment, ...]
+    anticipated_segments: tuple[Segment, ...]
+    cut_frame: int
+    cut_time: float
+    observation_ratio: float | None = None
+
+    kind = "anticipation"
+
+    @property
+    def horizon(self) -> float:
+        """Seconds anticipated after the cut."""
+        return self.duration - self.cut_time
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """Observed then anticipated segments."""
+        return self.observed_segments + self.anticipated_segments
+
+    @classmethod
+    def from_frames(
+        cls,
+        frame_labels: Sequence[int] | np.ndarray,
+        classes: Sequence[str],
+        fps: float,
+        cut_frame: int,
+        *,
+        frame_probs: np.ndarray | None = None,
+        duration: float | None = None,
+        observation_ratio: float | None = None,
+        video: str | None = None,
+        model: str | None = None,
+        timings: Mapping[str, float] | None = None,
+    ) -> AnticipationResult:
+        """Split per-frame labels [T] at `cut_frame` (the first frame the model did not observe)."""
+        labels, probs, duration = _validated_frames(frame_labels, classes, fps, frame_probs, duration)
+        if not 0 < cut_frame < len(labels):
+            raise ConfigError(f"cut_frame must be in (0, {len(labels)}) (frames), got {cut_frame}")
+
+        def part(first: int, last: int) -> tuple[Segment, ...]:
+            return build_segments(
+                labels, classes, fps, duration, frame_probs=probs, first_frame=first, last_frame=last
+            )
+
+        return cls(
+            observed_segments=part(0, cut_frame),
+            anticipated_segments=part(cut_frame, len(labels)),
+            cut_frame=int(cut_frame),
+            cut_time=frame_time(cut_frame, len(labels), fps, duration),
+            observation_ratio=observation_ratio,
+            **_shared_fields(labels, probs, fps, duration, classes, video, model, timings),
+        )
+
+    def parts(self) -> tuple[Part, ...]:
+        return (("observed", self.observed_segments), (ANTICIPATED_PART, self.anticipated_segments))
+
+    def part_title(self, part: str) -> str:
+        if part == ANTICIPATED_PART:
+            return f"anticipated, horizon {self.horizon:.2f} s"
+        ratio = "" if self.observation_ratio is None else f", ratio {self.observation_ratio:g}"
+        return f"observed until the cut at {self.cut_time:.2f} s{ratio}"
+
+    def _segment_row(self, part: str, segment: Segment) -> dict[str, Any]:
+        return {"part": part, **segment.to_dict()}
+
+    def _kind_to_dict(self) -> dict[str, Any]:
+        return {
+            "observed_segments": [segment.to_dict() for segment in self.observed_segments],
+            "anticipated_segments": [segment.to_dict() for segment in self.anticipated_segments],
+            "cut_frame": self.cut_frame,
+            "cut_time": self.cut_time,
+            "horizon": self.horizon,
+            "observation_ratio": self.observation_ratio,
+        }
+
+    @classmethod
+    def _kind_from_dict(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "observed_segments": _segments_from_dicts(data["observed_segments"]),
+            "anticipated_segments": _segments_from_dicts(data["anticipated_segments"]),
+            "cut_frame": int(data["cut_frame"]),
+            "cut_time": float(data["cut_time"]),
+            "observation_ratio": data.get("observation_ratio"),
+        }
+
+
+def load_result(source: str | os.PathLike[str]) -> Result:
+    """Load either result kind from JSON text or a path to a file written by `to_json` / `save`."""
+    return Result.from_json(source)
+
+
+def _read_document(source: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON document of schema SCHEMA in `source` (JSON text or a path)."""
+    text = str(source)
+    if not text.lstrip().startswith("{"):
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as err:
+            raise InputError(f"cannot read result file {str(source)!r}: {err.strerror}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"result JSON is not valid JSON ({err}); expected schema {SCHEMA!r}") from err
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise InputError(f"expected a result of schema {SCHEMA!r}, found {found!r}")
+    return data
+
+
+def _validated_frames(
+    frame_labels: Any, classes: Sequence[str], fps: float, frame_probs: Any, duration: float | None
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Check shapes and ranges; return the labels, the probs and the duration (frames / fps by default)."""
+    labels = np.array(frame_labels, dtype=np.int64).reshape(-1)
+    if len(labels) == 0:
+        raise ConfigError("a result needs at least one frame label; got an empty sequence")
+    if not fps > 0:
+        raise ConfigError(f"fps must be positive (feature frames per second), got {fps}")
+    if labels.min() < 0 or labels.max() >= len(classes):
+        raise ConfigError(
+            f"frame labels must be class ids in [0, {len(classes)}); "
+            f"got values in [{labels.min()}, {labels.max()}]"
+        )
+    probs = None
+    if frame_probs is not None:
+        probs = np.array(frame_probs, dtype=np.float32)
+        if probs.shape != (len(classes), len(labels)):
+            raise ConfigError(
+                f"frame_probs must have shape [classes, frames] = {(len(classes), len(labels))}, "
+                f"got {probs.shape}"
+            )
+    if duration is None:
+        duration = len(labels) / fps
+    if not duration > (len(labels) - 1) / fps:
+        raise ConfigError(
+            f"duration {duration} s is too short for {len(labels)} frames at {fps} frames/s "
+            f"(the last frame starts at {(len(labels) - 1) / fps} s)"
+        )
+    return labels, probs, float(duration)
+
+
+def _shared_fields(
+    frame_labels: np.ndarray,
+    frame_probs: np.ndarray | None,
+    fps: float,
+    duration: float,
+    classes: Sequence[str],
+    video: str | None,
+    model: str | None,
+    timings: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """The base fields as a result stores them: read-only arrays (owned by the result), immutable timings."""
+    frame_labels.setflags(write=False)
+    if frame_probs is not None:
+        frame_probs.setflags(write=False)
+    return {
+        "frame_labels": frame_labels,
+        "frame_probs": frame_probs,
+        "fps": float(fps),
+        "duration": float(duration),
+        "classes": tuple(classes),
+        "video": video,
+        "model": model,
+        "timings": MappingProxyType(dict(timings or {})),
+    }
+
+
+def _segments_from_dicts(rows: Sequence[Mapping[str, Any]]) -> tuple[Segment, ...]:
+    return tuple(Segment.from_dict(row) for row in rows)
