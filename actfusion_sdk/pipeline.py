@@ -108,15 +108,20 @@ class Pipeline:
         """Features of every input, extracting (once) those not yet extracted."""
         return [self._features_of(index) for index in range(len(self._inputs))]
 
-    def _features_of(self, index: int) -> PreparedFeatures:
+    def _features_of(self, index: int, window: AnticipationWindow | None = None) -> PreparedFeatures:
+        """Input `index`'s features, extracted once; an observed/horizon `window` needs only its part."""
         item = self._inputs[index]
-        if not isinstance(item, PreparedFeatures):
-            item = self._inputs[index] = self.predictor.extract(item, progress=self.progress)
-        return item
+        if isinstance(item, PreparedFeatures) and (item.complete or _covers(item, window)):
+            return item
+        video = item.source if isinstance(item, PreparedFeatures) else item
+        prepared = self.predictor.extract(video, progress=self.progress, window=window)
+        if not isinstance(item, PreparedFeatures) or prepared.frames > item.frames:
+            self._inputs[index] = prepared
+        return prepared
 
     def segment(self, seed: int = 0) -> SegmentationResult | list[SegmentationResult]:
         """Temporal action segmentation of every input."""
-        return self._each(lambda prepared: self.predictor.segment(prepared, seed=seed))
+        return self._each(lambda index: self.predictor.segment(self._features_of(index), seed=seed))
 
     def anticipate(
         self,
@@ -133,8 +138,16 @@ class Pipeline:
         (which may reach beyond the end of the video).
         """
         window = AnticipationWindow(ratio, observed, horizon)
-        return self._each(lambda prepared: self.predictor.anticipate(prepared, window, seed=seed))
+        return self._each(
+            lambda index: self.predictor.anticipate(self._features_of(index, window), window, seed=seed)
+        )
 
-    def _each(self, answer: Callable[[PreparedFeatures], Result]) -> Result | list[Result]:
-        results = [answer(self._features_of(index)) for index in range(len(self._inputs))]
+    def _each(self, answer: Callable[[int], Result]) -> Result | list[Result]:
+        results = [answer(index) for index in range(len(self._inputs))]
         return results if self._many else results[0]
+
+
+def _covers(prepared: PreparedFeatures, window: AnticipationWindow | None) -> bool:
+    """Whether the first features of a video, `prepared`, are all that `window` observes."""
+    needed = None if window is None else window.observed_frames(prepared.fps)
+    return needed is not None and needed <= prepared.frames

@@ -47,6 +47,7 @@ class PreparedFeatures:
     duration: float
     source: str | None
     seconds: float  # wall time spent decoding and extracting (0 for precomputed features)
+    complete: bool = True  # False: only the first features of the video were extracted (see `extract`)
 
     @property
     def frames(self) -> int:
@@ -93,11 +94,24 @@ class AnticipationWindow:
         object.__setattr__(self, "observed", float(self.observed))
         object.__setattr__(self, "horizon", float(self.horizon))
 
+    def observed_frames(self, fps: float) -> int | None:
+        """Feature frames observed at `fps` features/s (None for a ratio: it depends on the input)."""
+        return None if self.observed is None else round(self.observed * fps)
+
+    def check_duration(self, duration: float | None, fps: float, source: str) -> None:
+        """Refuse, before decoding, an observation longer than a video (`duration`: what its container
+        states; half a feature frame at `fps` of slack, as `frames` rounds to the grid)."""
+        if self.observed is not None and duration is not None and self.observed > duration + 0.5 / fps:
+            raise ConfigError(
+                f"observed={self.observed:g} s but {source} lasts {duration:.2f} s; "
+                "observe at most the whole video"
+            )
+
     def frames(self, prepared: PreparedFeatures) -> FrameWindow:
         """Seconds -> feature frames of `prepared` (the one place this conversion happens)."""
-        if self.ratio is not None:
+        observed = self.observed_frames(prepared.fps)
+        if observed is None:
             return FrameWindow(total=prepared.frames, observed=None)
-        observed = round(self.observed * prepared.fps)
         if not 1 <= observed <= prepared.frames:
             raise ConfigError(
                 f"observed={self.observed} s is {observed} feature frames but "
@@ -169,17 +183,31 @@ class Predictor:
             )
         return self._extractor
 
-    def extract(self, video: PathLike, progress: bool = False) -> PreparedFeatures:
-        """Decode `video` and extract its features (a progress bar on stderr when `progress`)."""
+    def extract(
+        self, video: PathLike, progress: bool = False, window: AnticipationWindow | None = None
+    ) -> PreparedFeatures:
+        """Decode `video` and extract its features (a progress bar on stderr when `progress`).
+
+        With an observed/horizon `window`, the request is checked against the container's duration first and
+        only the observed features are extracted (decoding stops where their clips end).
+        """
+        from .video.decode import probe_video
+
+        needed = None
+        if window is not None and window.observed is not None:
+            fps = self.feature_settings().features_per_second
+            window.check_duration(probe_video(video).duration, fps, repr(str(video)))
+            needed = window.observed_frames(fps)
         started = time.perf_counter()
         with _ProgressBar(Path(video).name, enabled=progress) as report:
-            extracted = self.extractor.extract(video, progress=report)
+            extracted = self.extractor.extract(video, progress=report, max_features=needed)
         return PreparedFeatures(
             extracted.features,
             extracted.fps_features,
             extracted.duration,
             str(video),
             time.perf_counter() - started,
+            complete=needed is None or extracted.features.shape[1] < needed,
         )
 
     def load_features(
@@ -268,6 +296,7 @@ class Predictor:
             frame_probs=prediction.probs,
             duration=duration,
             observation_ratio=window.ratio,
+            video_duration=prepared.duration,
             video=prepared.source,
             model=self.card.config.name,
         )

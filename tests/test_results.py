@@ -227,18 +227,52 @@ def test_plot_writes_a_png_of_the_requested_width(frames, tmp_path):
     image = Image.open(path)
     assert image.format == "PNG" and image.size[0] == 900 and 100 < image.size[1] < 400
     colors = _colors_in(path)
-    assert all(_rgb(color) in colors for color in class_colors(len(CLASSES)))
+    assert all(_rgb(color) in colors for color in class_colors(CLASSES))
     assert result.save(tmp_path / "again.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ConfigError, match="not classes"):
         result.plot(tmp_path / "x.png", ground_truth=["jump"] * len(labels))
 
 
-def test_plot_draws_anticipated_bars_differently(tmp_path):
-    # "cut" occurs only before the cut, "pour" only after it: in the bar row only "cut" is drawn solid.
+def test_plot_draws_anticipated_bars_in_their_colour_with_a_light_hatch(tmp_path):
+    # "cut" occurs only before the cut, "pour" only after it: both in their own colour, only "pour" hatched.
     labels = np.repeat([0, 1, 2, 3], [4, 4, 4, 4])
     result = AnticipationResult.from_frames(labels, CLASSES, FPS, 8)
-    image = np.asarray(Image.open(result.plot(tmp_path / "a.png")).convert("RGB"))
-    palette = [np.array(_rgb(color)) for color in class_colors(len(CLASSES))]
-    bar_row = image[np.argmax((image == palette[1]).all(axis=2).sum(axis=1))]
-    assert (bar_row == palette[1]).all(axis=1).sum() > 100
-    assert not (bar_row == palette[3]).all(axis=1).any()
+    image = np.asarray(Image.open(result.plot(tmp_path / "a.png")).convert("RGB")).astype(int)
+    palette = [np.array(_rgb(color)) for color in class_colors(CLASSES)]
+    row = np.argmax((image == palette[1]).all(axis=2).sum(axis=1))
+    cut_bar = (image[row] == palette[1]).all(axis=1)
+    pour_bar = np.flatnonzero(np.abs(image[row] - palette[3]).sum(axis=1) < 8)
+    assert cut_bar.sum() > 100 and len(pour_bar) > 20
+    span = image[row, pour_bar.min() : pour_bar.max() + 1]
+    lighter = (span > palette[3] + 40).all(axis=1)  # hatch lines: the same hue, lighter
+    assert lighter.sum() > 5
+    solid_span = image[row, np.flatnonzero(cut_bar).min() : np.flatnonzero(cut_bar).max() + 1]
+    assert (solid_span == palette[1]).all(axis=1).mean() > 0.95  # observed bars carry no hatch
+
+
+def test_timeline_colours_follow_colour_words_and_background_is_grey():
+    classes = ("background", "red_disc", "blue_square", "yellow_bar", "purple_ring", "pick")
+    colors = class_colors(classes)
+    assert np.allclose(colors[0][:3], colors[0][0])  # grey: equal channels
+    red, blue, yellow, purple = (np.array(c[:3]) for c in colors[1:5])
+    assert red.argmax() == 0 and blue.argmax() == 2 and purple[[0, 2]].min() > purple[1]
+    assert yellow[:2].min() > 0.6 and yellow[2] < 0.3
+    assert len({tuple(c) for c in colors}) == len(classes)
+
+
+def test_plot_marks_the_end_of_the_video_past_it(tmp_path):
+    labels = np.repeat([0, 1, 2, 3], [4, 4, 4, 4])
+    past = AnticipationResult.from_frames(labels, CLASSES, FPS, 8, video_duration=5 / FPS)
+    within = AnticipationResult.from_frames(labels, CLASSES, FPS, 8, video_duration=16 / FPS)
+    assert past.video_end == pytest.approx(5 / FPS) and within.video_end is None
+    assert AnticipationResult.from_json(past.to_json()) == past
+    assert past.plot(tmp_path / "p.png").read_bytes() != within.plot(tmp_path / "w.png").read_bytes()
+
+
+def test_two_loads_of_one_file_compare_equal(frames, tmp_path):
+    labels, probs = frames
+    result = SegmentationResult.from_frames(labels, CLASSES, FPS, frame_probs=probs)
+    path = result.save(tmp_path / "r.json", "json")
+    assert SegmentationResult.from_json(path) == SegmentationResult.from_json(path)
+    other = SegmentationResult.from_frames(labels[::-1].copy(), CLASSES, FPS)
+    assert SegmentationResult.from_json(path) != other

@@ -14,6 +14,7 @@ the extractor warns. fp32 is the default.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import warnings
@@ -256,10 +257,17 @@ class I3DFeatureExtractor:
             return pooled.float().cpu()
 
     def extract(
-        self, video_path: str | Path, progress: Callable[[int, int | None], None] | None = None
+        self,
+        video_path: str | Path,
+        progress: Callable[[int, int | None], None] | None = None,
+        max_features: int | None = None,
     ) -> VideoFeatures:
         """Features of one video. ``progress(done, expected)`` is called after each batch (``expected`` is
-        the feature count the container's duration predicts, or None)."""
+        the feature count the container's duration predicts, or None).
+
+        ``max_features``: stop after that many features, decoding only the frames their clips need (they
+        equal the first features of a whole-video extraction; ``duration`` is then the container's).
+        """
         settings = self.settings
         decoder = VideoDecoder(
             video_path, settings.fps, short_side=settings.short_side, crop_size=settings.crop_size
@@ -267,7 +275,9 @@ class I3DFeatureExtractor:
         expected = None
         if decoder.info.duration:
             expected = self.schedule.num_features(round(decoder.info.duration * settings.fps))
-        batches = _prefetch(self._clip_batches(decoder), depth=2)
+        if max_features is not None:
+            expected = max_features if expected is None else min(expected, max_features)
+        batches = _prefetch(self._clip_batches(decoder, max_features), depth=2)
         pooled: list[torch.Tensor] = []
         done = 0
         for batch in batches:
@@ -276,20 +286,26 @@ class I3DFeatureExtractor:
             if progress is not None:
                 progress(done, expected)
         features = torch.cat(pooled).T.contiguous().numpy()
+        duration = decoder.duration
+        if duration is None:  # stopped at max_features: the container's duration, else what was covered
+            duration = decoder.info.duration or features.shape[1] / settings.features_per_second
         return VideoFeatures(
             features=features,
             timestamps=self.schedule.timestamps(features.shape[1], settings.fps),
             fps_features=settings.features_per_second,
-            duration=float(decoder.duration),
+            duration=duration,
             num_frames=decoder.num_frames,
             source=Path(video_path),
             settings=settings,
         )
 
-    def _clip_batches(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """Group the clips of ``frames`` into [B, T, H, W, 3] uint8 batches of up to ``batch_size``."""
+    def _clip_batches(
+        self, frames: Iterable[torch.Tensor], max_clips: int | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Group the clips of ``frames`` (the first ``max_clips``) into [B, T, H, W, 3] uint8 batches of up
+        to ``batch_size``; frames are pulled only as far as those clips need."""
         batch: list[torch.Tensor] = []
-        for clip in self.schedule.clips(frames):
+        for clip in itertools.islice(self.schedule.clips(frames), max_clips):
             batch.append(torch.stack(clip))
             if len(batch) == self.batch_size:
                 yield torch.stack(batch)

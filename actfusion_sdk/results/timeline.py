@@ -1,4 +1,5 @@
-"""The timeline PNG of a result (matplotlib): coloured bars per part, anticipated ones hatched, a GT row.
+"""The timeline PNG of a result (matplotlib): coloured bars per part, anticipated ones hatched, a GT row,
+the cut and (when the horizon runs past it) the end of the video marked.
 
 Imported only when a timeline is drawn (`Result.plot`), so matplotlib is not loaded with the results.
 """
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..errors import ConfigError
@@ -33,11 +36,49 @@ def timeline_height(num_rows: int, num_legend_entries: int, width: int) -> int:
     return _TOP + num_rows * (_ROW + _GAP) + _AXIS + legend_rows * _LEGEND_ROW + 16
 
 
-def class_colors(num_classes: int) -> list[tuple[float, float, float, float]]:
-    """A fixed colour per class id: tab20's dark shades then its light ones (up to 20), even hues beyond."""
-    if num_classes <= 20:
-        return [colormaps["tab20"](2 * i if i < 10 else 2 * (i - 10) + 1) for i in range(num_classes)]
-    return [colormaps["hsv"](i / num_classes) for i in range(num_classes)]
+# Colour words a class name may contain, and what they are drawn in (matplotlib's named colours).
+_COLOR_WORDS = {
+    "red": "tab:red",
+    "green": "tab:green",
+    "blue": "tab:blue",
+    "yellow": "gold",
+    "orange": "tab:orange",
+    "purple": "tab:purple",
+    "pink": "tab:pink",
+    "brown": "tab:brown",
+    "cyan": "tab:cyan",
+    "magenta": "magenta",
+    "olive": "tab:olive",
+    "black": "black",
+    "white": "whitesmoke",
+}
+_BACKGROUND_NAMES = {"background", "bg", "sil", "none", "null", "no_action"}
+BACKGROUND_GREY = "0.72"
+_HATCH = "///"
+_HATCH_COLOR = (1.0, 1.0, 1.0, 0.75)  # a light hatch over the class's own colour: anticipated, same class
+
+
+def class_colors(classes: Sequence[str]) -> list[tuple[float, float, float, float]]:
+    """A fixed colour per class: background classes neutral grey; a class whose name holds a colour word
+    (``red_disc_bounce``) in that colour, once per colour; the others from tab20 (even hues beyond 20)."""
+    chosen: list[tuple[float, float, float, float] | None] = [None] * len(classes)
+    taken: set[str] = set()
+    for i, name in enumerate(classes):
+        words = name.lower().replace("-", "_").replace(" ", "_").split("_")
+        if name.lower() in _BACKGROUND_NAMES:
+            chosen[i] = to_rgba(BACKGROUND_GREY)
+            continue
+        word = next((w for w in words if w in _COLOR_WORDS and w not in taken), None)
+        if word is not None:
+            taken.add(word)
+            chosen[i] = to_rgba(_COLOR_WORDS[word])
+    used = {color[:3] for color in chosen if color is not None}
+    if len(classes) <= 20:
+        palette = [colormaps["tab20"](2 * i if i < 10 else 2 * (i - 10) + 1) for i in range(20)]
+    else:
+        palette = [colormaps["hsv"](i / len(classes)) for i in range(len(classes))]
+    spare = iter(color for color in palette if color[:3] not in used)
+    return [color if color is not None else next(spare) for color in chosen]
 
 
 def plot(
@@ -84,10 +125,13 @@ def _draw(result: Result, path: Path, ground_truth: np.ndarray | None, width: in
         rows.append(("ground truth", [("ground truth", gt_segments)]))
     anticipated: tuple[Segment, ...] = dict(parts).get(ANTICIPATED_PART, ())
     shown = sorted({s.label_id for _, row_parts in rows for _, segments in row_parts for s in segments})
-    colors = class_colors(len(result.classes))
+    colors = class_colors(result.classes)
     legend = [Patch(facecolor=colors[i], label=result.classes[i]) for i in shown]
     if anticipated:
-        legend.append(Patch(facecolor="white", edgecolor="black", hatch="///", label=ANTICIPATED_PART))
+        legend.append(Patch(facecolor="0.55", edgecolor=_HATCH_COLOR, hatch=_HATCH, label=ANTICIPATED_PART))
+    video_end = getattr(result, "video_end", None)
+    if video_end is not None:
+        legend.append(Line2D([], [], color="black", linestyle=":", linewidth=1.5, label="end of video"))
 
     height = timeline_height(len(rows), len(legend), width)
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
@@ -111,16 +155,18 @@ def _draw(result: Result, path: Path, ground_truth: np.ndarray | None, width: in
                 [(s.start, s.duration) for s in segments],
                 (y + 0.12, 0.76),
                 facecolors=[colors[s.label_id] for s in segments],
-                alpha=0.55 if hatched else 1.0,
-                hatch="///" if hatched else None,
-                edgecolor="black" if hatched else "none",
-                linewidth=0.4,
+                hatch=_HATCH if hatched else None,
+                edgecolor=_HATCH_COLOR if hatched else "none",
+                linewidth=0.0,
             )
     if anticipated:
         cut_time = anticipated[0].start
         axes.axvspan(cut_time, end, color="0.85", zorder=0)
         axes.axvline(cut_time, color="black", linestyle="--", linewidth=1.5)
         axes.text(cut_time, len(rows), f" cut {cut_time:.2f} s", va="bottom", fontsize=8)
+    if video_end is not None:
+        axes.axvline(video_end, color="black", linestyle=":", linewidth=1.5)
+        axes.text(video_end, len(rows), f" end {video_end:.2f} s", va="bottom", fontsize=8)
     axes.set_xlim(0, end)
     axes.set_ylim(0, len(rows))
     axes.set_yticks([len(rows) - 0.5 - row for row in range(len(rows))], [name for name, _ in rows])

@@ -22,7 +22,8 @@ JSON schema "actfusion-sdk/result/1" (`to_json`, loaded back by `from_json` / `l
       "segments": [segment, ...],
       # kind "anticipation":
       "observed_segments": [segment, ...], "anticipated_segments": [segment, ...],
-      "cut_frame": int, "cut_time": float, "horizon": float, "observation_ratio": float | null
+      "cut_frame": int, "cut_time": float, "horizon": float, "observation_ratio": float | null,
+      "video_end": float | null       # where the video ends, when the anticipated window runs past it
     }
     segment = {"label": str, "label_id": int, "start": float, "end": float,
                "start_frame": int, "end_frame": int, "score": float | null}
@@ -97,6 +98,14 @@ class Result:
     def _kind_from_dict(cls, data: Mapping[str, Any]) -> dict[str, Any]:
         """The constructor arguments of this kind from its JSON fields."""
         raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when of the same kind with the same content (arrays by value, timings included)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.to_dict(include_probs=True) == other.to_dict(include_probs=True)
+
+    __hash__ = None  # mutable-looking content (arrays): results are compared, not hashed
 
     @property
     def num_frames(self) -> int:
@@ -258,6 +267,7 @@ class AnticipationResult(Result):
     cut_frame: int
     cut_time: float
     observation_ratio: float | None = None
+    video_end: float | None = None  # the video's end, when the anticipated window runs past it
 
     kind = "anticipation"
 
@@ -282,11 +292,15 @@ class AnticipationResult(Result):
         frame_probs: np.ndarray | None = None,
         duration: float | None = None,
         observation_ratio: float | None = None,
+        video_duration: float | None = None,
         video: str | None = None,
         model: str | None = None,
         timings: Mapping[str, float] | None = None,
     ) -> AnticipationResult:
-        """Split per-frame labels [T] at `cut_frame` (the first frame the model did not observe)."""
+        """Split per-frame labels [T] at `cut_frame` (the first frame the model did not observe).
+
+        `video_duration`: the source video's length; kept as `video_end` when the window runs past it.
+        """
         labels, probs, duration = _validated_frames(frame_labels, classes, fps, frame_probs, duration)
         if not 0 < cut_frame < len(labels):
             raise ConfigError(f"cut_frame must be in (0, {len(labels)}) (frames), got {cut_frame}")
@@ -302,6 +316,7 @@ class AnticipationResult(Result):
             cut_frame=int(cut_frame),
             cut_time=frame_time(cut_frame, len(labels), fps, duration),
             observation_ratio=observation_ratio,
+            video_end=video_duration if video_duration is not None and video_duration < duration else None,
             **_shared_fields(labels, probs, fps, duration, classes, video, model, timings),
         )
 
@@ -325,6 +340,7 @@ class AnticipationResult(Result):
             "cut_time": self.cut_time,
             "horizon": self.horizon,
             "observation_ratio": self.observation_ratio,
+            "video_end": self.video_end,
         }
 
     @classmethod
@@ -335,6 +351,7 @@ class AnticipationResult(Result):
             "cut_frame": int(data["cut_frame"]),
             "cut_time": float(data["cut_time"]),
             "observation_ratio": data.get("observation_ratio"),
+            "video_end": data.get("video_end"),
         }
 
 
