@@ -126,56 +126,63 @@ def check_loss_vectors(data: Mapping[str, Any], impl: str, device: str) -> dict[
     - every loss term: our model and losses on the recorded encoder input, mask, t and noisy labels.
     """
     model = official_model(data, impl, device)
-    config, num_classes = model.config, int(data["num_classes"])
-    training = config.training
-    weights = data["class_weights"].to(device) if training.class_weighting else None
+    weights = data["class_weights"].to(device) if model.config.training.class_weighting else None
     errors: dict[str, float] = {}
     for index, case in enumerate(data["cases"]):
-        kind, name = case["cond_type"], f"{index}:{case['cond_type']}"
-        labels, boundaries = case["labels"][0].numpy(), case["boundary"][0, 0].numpy()
-        recorded = case["feature_mask"][0, 0].numpy() > 0.5
-        choices = recorded_choices(kind, recorded, labels, boundaries, training.n_mask, training.patch_size)
-        rebuilt = (
+        for output, error in _loss_case_errors(model, case, weights, device).items():
+            errors[f"{index}:{case['cond_type']}.{output}"] = error
+    return errors
+
+
+def _loss_case_errors(
+    model: ActFusion, case: Mapping[str, Any], weights: torch.Tensor | None, device: str
+) -> dict[str, float]:
+    """The outputs of `check_loss_vectors` for one case."""
+    training, kind = model.config.training, case["cond_type"]
+    labels, boundaries = case["labels"][0].numpy(), case["boundary"][0, 0].numpy()
+    recorded = case["feature_mask"][0, 0].numpy() > 0.5
+    choices = recorded_choices(kind, recorded, labels, boundaries, training.n_mask, training.patch_size)
+    rebuilt = (
+        None
+        if choices is None
+        else build_mask(kind, labels, boundaries, choices, patch_size=training.patch_size)
+    )
+    errors = {"feature_mask": float(rebuilt is None or not np.array_equal(rebuilt, recorded))}
+
+    features, masked = case["features"].to(device), case["masked_input"].to(device)
+    visible = torch.as_tensor(recorded, device=device)
+    token = model.mask_token.detach()[0].expand_as(features[0])
+    expected = torch.where(visible, features[0], token)
+    errors["masked_input"] = max(
+        max_error(masked[0][:, ~visible], token[:, ~visible]),
+        max_error(unordered(masked[0][:, visible]), unordered(expected[:, visible])),
+    )
+
+    label_ids, t, noise = case["labels"].to(device), case["t"].to(device), case["noise"].to(device)
+    noisy = noisy_labels(model, label_ids, t, noise)
+    errors["event_diffused"] = max_error(noisy, case["event_diffused"])
+    soft = None
+    if training.soft_label is not None:
+        num_classes = noise.shape[1]
+        soft = torch.as_tensor(soft_label_targets(labels, num_classes, training.soft_label), device=device)[
             None
-            if choices is None
-            else build_mask(kind, labels, boundaries, choices, patch_size=training.patch_size)
+        ]
+    with inference(model):
+        encoded = model.encode(masked, visible[None])
+        decoder_logits = model.decode(encoded.cross, t, noisy.float())
+        terms = actfusion_losses(
+            encoded.logits,
+            decoder_logits,
+            label_ids,
+            case["boundary"][:, 0].to(device),
+            training.loss_weights,
+            weights=weights,
+            soft_targets=soft,
         )
-        errors[f"{name}.feature_mask"] = float(rebuilt is None or not np.array_equal(rebuilt, recorded))
-
-        features, masked = case["features"].to(device), case["masked_input"].to(device)
-        visible = torch.as_tensor(recorded, device=device)[None]
-        token = model.mask_token.detach()[0].expand_as(features[0])
-        expected = torch.where(visible[0], features[0], token)
-        errors[f"{name}.masked_input"] = max(
-            max_error(masked[0][:, ~visible[0]], token[:, ~visible[0]]),
-            max_error(unordered(masked[0][:, visible[0]]), unordered(expected[:, visible[0]])),
-        )
-
-        label_ids = case["labels"].to(device)
-        t, noise = case["t"].to(device), case["noise"].to(device)
-        noisy = noisy_labels(model, label_ids, t, noise)
-        errors[f"{name}.event_diffused"] = max_error(noisy, case["event_diffused"])
-        soft = None
-        if training.soft_label is not None:
-            soft = torch.as_tensor(
-                soft_label_targets(labels, num_classes, training.soft_label), device=device
-            )
-        with inference(model):
-            encoded = model.encode(masked, visible)
-            decoder_logits = model.decode(encoded.cross, t, noisy.float())
-            terms = actfusion_losses(
-                encoded.logits,
-                decoder_logits,
-                label_ids,
-                case["boundary"][:, 0].to(device),
-                training.loss_weights,
-                weights=weights,
-                soft_targets=None if soft is None else soft[None],
-            )
-        for term, official in case["losses"].items():
-            # The official encoder boundary term is the constant 0; ours leaves it out (spec §3).
-            ours = torch.zeros(()) if term == "encoder_boundary_loss" else terms[term.removesuffix("_loss")]
-            errors[f"{name}.{term}"] = max_error(ours, torch.as_tensor(official))
+    for term, official in case["losses"].items():
+        # The official encoder boundary term is the constant 0; ours leaves it out (spec §3).
+        ours = torch.zeros(()) if term == "encoder_boundary_loss" else terms[term.removesuffix("_loss")]
+        errors[term] = max_error(ours, torch.as_tensor(official))
     return errors
 
 
