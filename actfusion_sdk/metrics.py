@@ -7,7 +7,7 @@ Labels may be class names or integer ids; any hashable values compare by equalit
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -211,46 +211,3 @@ class AnticipationMetrics:
         """MoC in percent per prediction ratio β."""
         empty = np.zeros(self.num_classes, np.int64)
         return {beta: moc(*self.counts.get(beta, (empty, empty))) for beta in self.prediction_ratios}
-
-
-def check_segmentation_vectors(data: Mapping) -> dict[str, float]:
-    """Largest absolute deviation per output for a file shaped like testvectors/metrics.json.
-
-    Per-video outputs: 'correct', 'edit', 'tp_fp_fn@τ'; pooled ones are prefixed 'pooled.'.
-    """
-    deviations: dict[str, float] = {}
-
-    def record(name: str, ours: Iterable[float] | float, official: Iterable[float] | float) -> None:
-        gap = float(np.max(np.abs(np.asarray(ours, np.float64) - np.asarray(official, np.float64))))
-        deviations[name] = max(deviations.get(name, 0.0), gap)
-
-    accumulator = SegmentationMetrics()
-    for video in data["videos"]:
-        pred, gt = video["pred"], video["gt"]
-        accumulator.update(pred, gt)
-        record("correct", correct_frames(pred, gt), video["correct"])
-        record("edit", edit_score(pred, gt), video["edit"])
-        for overlap in OVERLAPS:
-            name = f"tp_fp_fn@{overlap}"
-            record(name, f1_counts(pred, gt, overlap), video[name])
-    pooled = accumulator.result()
-    record("pooled.acc", pooled["acc"], data["pooled"]["acc"])
-    record("pooled.edit", pooled["edit"], data["pooled"]["edit"])
-    for overlap in OVERLAPS:
-        record(f"pooled.f1@{overlap}", pooled[f"f1@{round(overlap * 100)}"], data["pooled"][f"f1@{overlap}"])
-    return deviations
-
-
-def check_anticipation_vectors(data: Mapping) -> dict[str, float]:
-    """Largest absolute MoC deviation per (α, β) for a file shaped like testvectors/lta.json."""
-    deviations: dict[str, float] = {}
-    num_classes = len(data["classes"])
-    for case in data["cases"]:
-        ratios = tuple(case["pred_ratios"])
-        accumulator = AnticipationMetrics(num_classes, case["obs"], ratios)
-        for video in case["videos"]:
-            accumulator.update(video["pred_ids"], video["gt_ids"])
-        ours = accumulator.result()
-        for beta, official in zip(ratios, case["moc"], strict=True):
-            deviations[f"moc@obs={case['obs']},pred={beta}"] = abs(ours[beta] - official)
-    return deviations

@@ -11,7 +11,10 @@ from actfusion_sdk.errors import ConfigError
 from actfusion_sdk.model.masking import (
     ANTICIPATION_RATIOS,
     MASK_TYPES,
+    MaskChoices,
+    build_mask,
     check_mask_types,
+    draw_choices,
     draw_mask_type,
     visible_frames,
 )
@@ -121,3 +124,35 @@ def test_draw_mask_type_respects_duplicates():
     rng = random.Random(0)
     draws = [draw_mask_type(["full", "ant", "ant"], rng) for _ in range(3000)]
     assert 0.6 < draws.count("ant") / len(draws) < 0.73
+
+
+def test_build_mask_from_explicit_choices():
+    def build(kind: str, choices: MaskChoices | None = None, **kwargs) -> np.ndarray:
+        return build_mask(kind, LABELS, BOUNDARIES, choices or MaskChoices(), **kwargs)
+
+    frames = np.arange(len(LABELS))
+    assert build("full").all()
+    assert np.array_equal(build("ant", MaskChoices(observed_ratio=0.3)), frames < 21)  # int(73·0.3)
+    assert np.array_equal(build("boundary03-"), BOUNDARIES < 0.3)
+    assert np.array_equal(build("segment=2", MaskChoices(hidden_classes=(1, 1))), LABELS != 1)
+    assert np.array_equal(build("segment=2", MaskChoices(hidden_classes=(2, 4))), LABELS == 1)
+    hidden = ((frames >= 8) & (frames < 16)) | ((frames >= 40) & (frames < 48))
+    assert np.array_equal(build("random_patch", MaskChoices(hidden_patches=(5, 1)), patch_size=8), ~hidden)
+
+
+def test_choices_are_drawn_in_the_official_order():
+    """The same calls on the same generators as the official mask() (spec §4), nothing more."""
+    rng, official = random.Random(3), random.Random(3)
+    assert draw_choices("ant", LABELS, rng=rng, np_rng=np.random.default_rng(0)).observed_ratio == (
+        official.choice(ANTICIPATION_RATIOS)
+    )
+    patches = draw_choices("random_num_patch", LABELS, rng=rng, np_rng=np.random.default_rng(0), n_mask=10)
+    count = official.randint(5, 10)
+    assert patches.hidden_patches == tuple(official.sample(range(7), min(count, 7)))
+    patches = draw_choices("random_patch", LABELS, rng=rng, np_rng=np.random.default_rng(0), n_mask=3)
+    assert patches.hidden_patches == tuple(official.sample(range(7), 3))
+    assert rng.random() == official.random()
+    np_rng, np_official = np.random.RandomState(5), np.random.RandomState(5)
+    picks = draw_choices("segment=2", LABELS, rng=rng, np_rng=np_rng).hidden_classes
+    assert picks == tuple(int(np_official.choice([1, 2, 4])) for _ in range(2))
+    assert np_rng.random_sample() == np_official.random_sample()

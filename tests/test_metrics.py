@@ -10,8 +10,6 @@ import pytest
 from actfusion_sdk.metrics import (
     AnticipationMetrics,
     SegmentationMetrics,
-    check_anticipation_vectors,
-    check_segmentation_vectors,
     edit_score,
     f1_counts,
     f1_from_counts,
@@ -19,6 +17,7 @@ from actfusion_sdk.metrics import (
     moc_counts,
     segments,
 )
+from actfusion_sdk.testing import check_anticipation_vectors, check_segmentation_vectors
 
 TOLERANCE = 1e-9
 

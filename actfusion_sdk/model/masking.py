@@ -1,15 +1,16 @@
 """Training masks of ActFusion (spec §4): which encoder input frames stay visible, which become mask tokens.
 
-Every function takes its random sources explicitly (`random.Random` for the type, 'ant' and the patches,
-a numpy Generator or RandomState for the segment picks, as the official code draws them), so runs are
-reproducible. Masks are boolean arrays [L] with True = visible; the model swaps the hidden frames for its
-mask token with a plain select.
+A mask is built in two steps: `draw_choices` makes the random choices of a masking type (`random.Random`
+for 'ant' and the patches, a numpy Generator or RandomState for the segment picks, in the official order),
+and `build_mask` turns explicit choices into the mask. Masks are boolean arrays [L] with True = visible;
+the model swaps the hidden frames for its mask token with a plain select.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,7 +29,17 @@ MASK_TYPES = (
 ANTICIPATION_RATIOS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 BOUNDARY_THRESHOLDS = {"boundary03-": 0.3, "boundary05-": 0.5}
 SEGMENT_PICKS = {"segment=1": 1, "segment=2": 2}
+PATCH_TYPES = ("random_patch", "random_num_patch")
 MIN_RANDOM_PATCHES = 5
+
+
+@dataclass(frozen=True)
+class MaskChoices:
+    """The random choices behind one mask; each type reads only its own field (spec §4)."""
+
+    observed_ratio: float = 1.0  # 'ant': the visible fraction α
+    hidden_classes: tuple[int, ...] = ()  # 'segment=n': the n picks (they may repeat)
+    hidden_patches: tuple[int, ...] = ()  # patch types: indices i of the hidden patches [iP, iP+P)
 
 
 def check_mask_types(cond_types: Sequence[str]) -> None:
@@ -49,32 +60,62 @@ def draw_mask_type(cond_types: Sequence[str], rng: random.Random) -> str:
     return rng.choice(list(cond_types))
 
 
-def anticipation_mask(length: int, rng: random.Random) -> np.ndarray:
-    """'ant': the first int(L·α) frames are visible, α ~ U{0.2, ..., 0.8}; the future is hidden."""
-    observed = int(length * rng.choice(ANTICIPATION_RATIOS))
-    return np.arange(length) < observed
-
-
-def boundary_mask(boundaries: np.ndarray, threshold: float) -> np.ndarray:
-    """'boundaryXX-': frames whose smoothed boundary value is below the threshold stay visible."""
-    return np.asarray(boundaries) < threshold
-
-
-def segment_mask(
-    labels: np.ndarray, picks: int, np_rng: np.random.Generator | np.random.RandomState
-) -> np.ndarray:
-    """'segment=n': n independent uniform picks among the classes present; all frames of them are hidden."""
+def present_classes(labels: np.ndarray) -> np.ndarray:
+    """The classes present in a label sequence (not the padding −100): 'segment=n' picks among them."""
     labels = np.asarray(labels)
-    present = np.unique(labels[labels >= 0])
-    hidden = [np_rng.choice(present) for _ in range(picks)]
-    return ~np.isin(labels, hidden)
+    return np.unique(labels[labels >= 0])
 
 
-def patch_mask(length: int, patches: int, patch_size: int, rng: random.Random) -> np.ndarray:
-    """Hide `patches` distinct patches [iP, iP+P) among the int(L/P) full ones (the tail is never hidden)."""
-    available = length // patch_size
-    visible = np.ones(length, dtype=bool)
-    for index in rng.sample(range(available), min(patches, available)):
+def patch_counts(kind: str, n_mask: int) -> range:
+    """The numbers of patches a patch type hides before the cap at int(L/P) full patches (spec §4).
+
+    'random_patch' hides n_mask; 'random_num_patch' draws randint(5, n_mask) inclusive (the official code
+    would fail for n_mask < 5).
+    """
+    return range(n_mask if kind == "random_patch" else min(MIN_RANDOM_PATCHES, n_mask), n_mask + 1)
+
+
+def draw_choices(
+    kind: str,
+    labels: np.ndarray,
+    *,
+    rng: random.Random,
+    np_rng: np.random.Generator | np.random.RandomState,
+    n_mask: int = 10,
+    patch_size: int = 10,
+) -> MaskChoices:
+    """The random choices of masking type `kind` for one training stream, drawn as the official code does."""
+    check_mask_types([kind])
+    if kind == "ant":
+        return MaskChoices(observed_ratio=rng.choice(ANTICIPATION_RATIOS))
+    if kind in SEGMENT_PICKS:
+        present = present_classes(labels)
+        return MaskChoices(
+            hidden_classes=tuple(int(np_rng.choice(present)) for _ in range(SEGMENT_PICKS[kind]))
+        )
+    if kind in PATCH_TYPES:
+        counts = patch_counts(kind, n_mask)
+        count = counts.start if kind == "random_patch" else rng.randint(counts.start, counts.stop - 1)
+        available = len(labels) // patch_size  # the tail L mod P is never hidden
+        return MaskChoices(hidden_patches=tuple(rng.sample(range(available), min(count, available))))
+    return MaskChoices()
+
+
+def build_mask(
+    kind: str, labels: np.ndarray, boundaries: np.ndarray, choices: MaskChoices, *, patch_size: int = 10
+) -> np.ndarray:
+    """The visibility mask [L] (True = visible) that masking type `kind` makes from explicit choices."""
+    check_mask_types([kind])
+    labels = np.asarray(labels)
+    length = len(labels)
+    if kind == "ant":
+        return np.arange(length) < int(length * choices.observed_ratio)
+    if kind in BOUNDARY_THRESHOLDS:
+        return np.asarray(boundaries) < BOUNDARY_THRESHOLDS[kind]
+    if kind in SEGMENT_PICKS:
+        return ~np.isin(labels, choices.hidden_classes)
+    visible = np.ones(length, dtype=bool)  # 'full', or the patch types
+    for index in choices.hidden_patches:
         visible[index * patch_size : (index + 1) * patch_size] = False
     return visible
 
@@ -90,17 +131,5 @@ def visible_frames(
     patch_size: int = 10,
 ) -> np.ndarray:
     """The visibility mask [L] (True = visible) of one training stream for masking type `kind` (spec §4)."""
-    check_mask_types([kind])
-    length = len(labels)
-    if kind == "full":
-        return np.ones(length, dtype=bool)
-    if kind == "ant":
-        return anticipation_mask(length, rng)
-    if kind in BOUNDARY_THRESHOLDS:
-        return boundary_mask(boundaries, BOUNDARY_THRESHOLDS[kind])
-    if kind in SEGMENT_PICKS:
-        return segment_mask(labels, SEGMENT_PICKS[kind], np_rng)
-    if kind == "random_patch":
-        return patch_mask(length, n_mask, patch_size, rng)
-    # 'random_num_patch': randint(5, n_mask) inclusive patches (the official code would fail for n_mask < 5).
-    return patch_mask(length, rng.randint(min(MIN_RANDOM_PATCHES, n_mask), n_mask), patch_size, rng)
+    choices = draw_choices(kind, labels, rng=rng, np_rng=np_rng, n_mask=n_mask, patch_size=patch_size)
+    return build_mask(kind, labels, boundaries, choices, patch_size=patch_size)
