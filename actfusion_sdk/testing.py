@@ -34,7 +34,6 @@ from .metrics import (
 )
 from .model.actfusion import ActFusion
 from .model.config import ActFusionConfig
-from .model.diffusion import denormalize, normalize
 from .model.inference import sample_probs, seeded_generators
 from .model.layers import DilatedAttentionLayer
 from .model.losses import actfusion_losses
@@ -220,9 +219,8 @@ def noisy_labels(
     model: ActFusion, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     """The noisy decoder input of training, float64 (spec §3): denormalize(clamp(q_sample(x0), ±s))."""
-    snr = model.config.diffusion.snr_scale
-    x0 = normalize(F.one_hot(labels, noise.shape[1]).permute(0, 2, 1).float(), snr)
-    return denormalize(torch.clamp(model.schedule.q_sample(x0, t, noise), -snr, snr), snr)
+    one_hot = F.one_hot(labels, noise.shape[1]).permute(0, 2, 1).float()
+    return model.schedule.noisy_labels(one_hot, t, noise, model.config.diffusion.snr_scale)
 
 
 def unordered(frames: torch.Tensor) -> torch.Tensor:
