@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from actfusion_sdk import weights as shipped_weights
-from actfusion_sdk.data.procedural import CLASSES, ActivitySpec, StepSpan, render_video
+from actfusion_sdk.demo.grammar import CLASSES, ActivitySpec, StepSpan
+from actfusion_sdk.demo.render import render_video
 from actfusion_sdk.errors import WeightsError
 from actfusion_sdk.features.settings import FeatureSettings
 from actfusion_sdk.model.actfusion import ActFusion

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from actfusion_sdk.demo import HELDOUT_SEED, heldout_benchmark, score_videos
+from actfusion_sdk.demo.heldout import HELDOUT_SEED, heldout_benchmark
+from actfusion_sdk.demo.scoring import score_videos
 
 
 def main() -> int:

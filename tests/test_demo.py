@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from actfusion_sdk.cli import main
-from actfusion_sdk.demo import heldout_benchmark, repeat_last_step, score_videos
+from actfusion_sdk.demo.heldout import heldout_benchmark
+from actfusion_sdk.demo.scoring import repeat_last_step, score_videos
 
 
 def test_repeat_last_step_fills_the_future_with_the_last_observed_label() -> None:

@@ -1,4 +1,4 @@
-"""The procedural activity benchmark: grammar, timelines, labels, rendering, encoding, layout and CLI."""
+"""actfusion_sdk.demo: grammar, timelines, labels, rendering, encoding, benchmark layout and CLI."""
 
 from __future__ import annotations
 
@@ -11,20 +11,20 @@ import numpy as np
 import pytest
 
 from actfusion_sdk.cli import main
-from actfusion_sdk.data import procedural_render
-from actfusion_sdk.data.procedural import (
+from actfusion_sdk.demo import encode
+from actfusion_sdk.demo.benchmark import generate_benchmark
+from actfusion_sdk.demo.events import STEP_EVENTS
+from actfusion_sdk.demo.grammar import (
     ACTIVITIES,
     CLASSES,
     ActivitySpec,
     GrammarSlot,
     Pacing,
     StepSpan,
-    generate_benchmark,
-    render_video,
     sample_activity,
     sample_steps,
 )
-from actfusion_sdk.data.procedural_render import STEP_EVENTS, render_frames
+from actfusion_sdk.demo.render import render_frames, render_video
 from actfusion_sdk.errors import ConfigError
 
 SHORT = Pacing(step_seconds=(1.0, 2.0), gap_seconds=(0.5, 1.0), lead_seconds=(0.5, 1.0))
@@ -214,11 +214,11 @@ def test_written_video_decodes_with_frames_size_and_rate(tmp_path, codec):
 
 
 def test_codec_choice_falls_back_to_mpeg4_and_names_what_is_missing(monkeypatch):
-    monkeypatch.setattr(procedural_render, "PREFERRED_CODECS", ("no_such_encoder", "mpeg4"))
-    assert procedural_render.available_codec() == "mpeg4"
-    monkeypatch.setattr(procedural_render, "PREFERRED_CODECS", ("no_such_encoder",))
+    monkeypatch.setattr(encode, "PREFERRED_CODECS", ("no_such_encoder", "mpeg4"))
+    assert encode.available_codec() == "mpeg4"
+    monkeypatch.setattr(encode, "PREFERRED_CODECS", ("no_such_encoder",))
     with pytest.raises(ConfigError, match="no_such_encoder"):
-        procedural_render.available_codec()
+        encode.available_codec()
 
 
 def read_lines(path: Path) -> list[str]:

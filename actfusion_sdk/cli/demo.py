@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import HELDOUT_SEED, OBSERVATION_RATIO, demo_video, score_videos
+    from ..demo.heldout import HELDOUT_SEED, demo_video
+    from ..demo.scoring import OBSERVATION_RATIO, score_videos
 
     seed = HELDOUT_SEED if args.seed is None else args.seed
     print(f"rendering a held-out demo video (seed {seed}) ...", file=sys.stderr)

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..data.procedural import generate_benchmark
+    from ..demo.benchmark import generate_benchmark
 
     started = time.perf_counter()
     with tqdm(total=args.videos, desc="videos", unit="video", file=sys.stderr, disable=args.quiet) as bar:

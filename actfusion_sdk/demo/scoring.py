@@ -1,8 +1,8 @@
-"""The procedural demo: score the bundled model on generated activity videos, next to simple baselines.
+"""Scoring of a model on procedural videos, next to simple baselines: TAS metrics against the model's encoder
+alone, MoC against repeating the last observed step.
 
 Used by `actfusion demo` (one held-out video, tables and a timeline PNG), by
 `benchmarks/bench_procedural.py` (a held-out set) and by the end-to-end test in CI (a few videos).
-Held-out videos come from `actfusion_sdk.data.procedural` with seeds the demo model never saw.
 """
 
 from __future__ import annotations
@@ -15,25 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from .data.procedural import ActivitySpec, generate_benchmark, render_video, sample_activity
-from .errors import InputError
-from .metrics import DEFAULT_BG_CLASSES, AnticipationMetrics, SegmentationMetrics
-from .model.inference import encoder_labels
-from .pipeline import Pipeline
-from .results import AnticipationResult, SegmentationResult
+from ..errors import InputError
+from ..metrics import DEFAULT_BG_CLASSES, AnticipationMetrics, SegmentationMetrics
+from ..model.inference import encoder_labels
+from ..pipeline import Pipeline
+from ..results import AnticipationResult, SegmentationResult
+from .heldout import LabelledVideo
 
-#: Benchmark seed of the held-out videos (the demo model was trained on videos of seed 0).
-HELDOUT_SEED = 1000
 OBSERVATION_RATIO = 0.3
 PREDICTION_RATIO = 0.5
-
-
-@dataclass(frozen=True)
-class LabelledVideo:
-    """A video file with its ground-truth labels at the feature rate (one class name per feature)."""
-
-    path: Path
-    labels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -70,19 +60,6 @@ class ProceduralScores:
             "observation_ratio": OBSERVATION_RATIO,
             "prediction_ratio": PREDICTION_RATIO,
         }
-
-
-def heldout_benchmark(
-    out_dir: str | os.PathLike[str], num_videos: int, seed: int = HELDOUT_SEED
-) -> list[LabelledVideo]:
-    """Render `num_videos` held-out procedural videos under `out_dir` and return them with their labels."""
-    manifest = generate_benchmark(
-        out_dir, num_videos=num_videos, seed=seed, test_fraction=0.0, overwrite=True
-    )
-    return [
-        LabelledVideo(manifest.root / "videos" / f"{name}.mp4", tuple(spec.feature_labels()))
-        for name, spec in manifest.videos.items()
-    ]
 
 
 def repeat_last_step(ground_truth: Sequence[int], observed: int) -> np.ndarray:
@@ -138,14 +115,3 @@ def _aligned(labels: np.ndarray, length: int, source: Path) -> np.ndarray:
     if abs(len(labels) - length) > 1:
         raise InputError(f"{source}: {len(labels)} predicted frames for {length} ground-truth labels")
     return np.pad(labels, (0, max(0, length - len(labels))), mode="edge")[:length]
-
-
-def demo_video(
-    out_dir: str | os.PathLike[str], seed: int = HELDOUT_SEED
-) -> tuple[LabelledVideo, ActivitySpec]:
-    """Render one held-out activity video into `out_dir` (its script is drawn from `seed`)."""
-    spec = sample_activity(np.random.default_rng(seed))
-    path = Path(out_dir) / f"demo_{spec.activity}_{seed}.mp4"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    render_video(spec, path)
-    return LabelledVideo(path, tuple(spec.feature_labels())), spec
