@@ -48,7 +48,7 @@ SETTINGS = FeatureSettings(
 
 def write_video(path: Path, seconds: float, size: int = 64) -> Path:
     """A small real mp4: a bright square moving over a background whose colour changes every second."""
-    from actfusion_sdk.data.procedural_render import write_mp4
+    from actfusion_sdk.demo.encode import write_mp4
 
     count = round(seconds * VIDEO_FPS)
     frames = np.zeros((count, size, size, 3), dtype=np.uint8)
