@@ -13,7 +13,7 @@ pytest.importorskip("triton", reason="triton is not installed; the fused kernels
 from actfusion_sdk.kernels import dilated_attention as kernel_module  # noqa: E402
 from actfusion_sdk.model.attention import dilated_attention, reference_dilated_attention  # noqa: E402
 
-from .test_attention import (  # noqa: E402
+from .helpers import (  # noqa: E402
     assert_matches_reference,
     assert_official_cases_pass,
     random_inputs,
