@@ -52,6 +52,7 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
         assert fragment in lines[0]
 
 
+@pytest.mark.slow
 def test_segment_in_a_subprocess_writes_json_and_plot(assets, tmp_path):
     out = tmp_path / "out"
     command = [
@@ -96,6 +97,7 @@ def test_segment_csv_on_stdout(assets, capsys):
     assert {row["label"] for row in rows} <= set(TINY_CLASSES)
 
 
+@pytest.mark.slow
 def test_anticipate_ratio_json_and_observed_horizon_table(assets, capsys, tmp_path):
     code, out, err = run_cli(
         capsys,
@@ -169,6 +171,7 @@ def test_usage_errors_exit_2(assets, capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.slow
 def test_several_videos_need_out_for_csv(assets, capsys, tmp_path):
     second = write_moving_square(tmp_path / "second.mp4", 2.0)
     code, out, err = run_cli(capsys, "segment", assets["video"], second, "--format", "activitynet")

@@ -33,6 +33,7 @@ def write_settings(path: Path, settings_dict: dict) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_extract_writes_features_sidecars_and_a_failure_report(
     tmp_path: Path, videos: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

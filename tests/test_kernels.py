@@ -122,6 +122,7 @@ def test_non_contiguous_inputs():
     )
 
 
+@pytest.mark.slow
 def test_every_official_attention_case_through_triton(testvectors, monkeypatch):
     # 128 positions per program halves the interpreter's work; L = 333 still spans three programs.
     monkeypatch.setitem(kernel_module.LAUNCH_DEFAULTS, "BLOCK_L", 128)
