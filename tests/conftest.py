@@ -10,7 +10,10 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from actfusion_sdk.features import i3d  # noqa: E402
+
+from .helpers import REPO, seeded_i3d  # noqa: E402
+
 TESTVECTORS = Path(os.environ.get("ACTFUSION_TESTVECTORS", REPO / "tests" / "data" / "official"))
 
 
@@ -32,3 +35,10 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fast_seeded_weights(monkeypatch):
+    """The extractor draws its seeded weights from the session cache instead of anew. Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("fast_seeded_weights")`."""
+    monkeypatch.setattr(i3d, "seeded_i3d_state_dict", seeded_i3d)

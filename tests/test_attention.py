@@ -12,39 +12,12 @@ from actfusion_sdk.errors import KernelError
 from actfusion_sdk.model import attention
 from actfusion_sdk.model.attention import dilated_attention, reference_dilated_attention, rel_tap_bias
 
-
-def official_attention_inputs(case: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """q, k, v and per-tap bias of an attention_layers.pt case, via the layer's 1x1 convs (spec §1.3-1.4)."""
-    state = case["state_dict"]
-    x = case["x"]
-    qk_input = torch.cat([x, case["x_cross"]], dim=1) if case["kind"] == "decoder" else x
-
-    def project(name: str, inputs: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.conv1d(inputs, state[f"{name}.weight"], state[f"{name}.bias"])
-
-    bias = rel_tap_bias(state["rel_pos_emb.weight"], case["dilation"], case["K"])
-    return (
-        project("att_linear_q", qk_input),
-        project("att_linear_k", qk_input),
-        project("att_linear_v", x),
-        bias,
-    )
+from .helpers import assert_matches_reference, assert_official_cases_pass, random_inputs
 
 
 @pytest.fixture(scope="module")
 def attention_cases(testvectors) -> list[dict]:
     return torch.load(testvectors / "attention_layers.pt", weights_only=True)
-
-
-def assert_official_cases_pass(cases: list[dict], impl: str) -> None:
-    """The attention branch of every official layer case within 1e-5 (max abs) through `impl`."""
-    assert len(cases) == 60
-    for index, case in enumerate(cases):
-        q, k, v, bias = official_attention_inputs(case)
-        out = dilated_attention(q, k, v, bias, case["dilation"], case["K"], impl=impl)
-        error = (out - case["attention"]).abs().max().item()
-        where = f"case {index} ({case['kind']}, K={case['K']}, d={case['dilation']}, L={case['L']})"
-        assert error <= 1e-5, where
 
 
 @pytest.mark.parametrize("impl", ["reference", "torch"])
@@ -59,36 +32,6 @@ def test_rel_tap_bias_rows_follow_spec_examples():
     assert rel_tap_bias(table, 64, 5).tolist() == [10000, 10064, 10100, 10100, 10100]
     assert rel_tap_bias(table, 128, 5).tolist() == [10000, 10100, 10100, 10100, 10100]
     assert rel_tap_bias(table, 16, 7).tolist() == [10000 + 16 * j for j in range(7)]
-
-
-def random_inputs(
-    generator: torch.Generator, batch: int, channels: int, value_channels: int, length: int, kernel_size: int
-) -> tuple[torch.Tensor, ...]:
-    """float64 q, k, v, bias with gradients enabled; scaled so softmaxes are neither flat nor one-hot."""
-    q = torch.randn(batch, channels, length, generator=generator, dtype=torch.float64) * 2
-    k = torch.randn(batch, channels, length, generator=generator, dtype=torch.float64)
-    v = torch.randn(batch, value_channels, length, generator=generator, dtype=torch.float64)
-    bias = torch.randn(kernel_size, generator=generator, dtype=torch.float64) * 3
-    return tuple(t.requires_grad_(True) for t in (q, k, v, bias))
-
-
-def assert_matches_reference(
-    impl: str, inputs: tuple[torch.Tensor, ...], dilation: int, kernel_size: int, tolerance: float = 1e-10
-) -> None:
-    """Forward and all four gradients of `impl` against the reference, relative to each tensor's max, or
-    absolute where that max is below 1: a gradient that is nearly zero (e.g. dq when only one tap is in range)
-    holds rounding noise, and relative to its own max that noise says nothing about correctness."""
-    expected = reference_dilated_attention(*inputs, dilation, kernel_size)
-    actual = dilated_attention(*inputs, dilation, kernel_size, impl=impl)
-    upstream = torch.randn(expected.shape, generator=torch.Generator().manual_seed(7), dtype=expected.dtype)
-    grads_expected = torch.autograd.grad(expected, inputs, upstream)
-    grads_actual = torch.autograd.grad(actual, inputs, upstream)
-    names = ("out", "dq", "dk", "dv", "dbias")
-    for name, want, got in zip(names, (expected, *grads_expected), (actual, *grads_actual), strict=True):
-        assert got.dtype == want.dtype and got.shape == want.shape, name
-        scale = max(want.abs().max().item(), 1.0)
-        error = (got - want).abs().max().item() / scale
-        assert error <= tolerance, f"{name}: relative error {error:.3e} (d={dilation}, K={kernel_size})"
 
 
 # Edge shapes: L = 1, every tap out of range (d·(K//2) >= L), L just above the reach, long L with d = 4096.

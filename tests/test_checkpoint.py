@@ -20,7 +20,8 @@ from actfusion_sdk.model.checkpoint import (
     save_model,
 )
 from actfusion_sdk.model.config import preset
-from tests.test_model import small_model
+
+from .helpers import small_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -7,6 +7,7 @@ import pytest
 from actfusion_sdk.cli import main
 
 
+@pytest.mark.slow
 def test_bench_prints_time_and_frame_rate(capsys) -> None:
     assert main(["bench", "--preset", "gtea", "--length", "40", "--repeats", "1", "--device", "cpu"]) == 0
     line = capsys.readouterr().out

@@ -15,9 +15,9 @@ from PIL import Image
 from actfusion_sdk.cli import main
 from actfusion_sdk.results import AnticipationResult, SegmentationResult
 
-from .test_pipeline import CLASSES, _fast_seeded_weights, write_tiny_weights, write_video  # noqa: F401
+from .helpers import TINY_CLASSES, write_moving_square, write_tiny_weights
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("fast_seeded_weights")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def assets(tmp_path_factory) -> dict[str, Path]:
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     return {
         "weights": write_tiny_weights(root / "tiny"),
-        "video": write_video(root / "counter.mp4", 3.0),
+        "video": write_moving_square(root / "counter.mp4", 3.0),
         "corrupt": corrupt,
     }
 
@@ -52,6 +52,7 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
         assert fragment in lines[0]
 
 
+@pytest.mark.slow
 def test_segment_in_a_subprocess_writes_json_and_plot(assets, tmp_path):
     out = tmp_path / "out"
     command = [
@@ -75,7 +76,7 @@ def test_segment_in_a_subprocess_writes_json_and_plot(assets, tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     result = SegmentationResult.from_json(out / "counter.segmentation.json")
-    assert result.video == str(assets["video"]) and result.classes == CLASSES
+    assert result.video == str(assets["video"]) and result.classes == TINY_CLASSES
     assert len(result.frame_labels) == 6  # 3 s, 2 features per second
     assert result.segments[0].start == 0.0 and result.segments[-1].end == result.duration
     assert all(a.end == b.start for a, b in zip(result.segments, result.segments[1:], strict=False))
@@ -93,9 +94,10 @@ def test_segment_csv_on_stdout(assets, capsys):
     rows = list(csv.DictReader(io.StringIO(out)))
     assert rows[0]["start"] == "0.0" and int(rows[-1]["end_frame"]) == 6
     assert all(a["end_frame"] == b["start_frame"] for a, b in zip(rows, rows[1:], strict=False))
-    assert {row["label"] for row in rows} <= set(CLASSES)
+    assert {row["label"] for row in rows} <= set(TINY_CLASSES)
 
 
+@pytest.mark.slow
 def test_anticipate_ratio_json_and_observed_horizon_table(assets, capsys, tmp_path):
     code, out, err = run_cli(
         capsys,
@@ -128,7 +130,7 @@ def test_anticipate_ratio_json_and_observed_horizon_table(assets, capsys, tmp_pa
     )
     assert code == 0 and err == ""
     labels = (tmp_path / "counter.anticipation.txt").read_text().splitlines()
-    assert len(labels) == 11 and set(labels) <= set(CLASSES)  # (1.5 + 4) s at 2 features/s
+    assert len(labels) == 11 and set(labels) <= set(TINY_CLASSES)  # (1.5 + 4) s at 2 features/s
     assert "cut at 1.50 s" in out and "horizon 4.00 s" in out
 
 
@@ -169,8 +171,9 @@ def test_usage_errors_exit_2(assets, capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.slow
 def test_several_videos_need_out_for_csv(assets, capsys, tmp_path):
-    second = write_video(tmp_path / "second.mp4", 2.0)
+    second = write_moving_square(tmp_path / "second.mp4", 2.0)
     code, out, err = run_cli(capsys, "segment", assets["video"], second, "--format", "activitynet")
     assert code == 0, err
     assert sorted(json.loads(out)["results"]) == ["counter", "second"]

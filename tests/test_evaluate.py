@@ -79,6 +79,7 @@ def test_report_table_and_json():
     assert json.loads(json.dumps(report.to_dict()))["lta"]["0.3"]["moc"]["0.5"] == 0.0
 
 
+@pytest.mark.slow
 def test_cli_evaluates_an_official_raw_checkpoint(salads_like, testvectors, tmp_path, capsys):
     official = torch.load(testvectors / "model_50salads.pt", weights_only=True)
     weights = tmp_path / "split1.model"

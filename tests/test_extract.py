@@ -15,8 +15,7 @@ from actfusion_sdk.features.extract import find_videos
 from actfusion_sdk.features.settings import WeightsSource
 from actfusion_sdk.fileio import atomic_write
 
-from .test_features import seed0_state, tiny_extractor, tiny_settings
-from .test_video_decode import write_video
+from .helpers import seeded_i3d, tiny_extractor, tiny_settings, write_video
 
 
 @pytest.fixture
@@ -34,6 +33,7 @@ def write_settings(path: Path, settings_dict: dict) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_extract_writes_features_sidecars_and_a_failure_report(
     tmp_path: Path, videos: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,7 +86,7 @@ def test_extract_writes_features_sidecars_and_a_failure_report(
 
 def test_extract_with_a_local_weights_file_and_model_card_settings(tmp_path: Path, videos: Path) -> None:
     weights = tmp_path / "I3D_8x8_R50.pyth"
-    torch.save({"model_state": seed0_state()}, weights)
+    torch.save({"model_state": seeded_i3d(0)}, weights)
     card = {"format_version": 1, "features": tiny_settings(WeightsSource("file")).to_dict()}
     settings = write_settings(tmp_path / "model.json", card)
     out = tmp_path / "out"

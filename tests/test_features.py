@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -22,49 +21,19 @@ from actfusion_sdk.features.i3d import (
     download_kinetics_weights,
     load_i3d_weights,
 )
-from actfusion_sdk.features.seeded import (
-    SEED0_FINGERPRINT,
-    i3d_r50_skeleton,
-    seeded_i3d_state_dict,
-    state_dict_fingerprint,
-)
+from actfusion_sdk.features.seeded import SEED0_FINGERPRINT, i3d_r50_skeleton, state_dict_fingerprint
 from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
 from actfusion_sdk.video.clips import ClipSchedule
 from actfusion_sdk.video.decode import read_frames
 
-from .test_video_decode import write_video
+from .helpers import seeded_i3d, tiny_extractor, tiny_settings, write_video
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-def tiny_settings(weights: WeightsSource | None = None) -> FeatureSettings:
-    """32 px, 4-frame clips: the smallest input i3d_r50 accepts, to keep the tests fast."""
-    return FeatureSettings(
-        fps=10.0,
-        clip_frames=4,
-        frame_stride=1,
-        feature_stride=4,
-        short_side=36,
-        crop_size=32,
-        weights=weights or WeightsSource("seeded", seed=0),
-    )
-
-
-@functools.cache
-def seed0_state() -> dict[str, torch.Tensor]:
-    """The seed-0 demo weights, drawn once per test session (other test modules share them)."""
-    return seeded_i3d_state_dict(0)
-
-
-@functools.cache
-def tiny_extractor() -> I3DFeatureExtractor:
-    """A demo-weights extractor with ``tiny_settings``, built once per test session."""
-    return I3DFeatureExtractor(tiny_settings(), weights=seed0_state(), device="cpu", batch_size=3)
-
-
 @pytest.fixture
 def seed0() -> dict[str, torch.Tensor]:
-    return seed0_state()
+    return seeded_i3d(0)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ pytest.importorskip("triton", reason="triton is not installed; the fused kernels
 from actfusion_sdk.kernels import dilated_attention as kernel_module  # noqa: E402
 from actfusion_sdk.model.attention import dilated_attention, reference_dilated_attention  # noqa: E402
 
-from .test_attention import (  # noqa: E402
+from .helpers import (  # noqa: E402
     assert_matches_reference,
     assert_official_cases_pass,
     random_inputs,
@@ -122,6 +122,7 @@ def test_non_contiguous_inputs():
     )
 
 
+@pytest.mark.slow
 def test_every_official_attention_case_through_triton(testvectors, monkeypatch):
     # 128 positions per program halves the interpreter's work; L = 333 still spans three programs.
     monkeypatch.setitem(kernel_module.LAUNCH_DEFAULTS, "BLOCK_L", 128)

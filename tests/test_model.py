@@ -17,7 +17,6 @@ from actfusion_sdk.model.config import (
     PRESETS,
     ActFusionConfig,
     DecoderConfig,
-    DiffusionConfig,
     EncoderConfig,
     PostprocessConfig,
     preset,
@@ -31,30 +30,11 @@ from actfusion_sdk.model.inference import (
 )
 from actfusion_sdk.model.layers import DilatedAttentionLayer
 
+from .helpers import small_config, small_model
+
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 IMPLS = ("reference", "torch")
-
-
-def small_config(**changes) -> ActFusionConfig:
-    """A scaled-down 50salads-like configuration for fast tests (sample rate 4, median 5)."""
-    base = dataclasses.replace(
-        preset("50salads"),
-        name="small",
-        encoder=EncoderConfig(4, 16, 5, 0.5, 0.5, 0.5, (1, 3)),
-        decoder=DecoderConfig(3, 8, 5, 0.1, time_emb_dim=32),
-        diffusion=DiffusionConfig(sampling_timesteps=6, snr_scale=0.5),
-        postprocess=PostprocessConfig("median", 5),
-        sample_rate=4,
-    )
-    return dataclasses.replace(base, **changes)
-
-
-def small_model(seed: int = 0, num_classes: int = 5, **changes) -> ActFusion:
-    torch.manual_seed(seed)
-    model = ActFusion(small_config(**changes), num_classes)
-    model.attention_impl = "reference"
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import hashlib
 import json
 from pathlib import Path
@@ -16,86 +15,15 @@ import torch
 from actfusion_sdk import weights as shipped
 from actfusion_sdk.errors import ConfigError, InputError, VideoError, WeightsError
 from actfusion_sdk.features import i3d
-from actfusion_sdk.features.seeded import seeded_i3d_state_dict
-from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
 from actfusion_sdk.model import inference
-from actfusion_sdk.model.actfusion import ActFusion
-from actfusion_sdk.model.checkpoint import ModelCard, load_model, save_model
-from actfusion_sdk.model.config import (
-    DecoderConfig,
-    DiffusionConfig,
-    EncoderConfig,
-    PostprocessConfig,
-    preset,
-)
+from actfusion_sdk.model.checkpoint import load_model, save_model
 from actfusion_sdk.pipeline import Pipeline
 from actfusion_sdk.results import AnticipationResult, SegmentationResult
 from actfusion_sdk.runtime import resolve_device
 
-CLASSES = ("background", "pick", "place", "pour")
-VIDEO_FPS = 16
-# 16 decoded frames/s, one feature every 8 frames: 2 features per second, tiny 32 px crops.
-SETTINGS = FeatureSettings(
-    fps=16.0,
-    clip_frames=8,
-    frame_stride=2,
-    feature_stride=8,
-    short_side=32,
-    crop_size=32,
-    weights=WeightsSource("seeded", seed=0),
-)
+from .helpers import TINY_CLASSES, VIDEO_FPS, write_moving_square, write_tiny_weights
 
-
-def write_video(path: Path, seconds: float, size: int = 64) -> Path:
-    """A small real mp4: a bright square moving over a background whose colour changes every second."""
-    from actfusion_sdk.demo.encode import write_mp4
-
-    count = round(seconds * VIDEO_FPS)
-    frames = np.zeros((count, size, size, 3), dtype=np.uint8)
-    for index in range(count):
-        frames[index] = (40 * (index // VIDEO_FPS) % 255, 90, 160)
-        x = index * 2 % (size - 16)
-        frames[index, 20:36, x : x + 16] = 255
-    write_mp4([frames], path, fps=VIDEO_FPS)
-    return path
-
-
-def write_tiny_weights(directory: Path) -> Path:
-    """A randomly initialised tiny ActFusion (2 streams, 3 DDIM steps) whose card names SETTINGS."""
-    base = preset("50salads")
-    config = dataclasses.replace(
-        base,
-        name="tiny",
-        encoder=EncoderConfig(3, 8, 5, 0.5, 0.5, 0.5, (0, 1, 2)),
-        decoder=DecoderConfig(2, 8, 5, 0.1, time_emb_dim=16),
-        diffusion=DiffusionConfig(sampling_timesteps=3, snr_scale=1.0),
-        postprocess=PostprocessConfig("median", 3),
-        sample_rate=2,
-    )
-    torch.manual_seed(0)
-    model = ActFusion(config, num_classes=len(CLASSES))
-    card = ModelCard(
-        format_version=1,
-        config=config,
-        classes=CLASSES,
-        features=SETTINGS.to_dict(),
-        fps=SETTINGS.features_per_second,
-        description="tiny random model for tests",
-        training=None,
-    )
-    save_model(model, card, directory)
-    return directory
-
-
-@functools.cache
-def seeded_i3d(seed: int) -> dict[str, torch.Tensor]:
-    """The seeded extractor weights, drawn once per test session (drawing them takes seconds)."""
-    return seeded_i3d_state_dict(seed)
-
-
-@pytest.fixture(autouse=True)
-def _fast_seeded_weights(monkeypatch):
-    monkeypatch.setattr(i3d, "seeded_i3d_state_dict", seeded_i3d)
+pytestmark = pytest.mark.usefixtures("fast_seeded_weights")
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +33,8 @@ def assets(tmp_path_factory) -> dict[str, Path]:
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     return {
         "weights": write_tiny_weights(root / "tiny"),
-        "video": write_video(root / "kitchen.mp4", 6.0),
-        "short": write_video(root / "short.mp4", 3.0),
+        "video": write_moving_square(root / "kitchen.mp4", 6.0),
+        "short": write_moving_square(root / "short.mp4", 3.0),
         "corrupt": corrupt,
     }
 
@@ -140,7 +68,7 @@ def test_segment_runs_the_model_on_the_extracted_features(pipeline, assets):
         assert set(result.frame_labels[segment.start_frame : segment.end_frame].tolist()) == {
             segment.label_id
         }
-        assert segment.label == CLASSES[segment.label_id]
+        assert segment.label == TINY_CLASSES[segment.label_id]
     assert result.video == str(assets["video"]) and result.model == "tiny"
     assert set(result.timings) == {"features", "model", "results"} and result.timings["features"] > 0
 
@@ -196,7 +124,7 @@ def test_every_export_of_a_real_result_parses_back(pipeline, tmp_path):
         for s in result.segments
     ]
     lines = result.save(tmp_path / "a.txt").read_text().splitlines()
-    assert lines == [CLASSES[label] for label in result.frame_labels]
+    assert lines == [TINY_CLASSES[label] for label in result.frame_labels]
     document = json.loads(result.save(tmp_path / "a.anet", fmt="activitynet").read_text())
     entries = document["results"]["kitchen"]
     assert [entry["segment"] for entry in entries] == [[s.start, s.end] for s in result.segments]

@@ -278,6 +278,7 @@ def test_unreadable_files_exit_with_3(capsys, tmp_path):
     assert "is not a test-vector file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_selfcheck_runs_where_av_and_pytorchvideo_are_missing(testvectors):
     """The GPU machine has no av or pytorchvideo: the CLI must build and selfcheck without importing them."""
     code = (

@@ -55,6 +55,7 @@ def parameters(state: dict) -> dict:
     return {k: v for k, v in state.items() if v.dtype != torch.float64}
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_the_model_reloads(toy_data, tmp_path):
     out = tmp_path / "run"
     config = tiny_config(batch_size=2)
@@ -204,6 +205,7 @@ torch.save(result.model.state_dict(), f"{sys.argv[3]}/final-rank{os.environ['RAN
 """
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_agree(toy_data, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     config_path = tmp_path / "config.json"

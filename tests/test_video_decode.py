@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,46 +14,7 @@ import torch.nn.functional as F
 from actfusion_sdk.video.decode import VideoDecoder, probe_video, read_frames
 from actfusion_sdk.video.transforms import resize_and_crop, resized_size
 
-LEVEL_STEP = 20  # frame i is a flat grey image of level 10 + 20·i, so a decoded frame's mean names its index
-
-
-def frame_level(index: int) -> int:
-    return 10 + LEVEL_STEP * (index % 12)
-
-
-def write_video(
-    path: Path,
-    num_frames: int,
-    *,
-    fps: int = 30,
-    size: tuple[int, int] = (48, 32),
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    pts_ms: Sequence[int] | None = None,
-    rotation: int | None = None,
-    images: Sequence[np.ndarray] | None = None,
-    preset: str = "ultrafast",
-) -> Path:
-    """Write a video of flat frames (or ``images``); ``pts_ms`` gives explicit presentation times (VFR)."""
-    width, height = size
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        if codec == "libx264":
-            # Flat test frames are coded losslessly so their grey level identifies them exactly.
-            stream.options = {"preset": preset} if images is not None else {"qp": "0", "preset": preset}
-        if pts_ms is not None:
-            stream.time_base = Fraction(1, 1000)
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for i in range(num_frames):
-            image = images[i] if images is not None else np.full((height, width, 3), frame_level(i), np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            if pts_ms is not None:
-                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+from .helpers import LEVEL_STEP, write_video
 
 
 def decoded_indices(frames: torch.Tensor) -> list[int]:

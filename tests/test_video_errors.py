@@ -13,8 +13,7 @@ from actfusion_sdk.errors import InputError, VideoError
 from actfusion_sdk.video.clips import ClipSchedule
 from actfusion_sdk.video.decode import VideoDecoder, read_frames
 
-from .test_features import tiny_extractor
-from .test_video_decode import write_video
+from .helpers import tiny_extractor, write_video
 
 
 def noise_images(count: int, size: tuple[int, int] = (48, 32)) -> list[np.ndarray]:
