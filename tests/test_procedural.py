@@ -261,9 +261,10 @@ def test_generate_benchmark_layout_and_reproducibility(tmp_path):
         for path in (root / sub).iterdir():
             assert (again / sub / path.name).read_bytes() == path.read_bytes()
     assert (again / "benchmark.json").read_bytes() == (root / "benchmark.json").read_bytes()
-    # The rendered frames are bit-identical (test_same_seed_same_script_and_frames_different_seed_differs); the encoded files need not be:
-    # libx264 on this machine gives slightly different bytes for the same frames from run to run (measured:
-    # 2.3% of decoded values off by up to 12), so the decoded videos are compared with a tolerance.
+    # The rendered frames are bit-identical (test_same_seed_same_script_and_frames_different_seed_differs),
+    # the encoded files need not be: libx264 on this machine gives slightly different bytes for the same
+    # frames from run to run (measured: 2.3% of decoded values off by up to 12), so decoded videos are
+    # compared with a tolerance.
     for path in (root / "videos").iterdir():
         first, second = decode(path)[0], decode(again / "videos" / path.name)[0]
         assert first.shape == second.shape
