@@ -8,6 +8,7 @@ three held-out videos (issue 7 asks for >= 70 here), and the encoder alone as a 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from actfusion_sdk.cli import main
 from actfusion_sdk.demo.heldout import heldout_benchmark
@@ -20,6 +21,7 @@ def test_repeat_last_step_fills_the_future_with_the_last_observed_label() -> Non
     assert repeat_last_step(truth, 0).tolist() == [0] * 8
 
 
+@pytest.mark.slow
 def test_shipped_demo_model_on_heldout_videos(tmp_path) -> None:
     videos = heldout_benchmark(tmp_path / "heldout", 3)
     scores = score_videos(videos)
@@ -32,6 +34,7 @@ def test_shipped_demo_model_on_heldout_videos(tmp_path) -> None:
     assert 0.0 <= scores.moc_repeat_last <= 100.0 and 0.0 <= scores.moc <= 100.0
 
 
+@pytest.mark.slow
 def test_demo_command_prints_tables_and_writes_timelines(tmp_path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
