@@ -273,9 +273,8 @@ class OfficialField:
 
     official: tuple[str, ...]  # dotted key paths; the first present is read, every one is written
     ours: str  # dotted field path in ActFusionConfig
-    read: Callable[[Any], Any] = (
-        _same  # official value -> ours; ours are written as they are (lists for tuples)
-    )
+    # Official value -> ours. Writing needs no converter: ours are written as they are (lists for tuples).
+    read: Callable[[Any], Any] = _same
     when_absent: Any = _REQUIRED  # _REQUIRED, _OUR_DEFAULT or the value read in its place
     omit_default: bool = False  # our additions to the recipe: written only when set away from the default
 
