@@ -1,11 +1,10 @@
-"""Benchmark and correctness sweep of the dilated-attention implementations (issue 3).
+"""Speed of the dilated-attention implementations, after a correctness sweep (issue 3).
 
 On CUDA: correctness of the Triton kernels in fp32/bf16 with gradients, then forward and forward+backward
 time (triton.testing.do_bench, median) of triton vs reference vs torch.compile(reference) vs FlexAttention,
-achieved GB/s against a device-to-device copy measured in the same run (minimum bytes: Q, K, V read once,
-output written once) and peak memory. On CPU: the Triton interpreter correctness sweep and torch vs reference
-time and peak memory.
-`--compile-report` compiles the kernels offline for sm_90a (no GPU needed) and prints registers and spills.
+with achieved GB/s against a device-to-device copy measured in the same run (minimum bytes: Q, K, V read
+once, output written once). On CPU: the Triton interpreter correctness sweep and torch vs reference time.
+Memory is bench_attention_memory.py's question, launch configurations tune_attention.py's.
 Writes a markdown table to stdout and, when $OUT is set, to $OUT/attention.md.
 
     python benchmarks/bench_attention.py --device cuda --batch 4 --channels 256 --length 16384
@@ -15,23 +14,26 @@ Writes a markdown table to stdout and, when $OUT is set, to $OUT/attention.md.
 from __future__ import annotations
 
 import argparse
-import functools
-import json
-import math
-import os
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 import warnings
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from attention_setup import (
+    CPU_IMPLS,
+    CUDA_IMPLS,
+    add_problem_arguments,
+    cpu_problem,
+    cuda_problem,
+    dilations,
+    dtype_of,
+    flex_attention_op,
+    implementations,
+    random_problem,
+    resolve_device,
+)
+from harness import emit, repeated_seconds
 
-DEFAULT_DILATIONS = ",".join(str(2**i) for i in range(12))
 # Random shapes of the correctness sweep: (batch, C, Cv, L, dilation, K); odd L, L < dilation, C not 2^n.
 SWEEP_SHAPES = [
     (2, 7, 7, 41, 8, 5),
@@ -44,49 +46,14 @@ SWEEP_SHAPES = [
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--channels", type=int, default=256)
-    parser.add_argument("--length", type=int, default=16384)
-    parser.add_argument("--kernel-size", type=int, default=5)
-    parser.add_argument("--dilations", default=DEFAULT_DILATIONS, help="comma-separated")
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="benchmark dtype (CUDA)")
-    parser.add_argument(
-        "--impls",
-        default="triton,reference,compiled,flex",
-        help="CUDA implementations to time, comma-separated",
-    )
+    add_problem_arguments(parser)
+    parser.add_argument("--impls", default=CUDA_IMPLS, help="CUDA implementations to time, comma-separated")
     parser.add_argument("--no-check", action="store_true", help="skip the correctness sweep")
-    parser.add_argument("--tune", action="store_true", help="CUDA: time launch configurations instead")
-    parser.add_argument(
-        "--compile-report", action="store_true", help="offline sm_90a compile: registers/spills"
-    )
     parser.add_argument("--repeats", type=int, default=3, help="CPU timing repeats (median)")
-    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def emit(lines: list[str], name: str) -> None:
-    """Print report lines and append them to $OUT/<name> when OUT is set."""
-    text = "\n".join(lines)
-    print(text, flush=True)
-    if os.environ.get("OUT"):
-        with open(Path(os.environ["OUT"]) / name, "a") as handle:
-            handle.write(text + "\n")
-
-
-def random_problem(
-    shape: tuple[int, ...], dtype: torch.dtype, device: str, seed: int
-) -> tuple[torch.Tensor, ...]:
-    batch, channels, value_channels, length, _, kernel_size = shape
-    generator = torch.Generator().manual_seed(seed)
-    tensors = (
-        torch.randn(batch, channels, length, generator=generator) * 2,
-        torch.randn(batch, channels, length, generator=generator),
-        torch.randn(batch, value_channels, length, generator=generator),
-        torch.randn(kernel_size, generator=generator) * 3,
-    )
-    return tuple(t.to(device=device, dtype=dtype).requires_grad_(True) for t in tensors)
+# ---------------------------------------------------------------------------------------------- correctness
 
 
 def relative_errors(shape: tuple[int, ...], dtype: torch.dtype, device: str, seed: int) -> list[float]:
@@ -129,49 +96,6 @@ def correctness_sweep(device: str, dtypes: list[torch.dtype]) -> bool:
     return all_ok
 
 
-# ----------------------------------------------------------------------------------------------------- CUDA
-
-
-def flex_attention_op(dilation: int, kernel_size: int, compile_flex: bool = True) -> Callable:
-    """The op in FlexAttention: K/V zero-padded by P = d·(K//2) on both sides so out-of-range taps exist as
-    real zero keys (they must stay in the softmax denominator, spec §2), a mask keeping the K dilated taps,
-    and a score_mod adding bias_j/sqrt(C) plus the log-mask term. Pays the padded copies and a [B, 1, L, C]
-    transpose; scores of masked-out positions inside a 128x128 block are still computed."""
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
-    from actfusion_sdk.model.attention import log_mask_terms
-
-    compiled = torch.compile(flex_attention) if compile_flex else flex_attention
-    half = kernel_size // 2
-    pad = half * dilation
-    log_invalid, log_valid = log_mask_terms()
-    cache = {}
-
-    def run(q, k, v, bias):
-        batch, channels, length = q.shape
-        if length not in cache:
-
-            def tap_mask(b, h, q_idx, kv_idx):
-                offset = kv_idx - q_idx
-                return (offset >= 0) & (offset <= 2 * pad) & (offset % dilation == 0)
-
-            cache[length] = create_block_mask(tap_mask, None, None, length, length + 2 * pad, device=q.device)
-        tap_bias = bias / math.sqrt(channels)
-
-        def add_bias(score, b, h, q_idx, kv_idx):
-            # score_mod also runs on masked-out pairs inside a block: clamp so the bias lookup stays in range.
-            tap = torch.clamp((kv_idx - q_idx) // dilation, 0, kernel_size - 1)
-            key = q_idx + (tap - half) * dilation
-            in_range = (key >= 0) & (key < length)
-            return score + tap_bias[tap] + torch.where(in_range, log_valid, log_invalid)
-
-        padded = [torch.nn.functional.pad(t, (pad, pad)).transpose(1, 2)[:, None] for t in (k, v)]
-        out = compiled(q.transpose(1, 2)[:, None], *padded, score_mod=add_bias, block_mask=cache[length])
-        return out[:, 0].transpose(1, 2)
-
-    return run
-
-
 def flex_formulation_check() -> bool:
     """FlexAttention, eager on CPU, vs the reference at a small size: the formulation the GPU run times."""
     from actfusion_sdk.model.attention import reference_dilated_attention
@@ -197,27 +121,7 @@ def flex_formulation_check() -> bool:
     return ok
 
 
-def cuda_implementations(names: list[str], dilation: int, kernel_size: int) -> dict[str, Callable]:
-    from actfusion_sdk.model.attention import dilated_attention, reference_dilated_attention
-
-    table = {
-        "triton": lambda q, k, v, b: dilated_attention(q, k, v, b, dilation, kernel_size, impl="triton"),
-        "reference": lambda q, k, v, b: reference_dilated_attention(q, k, v, b, dilation, kernel_size),
-    }
-    if "compiled" in names:
-        compiled = compiled_reference()
-        table["compiled"] = lambda q, k, v, b: compiled(q, k, v, b, dilation, kernel_size)
-    if "flex" in names:
-        table["flex"] = flex_attention_op(dilation, kernel_size)
-    return {name: table[name] for name in names}
-
-
-@functools.cache
-def compiled_reference() -> Callable:
-    """torch.compile(reference) once per process, dynamic so one graph serves every dilation."""
-    from actfusion_sdk.model.attention import reference_dilated_attention
-
-    return torch.compile(reference_dilated_attention, dynamic=True)
+# ----------------------------------------------------------------------------------------------------- CUDA
 
 
 def copy_bandwidth() -> float:
@@ -230,24 +134,12 @@ def copy_bandwidth() -> float:
     return 2 * source.numel() * 4 / milliseconds / 1e6
 
 
-def peak_memory(fn: Callable[[], object]) -> float:
-    """Extra CUDA memory (MiB) at the peak of one call, above what was allocated before it."""
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
-
-
 def cuda_benchmark(args: argparse.Namespace) -> None:
     """One row per (dilation, implementation), emitted as it is measured; totals at the end."""
     import triton.testing
 
-    dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
-    names = args.impls.split(",")
     batch, channels, length, kernel_size = args.batch, args.channels, args.length, args.kernel_size
-    element = torch.finfo(dtype).bits // 8
+    element = torch.finfo(dtype_of(args)).bits // 8
     minimum_bytes = 4 * batch * channels * length * element  # Q, K, V read once, output written once
     bandwidth = copy_bandwidth()
     emit(
@@ -257,35 +149,25 @@ def cuda_benchmark(args: argparse.Namespace) -> None:
             f"minimum bytes {minimum_bytes / 1e6:.0f} MB; times are do_bench medians",
             "",
             "| d | impl | fwd ms | fwd GB/s | % copy | fwd / first impl | fwd+bwd ms | fwd+bwd / first impl "
-            "| fwd peak MiB | fwd+bwd peak MiB | rel err vs first impl |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| rel err vs first impl |",
+            "|---|---|---|---|---|---|---|---|---|",
         ],
         "attention.md",
     )
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    shape = (batch, channels, length)
-    q, k, v, upstream = (
-        torch.randn(shape, device="cuda", generator=generator, dtype=dtype) for _ in range(4)
-    )
-    bias = torch.randn(kernel_size, device="cuda", generator=generator, dtype=dtype)
-    leaves = [t.detach().clone().requires_grad_(True) for t in (q, k, v, bias)]
+    (q, k, v, bias), upstream, leaves = cuda_problem(args)
     totals: dict[str, list[float]] = {}
-    for dilation in [int(d) for d in args.dilations.split(",")]:
+    for dilation in dilations(args):
         first: tuple[torch.Tensor, float, float] | None = None
-        for name, fn in cuda_implementations(names, dilation, kernel_size).items():
-
-            def forward_backward(fn=fn):
-                fn(*leaves).backward(upstream)
-
+        for name, fn in implementations(args.impls.split(","), dilation, kernel_size).items():
             try:
                 with torch.no_grad():
                     out = fn(q, k, v, bias)
                     forward_ms = triton.testing.do_bench(
                         lambda fn=fn: fn(q, k, v, bias), return_mode="median"
                     )
-                    forward_peak = peak_memory(lambda fn=fn: fn(q, k, v, bias))
-                both_ms = triton.testing.do_bench(forward_backward, grad_to_none=leaves, return_mode="median")
-                both_peak = peak_memory(forward_backward)
+                both_ms = triton.testing.do_bench(
+                    lambda fn=fn: fn(*leaves).backward(upstream), grad_to_none=leaves, return_mode="median"
+                )
             except Exception as failure:  # a baseline that cannot run (e.g. FlexAttention limits) is a row
                 emit(
                     [f"| {dilation} | {name} | failed: {type(failure).__name__}: {str(failure)[:150]} |"],
@@ -301,8 +183,7 @@ def cuda_benchmark(args: argparse.Namespace) -> None:
             total[2] = min(total[2], 100 * gbps / bandwidth)
             row = (
                 f"| {dilation} | {name} | {forward_ms:.3f} | {gbps:.0f} | {100 * gbps / bandwidth:.0f}% | "
-                f"{forward_ms / first[1]:.1f} | {both_ms:.3f} | {both_ms / first[2]:.1f} | "
-                f"{forward_peak:.0f} | {both_peak:.0f} | {error:.1e} |"
+                f"{forward_ms / first[1]:.1f} | {both_ms:.3f} | {both_ms / first[2]:.1f} | {error:.1e} |"
             )
             emit([row], "attention.md")
     lines = ["", "| impl | sum fwd ms | sum fwd+bwd ms | worst % copy |", "|---|---|---|---|"]
@@ -310,127 +191,13 @@ def cuda_benchmark(args: argparse.Namespace) -> None:
     emit([*lines, ""], "attention.md")
 
 
-def tune_launch(args: argparse.Namespace) -> None:
-    """Time forward and forward+backward of the Triton path for alternative launch configurations.
-
-    Each row also gives the forward's max relative error against the torch path, so a faster configuration
-    is known to compute the same function; rows print as they are measured (a timeout keeps them).
-    """
-    import triton.testing
-
-    from actfusion_sdk.kernels import dilated_attention as kernels
-    from actfusion_sdk.model.attention import dilated_attention
-
-    dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
-    shape = (args.batch, args.channels, args.length)
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    q, k, v, upstream = (
-        torch.randn(shape, device="cuda", generator=generator, dtype=dtype) for _ in range(4)
-    )
-    bias = torch.randn(args.kernel_size, device="cuda", generator=generator, dtype=dtype)
-    leaves = [t.detach().clone().requires_grad_(True) for t in (q, k, v, bias)]
-    defaults = dict(kernels.LAUNCH_DEFAULTS)
-    dilations = [int(d) for d in args.dilations.split(",")]
-    dilations = sorted({dilations[0], dilations[-1]})
-    with torch.no_grad():
-        expected = {
-            d: dilated_attention(q, k, v, bias, d, args.kernel_size, impl="torch").float() for d in dilations
-        }
-    header = [
-        f"### Launch configurations: B={args.batch}, C={args.channels}, L={args.length}, "
-        f"K={args.kernel_size}, {args.dtype} (defaults {defaults}; stages '-' = triton's default)",
-        "",
-        "| BLOCK_L | BLOCK_C | warps | stages | d | fwd ms | fwd+bwd ms | fwd max rel err |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    emit(header, "attention_tune.md")
-    configs = [(64, 32, 4, None)]  # today's defaults first
-    configs += [(bl, bc, w, None) for bl in (32, 64, 128) for bc in (32, 64) for w in (4, 8)]
-    configs += [(64, 32, 4, 1), (64, 32, 4, 4), (32, 64, 4, 4), (128, 32, 8, 4)]
-    seen = set()
-    try:
-        for config in configs:
-            if config in seen:
-                continue
-            seen.add(config)
-            block_l, block_c, warps, stages = config
-            kernels.LAUNCH_DEFAULTS.update(
-                BLOCK_L=block_l, BLOCK_C=block_c, num_warps=warps, num_stages=stages
-            )
-            for dilation in dilations:
-
-                def run(*tensors, dilation=dilation):
-                    return dilated_attention(*tensors, dilation, args.kernel_size, impl="triton")
-
-                with torch.no_grad():
-                    out = run(q, k, v, bias).float()
-                    error = float((out - expected[dilation]).abs().max() / expected[dilation].abs().max())
-                    forward_ms = triton.testing.do_bench(
-                        lambda run=run: run(q, k, v, bias), warmup=10, rep=40, return_mode="median"
-                    )
-                both_ms = triton.testing.do_bench(
-                    lambda run=run: run(*leaves).backward(upstream),
-                    warmup=10,
-                    rep=40,
-                    grad_to_none=leaves,
-                    return_mode="median",
-                )
-                emit(
-                    [
-                        f"| {block_l} | {block_c} | {warps} | {stages or '-'} | {dilation} "
-                        f"| {forward_ms:.3f} | {both_ms:.3f} | {error:.1e} |"
-                    ],
-                    "attention_tune.md",
-                )
-    finally:
-        kernels.LAUNCH_DEFAULTS.update(defaults)
-    emit([""], "attention_tune.md")
-
-
 # ------------------------------------------------------------------------------------------------------ CPU
 
 
-def resident_mib(field: str) -> float:
-    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} missing from /proc/self/status")
-
-
-def cpu_memory_child(args: argparse.Namespace) -> None:
-    """Child process: peak RSS growth (MiB) of one implementation over all dilations, as JSON on stdout.
-
-    Uses VmHWM after resetting it through /proc/self/clear_refs: ru_maxrss would carry the parent's peak,
-    since Linux keeps it across exec."""
-    from actfusion_sdk.model.attention import dilated_attention
-
-    torch.set_num_threads(1)
-    q, k, v, bias = (t.detach() for t in random_problem(cpu_shape(args, 1), torch.float32, "cpu", 0))
-    Path("/proc/self/clear_refs").write_text("5")
-    before = resident_mib("VmRSS")
-    for dilation in [int(d) for d in args.dilations.split(",")]:
-        dilated_attention(q, k, v, bias, dilation, args.kernel_size, impl=args.memory_child)
-    print(json.dumps({"peak_mib": resident_mib("VmHWM") - before}))
-
-
-def cpu_shape(args: argparse.Namespace, dilation: int) -> tuple[int, ...]:
-    return (args.batch, args.channels, args.channels, args.length, dilation, args.kernel_size)
-
-
-def cpu_peak_memory(args: argparse.Namespace, impl: str) -> float:
-    command = [sys.executable, __file__, "--memory-child", impl, "--batch", str(args.batch)]
-    command += ["--channels", str(args.channels), "--length", str(args.length)]
-    command += ["--kernel-size", str(args.kernel_size), "--dilations", args.dilations]
-    result = subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
-
-
 def cpu_benchmark(args: argparse.Namespace) -> None:
-    from actfusion_sdk.model.attention import dilated_attention
-
+    """torch vs reference time per dilation on one thread (median of --repeats after one warm-up call)."""
     torch.set_num_threads(1)
-    q, k, v, bias = (t.detach() for t in random_problem(cpu_shape(args, 1), torch.float32, "cpu", 0))
+    q, k, v, bias = cpu_problem(args)
     lines = [
         f"### torch vs reference on CPU (1 thread): B={args.batch}, C={args.channels}, L={args.length}, "
         f"K={args.kernel_size}, fp32, median of {args.repeats}",
@@ -438,111 +205,32 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
         "| d | reference ms | torch ms | speed-up | max abs diff |",
         "|---|---|---|---|---|",
     ]
-    totals = {"reference": 0.0, "torch": 0.0}
-    for dilation in [int(d) for d in args.dilations.split(",")]:
+    totals = dict.fromkeys(CPU_IMPLS, 0.0)
+    for dilation in dilations(args):
         times, outputs = {}, {}
-        for impl in totals:
-            samples = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                outputs[impl] = dilated_attention(q, k, v, bias, dilation, args.kernel_size, impl=impl)
-                samples.append(1e3 * (time.perf_counter() - start))
-            times[impl] = statistics.median(samples)
-            totals[impl] += times[impl]
+        for name, fn in implementations(list(CPU_IMPLS), dilation, args.kernel_size).items():
+            outputs[name] = fn(q, k, v, bias)  # also the warm-up call
+            samples = repeated_seconds(lambda fn=fn: fn(q, k, v, bias), args.repeats, warmup=0)
+            times[name] = 1e3 * statistics.median(samples)
+            totals[name] += times[name]
         diff = (outputs["torch"] - outputs["reference"]).abs().max().item()
         lines.append(
             f"| {dilation} | {times['reference']:.1f} | {times['torch']:.1f} | "
             f"{times['reference'] / times['torch']:.1f}x | {diff:.1e} |"
         )
-    peaks = {impl: cpu_peak_memory(args, impl) for impl in totals}
     lines += [
         "",
         f"Sum over dilations: reference {totals['reference']:.0f} ms, torch {totals['torch']:.0f} ms "
-        f"({totals['reference'] / totals['torch']:.1f}x faster). Peak RSS growth: reference "
-        f"{peaks['reference']:.0f} MiB, torch {peaks['torch']:.0f} MiB"
-        + (
-            f" ({peaks['reference'] / peaks['torch']:.1f}x less)."
-            if peaks["torch"] >= 1
-            else " (too small to tell)."
-        ),
+        f"({totals['reference'] / totals['torch']:.1f}x faster).",
     ]
-    emit([*lines, ""], "attention.md")
-
-
-# -------------------------------------------------------------------------------------------- compile report
-
-
-def kernel_signature(fn, pointer_type: str) -> dict[str, str]:
-    """Offline-compile signature from the kernels' naming: *_ptr pointers, log_* floats, CAPS constexpr."""
-    signature = {}
-    for name in fn.arg_names:
-        if name.endswith("_ptr"):
-            signature[name] = pointer_type
-        elif name.startswith("log_"):
-            signature[name] = "fp32"
-        else:
-            signature[name] = "constexpr" if name.isupper() else "i32"
-    return signature
-
-
-def compile_report(args: argparse.Namespace) -> None:
-    """Compile every kernel for sm_90a with the benchmark's launch configuration; ptxas -v resources."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-
-    from actfusion_sdk.kernels import dilated_attention as kernels
-
-    meta = kernels.launch_config(args.channels, args.channels, args.length, args.batch, args.kernel_size)
-    meta.pop("grid")
-    num_warps = meta.pop("num_warps")
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    lines = [
-        f"### Offline sm_90a compile (triton {triton.__version__}): C={args.channels}, K={args.kernel_size}, "
-        f"{meta}, num_warps={num_warps}",
-        "",
-        "| kernel | dtype | registers | spill stores | spill loads |",
-        "|---|---|---|---|---|",
-    ]
-    for fn in (kernels._forward_kernel, kernels._backward_query_kernel, kernels._backward_key_kernel):
-        for dtype in ("fp32", "bf16"):
-            constants = {"ACC": triton.language.float32, **meta}
-            source = triton.compiler.ASTSource(fn, kernel_signature(fn, f"*{dtype}"), constants)
-            compiled = triton.compile(
-                source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps}
-            )
-            with tempfile.NamedTemporaryFile("w", suffix=".ptx") as ptx:
-                ptx.write(compiled.asm["ptx"])
-                ptx.flush()
-                report = subprocess.run(
-                    [str(ptxas), "-arch=sm_90a", "-v", ptx.name, "-o", os.devnull],
-                    capture_output=True,
-                    text=True,
-                ).stderr
-            registers = re.search(r"Used (\d+) registers", report)
-            stores = re.search(r"(\d+) bytes spill stores", report)
-            loads = re.search(r"(\d+) bytes spill loads", report)
-            found = [m.group(1) if m else "?" for m in (registers, stores, loads)]
-            lines.append(f"| {fn.__name__} | {dtype} | {' | '.join(found)} |")
     emit([*lines, ""], "attention.md")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" and not args.compile_report:
-        # The interpreter flag is read when triton's jit decorators run, i.e. before the kernels import.
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    if args.memory_child:
-        cpu_memory_child(args)
-        return 0
+    device = resolve_device(args.device)
     ok = True
-    if args.compile_report:
-        compile_report(args)
-    elif device == "cuda" and args.tune:
-        tune_launch(args)
-    elif device == "cuda":
+    if device == "cuda":
         if not args.no_check:
             ok = correctness_sweep("cuda", [torch.float32, torch.bfloat16])
         cuda_benchmark(args)

@@ -9,48 +9,28 @@ On a CPU that emulates bf16 (no AVX512-BF16/AMX: ~1 GFLOP/s) the bf16 rows are t
 
 Achieved GFLOP/s = FLOPs of one forward (torch.utils.flop_counter, 2 per multiply-add) / wall time; the
 matmul of the same precision, timed in the same run, is the machine's practical limit (issue 4 target:
-fp32 extraction >= 50% of it). Peak RSS is measured in a fresh subprocess per video (ru_maxrss), for a
+fp32 extraction >= 50% of it). Peak RSS is measured in a fresh subprocess per video (VmHWM), for a
 generated 720p video of each length (low bitrate, simple moving shapes; generation is cached in --cache).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
 import warnings
+from collections import deque
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
+from harness import best_seconds, matmul_gflops, peak_rss, reply_to_parent, run_child, timed
 from torch.utils.flop_counter import FlopCounterMode
 
 from actfusion_sdk.features.i3d import I3DFeatureExtractor
 from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
 from actfusion_sdk.video.decode import VideoDecoder
-
-
-def best_seconds(fn, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up (the minimum is the least disturbed by load)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_gflops(dtype: torch.dtype, size: int, repeats: int) -> float:
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    return 2 * size**3 / best_seconds(lambda: a @ b, repeats) / 1e9
 
 
 def random_clips(settings: FeatureSettings, batch: int) -> torch.Tensor:
@@ -98,27 +78,17 @@ def generate_720p(path: Path, seconds: int, fps: int = 30) -> Path:
 def decode_rates(path: Path, settings: FeatureSettings) -> tuple[float, float]:
     """(source frames decoded per second, output frames per second) of decoding alone at ``settings``."""
     decoder = VideoDecoder(path, settings.fps, short_side=settings.short_side, crop_size=settings.crop_size)
-    start = time.perf_counter()
-    for _ in decoder:
-        pass
-    seconds = time.perf_counter() - start
+    _, seconds = timed(lambda: deque(decoder, maxlen=0))
     return decoder.source_frames / seconds, decoder.num_frames / seconds
 
 
 def rss_child(video: Path, batch_size: int) -> None:
-    """Run in a subprocess: extract ``video`` with the demo settings and print peak RSS as JSON."""
-    extractor = I3DFeatureExtractor(FeatureSettings.demo(), device="cpu", batch_size=batch_size)
-    start = time.perf_counter()
-    result = extractor.extract(video)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        json.dumps(
-            {
-                "features": result.features.shape[1],
-                "seconds": time.perf_counter() - start,
-                "peak_mib": peak_kib / 1024,
-            }
-        )
+    """Run in a subprocess: extract ``video`` with the demo settings; report the process's peak RSS."""
+    with peak_rss() as memory:
+        extractor = I3DFeatureExtractor(FeatureSettings.demo(), device="cpu", batch_size=batch_size)
+        result, seconds = timed(lambda: extractor.extract(video))
+    reply_to_parent(
+        {"features": result.features.shape[1], "seconds": seconds, "peak_mib": memory.peak / 2**20}
     )
 
 
@@ -164,8 +134,8 @@ def network_rates(quick: bool, precisions: tuple[str, ...]) -> None:
 
     def limit(precision: str) -> float:  # fp32 at 2048²; bf16 smaller where emulated (~1 GFLOP/s there)
         if precision == "fp32":
-            return matmul_gflops(torch.float32, 2048, 3)
-        return matmul_gflops(torch.bfloat16, 2048 if native_bf16 else 1024, 1)
+            return matmul_gflops(2048, 3)
+        return matmul_gflops(2048 if native_bf16 else 1024, 1, torch.bfloat16)
 
     if "bf16" in precisions and not native_bf16:
         print("bf16 is emulated on this CPU (no AVX512-BF16/AMX): bf16 rows timed once, 224² batch 8 skipped")
@@ -206,13 +176,7 @@ def peak_memory(quick: bool, cache: Path, threads: int) -> None:
             f"720p {seconds} s: decoding {source_rate:.0f} source frames/s "
             f"({output_rate:.0f} demo frames/s out, 16 of every 30 resized and cropped)"
         )
-        child = subprocess.run(
-            [sys.executable, __file__, "--rss-child", str(video), "--threads", str(threads)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        report = json.loads(child.stdout.strip().splitlines()[-1])
+        report = run_child(__file__, ["--rss-child", str(video), "--threads", str(threads)])
         print(
             f"720p {seconds} s: {report['features']} features in {report['seconds']:.0f} s, "
             f"peak RSS {report['peak_mib']:.0f} MiB"

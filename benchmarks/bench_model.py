@@ -18,12 +18,9 @@ A float32 matmul rate is measured in the same run for scale.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import time
 
 import torch
+from harness import best_seconds, matmul_gflops, peak_rss, reply_to_parent, run_child, timed
 
 from actfusion_sdk.model.actfusion import ActFusion
 from actfusion_sdk.model.attention import dilated_attention
@@ -32,28 +29,6 @@ from actfusion_sdk.model.inference import segment
 
 DILATIONS = [2**i for i in range(12)]
 KERNEL = 5
-
-
-def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _memory_status(field: str) -> int:
-    """A field of /proc/self/status in bytes (VmRSS: resident now, VmHWM: resident high-water mark)."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
 
 
 def attention_child(impl: str, channels: int, length: int, repeats: int) -> dict[str, float]:
@@ -67,13 +42,10 @@ def attention_child(impl: str, channels: int, length: int, repeats: int) -> dict
             dilated_attention(q, k, v, bias, dilation, KERNEL, impl=impl)
 
     with torch.inference_mode():
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # reset the high-water mark to the current RSS
-        before = _memory_status("VmRSS")
-        one_pass()
-        peak = _memory_status("VmHWM") - before
-        seconds = min(_timed(one_pass) for _ in range(repeats))
-    return {"seconds": seconds, "peak_bytes": max(peak, 0)}
+        with peak_rss() as memory:
+            one_pass()
+        seconds = best_seconds(one_pass, repeats, warmup=0)  # the measured pass above warmed up
+    return {"seconds": seconds, "peak_bytes": memory.growth}
 
 
 def attention_table(lengths: list[int], threads: int, repeats: int) -> None:
@@ -84,15 +56,13 @@ def attention_table(lengths: list[int], threads: int, repeats: int) -> None:
         for length in lengths:
             results = {}
             for impl in ("reference", "torch"):
-                command = [
-                    sys.executable,
-                    __file__,
+                child = [
                     "--attention-child",
                     f"{impl},{channels},{length},{repeats}",
+                    "--threads",
+                    str(threads),
                 ]
-                command += ["--threads", str(threads)]
-                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                results[impl] = json.loads(out.strip().splitlines()[-1])
+                results[impl] = run_child(__file__, child)
             flops = 4 * channels * KERNEL * length * len(DILATIONS)  # spec §2: ≈ 4CKL per layer
             ref = results["reference"]
             for impl, result in results.items():
@@ -144,7 +114,7 @@ def model_table(presets: list[str], lengths: list[int], threads: int) -> None:
                 ("ours", "torch", True),
             ):
                 model.attention_impl = impl
-                timings[variant] = _timed(
+                _, timings[variant] = timed(
                     lambda m=model, x=features, c=cache: segment(m, x, seed=0, cache_cross=c)
                 )
                 flops = model_flops(config, PRESET_CLASSES[name], length, optimized=cache)
@@ -170,7 +140,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.attention_child:
         impl, channels, length, repeats = args.attention_child.split(",")
-        print(json.dumps(attention_child(impl, int(channels), int(length), int(repeats))))
+        reply_to_parent(attention_child(impl, int(channels), int(length), int(repeats)))
         return
     print(f"float32 matmul 2048^3: {matmul_gflops():.1f} GFLOP/s ({args.threads} threads)\n")
     if not args.skip_attention:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
-import time
+from collections import deque
 from pathlib import Path
 
 import torch
+from harness import timed
 
 from actfusion_sdk import weights as shipped_weights
 from actfusion_sdk.demo.grammar import CLASSES, ActivitySpec, StepSpan
@@ -76,29 +77,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as scratch:
         video = args.video
         if video is None:
-            started = time.perf_counter()
-            video = generate_video(Path(scratch) / "bench.mp4", args.seconds, args.size, args.fps)
-            print(
-                f"generated {args.seconds} s {args.size}x{args.size} @ {args.fps} fps in "
-                f"{time.perf_counter() - started:.1f} s"
+            video, seconds = timed(
+                lambda: generate_video(Path(scratch) / "bench.mp4", args.seconds, args.size, args.fps)
             )
+            print(f"generated {args.seconds} s {args.size}x{args.size} @ {args.fps} fps in {seconds:.1f} s")
         try:
             weights = shipped_weights.resolve_weights(args.weights)
         except WeightsError:
             weights = random_weights(Path(scratch) / "model", args.preset)
 
         pipeline = Pipeline(video, weights=weights, device=args.device, progress=False)
-        started = time.perf_counter()
-        result = pipeline.segment()
-        wall = time.perf_counter() - started
+        result, wall = timed(pipeline.segment)
 
         settings = FeatureSettings.from_dict(pipeline.card.features)
-        started = time.perf_counter()
-        for _ in VideoDecoder(
+        decoder = VideoDecoder(
             video, settings.fps, short_side=settings.short_side, crop_size=settings.crop_size
-        ):
-            pass
-        decode_alone = time.perf_counter() - started
+        )
+        _, decode_alone = timed(lambda: deque(decoder, maxlen=0))
 
     print(
         f"model {result.model} ({weights}), device {args.device}, {args.threads} threads, "

@@ -13,8 +13,9 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from harness import timed
 
 from actfusion_sdk.demo.heldout import HELDOUT_SEED, heldout_benchmark
 from actfusion_sdk.demo.scoring import score_videos
@@ -30,12 +31,10 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
-        started = time.perf_counter()
-        videos = heldout_benchmark(out, args.videos, seed=args.seed)
-        rendered = time.perf_counter()
-        print(f"rendered {len(videos)} held-out videos in {rendered - started:.0f} s", file=sys.stderr)
-        scores = score_videos(videos, weights=args.weights, progress=True)
-        print(f"extracted and scored in {time.perf_counter() - rendered:.0f} s", file=sys.stderr)
+        videos, seconds = timed(lambda: heldout_benchmark(out, args.videos, seed=args.seed))
+        print(f"rendered {len(videos)} held-out videos in {seconds:.0f} s", file=sys.stderr)
+        scores, seconds = timed(lambda: score_videos(videos, weights=args.weights, progress=True))
+        print(f"extracted and scored in {seconds:.0f} s", file=sys.stderr)
     print(json.dumps(scores.to_dict(), indent=1) if args.json else scores.table())
     return 0
 

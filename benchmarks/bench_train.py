@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 
 import numpy as np
 import torch
+from harness import timed
 
 from actfusion_sdk.data.mstcn import Stream
 from actfusion_sdk.data.targets import boundary_targets
@@ -78,12 +78,12 @@ def main() -> None:
             optimizer.step()
             optimizer.zero_grad()
 
-    for index in range(2):
-        step(index)
-    started = time.perf_counter()
-    for index in range(args.videos):
-        step(index)
-    elapsed = time.perf_counter() - started
+    def steps(count: int) -> None:
+        for index in range(count):
+            step(index)
+
+    steps(2)  # warm-up
+    _, elapsed = timed(lambda: steps(args.videos))
     print(
         f"train {args.preset}: L={args.length} classes={args.classes} threads={args.threads} "
         f"attention={args.attention_impl} batch_size={batch}"

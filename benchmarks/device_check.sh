@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The one prepared GPU check of issue 3 (about 8 minutes at most, installs nothing). Runs the project from the
+# The one prepared GPU check of issue 3 (about 10 minutes at most, installs nothing). Runs the project from the
 # source tree with the machine's own python3, torch and triton; tables go to $OUT (a temporary folder if unset):
-#   1. Triton correctness fp32/bf16 with gradients + attention benchmark, triton vs reference,
-#      B=4, C=256, L=16384, K=5, d=1..2048, fp32                          -> attention.md
-#   2. the same benchmark in bf16 (triton vs reference)                     -> attention.md
-#   3. whole-model GPU segmentation timing, breakfast preset, 48 classes    -> model.md
-#   4. triton vs torch.compile(reference) vs FlexAttention, d=1,16,256,2048 -> attention.md
-#   5. launch-configuration timings                                        -> attention_tune.md
+#   1. Triton correctness fp32/bf16 with gradients + attention speed (bench_attention.py) and peak memory
+#      (bench_attention_memory.py), triton vs reference, B=4, C=256, L=16384, K=5, d=1..2048, fp32 -> attention.md
+#   2. the same speed and memory in bf16 (triton vs reference)                                   -> attention.md
+#   3. whole-model GPU segmentation timing, breakfast preset, 48 classes                         -> model.md
+#   4. triton vs torch.compile(reference) vs FlexAttention, d=1,2048, speed and memory           -> attention.md
+#   5. launch-configuration timings (tune_attention.py)                                         -> attention_tune.md
 #   6. `actfusion selfcheck` of the official test vectors on the GPU with Triton (when the vectors are there:
 #      $ACTFUSION_TESTVECTORS, else the repository's tests/data/official)
 # Each step has its own time limit; a step that fails or runs out is reported and the next one still runs.
@@ -59,20 +59,25 @@ step() {  # step KEY NAME SECONDS COMMAND...
     fi
 }
 
-BENCH=("$PYTHON" "$ROOT/benchmarks/bench_attention.py")
+SPEED=("$PYTHON" "$ROOT/benchmarks/bench_attention.py")
+MEMORY=("$PYTHON" "$ROOT/benchmarks/bench_attention_memory.py")
+TUNE=("$PYTHON" "$ROOT/benchmarks/tune_attention.py")
 if [[ $DRY_RUN == 1 ]]; then
     SIZE=(--batch 1 --channels 64 --length 2048 --dilations 1,64,2048)
     step environment "environment" 60 "$PYTHON" -c "import sys, torch, triton; print(sys.version, torch.__version__, triton.__version__)"
-    step attention "offline sm_90a compile" 300 "${BENCH[@]}" --compile-report
-    step attention "interpreter correctness + torch vs reference" 600 "${BENCH[@]}" --device cpu "${SIZE[@]}" --repeats 1
+    step attention "offline sm_90a compile" 300 "${TUNE[@]}" --compile-report
+    step attention "interpreter correctness + torch vs reference" 600 "${SPEED[@]}" --device cpu "${SIZE[@]}" --repeats 1
+    step attention "peak RSS torch vs reference" 120 "${MEMORY[@]}" --device cpu "${SIZE[@]}"
     MODEL_ARGS=(--device cpu --lengths 48 --impls torch,reference)
 else
     SIZE=(--batch 4 --channels 256 --length 16384 --kernel-size 5)
     nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv
     step environment "environment" 30 "$PYTHON" -c "import sys, torch, triton; print(sys.version, torch.__version__, triton.__version__)"
-    step attention "correctness + benchmark fp32" 150 "${BENCH[@]}" --device cuda "${SIZE[@]}" --impls triton,reference
-    step bf16 "benchmark bf16" 45 "${BENCH[@]}" --device cuda "${SIZE[@]}" --no-check --dtype bf16 \
+    step attention "correctness + benchmark fp32" 150 "${SPEED[@]}" --device cuda "${SIZE[@]}" --impls triton,reference
+    step attention "peak memory fp32" 60 "${MEMORY[@]}" --device cuda "${SIZE[@]}" --impls triton,reference
+    step bf16 "benchmark bf16" 45 "${SPEED[@]}" --device cuda "${SIZE[@]}" --no-check --dtype bf16 \
         --impls triton,reference
+    step bf16 "peak memory bf16" 45 "${MEMORY[@]}" --device cuda "${SIZE[@]}" --dtype bf16 --impls triton,reference
     MODEL_ARGS=(--device cuda --lengths 2000,10000 --impls triton,torch,reference)
 fi
 
@@ -131,9 +136,11 @@ with open(os.path.join(os.environ["OUT"], "model.md"), "a") as handle:
 EOF
 
 if [[ $DRY_RUN == 0 ]]; then
-    step compare "compiled reference + FlexAttention" 110 "${BENCH[@]}" --device cuda "${SIZE[@]}" --no-check \
+    step compare "compiled reference + FlexAttention" 110 "${SPEED[@]}" --device cuda "${SIZE[@]}" --no-check \
         --impls triton,compiled,flex --dilations 1,2048
-    step tune "launch configurations" 150 "${BENCH[@]}" --device cuda "${SIZE[@]}" --tune --dilations 1,2048
+    step compare "compiled reference + FlexAttention, peak memory" 90 "${MEMORY[@]}" --device cuda "${SIZE[@]}" \
+        --impls triton,compiled,flex --dilations 1,2048
+    step tune "launch configurations" 150 "${TUNE[@]}" "${SIZE[@]}" --dilations 1,2048
 fi
 
 VECTORS=${ACTFUSION_TESTVECTORS:-$ROOT/tests/data/official}

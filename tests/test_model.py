@@ -14,6 +14,7 @@ from scipy.ndimage import median_filter
 from actfusion_sdk.errors import ConfigError, InputError
 from actfusion_sdk.model.actfusion import ActFusion
 from actfusion_sdk.model.config import (
+    OFFICIAL_FIELDS,
     PRESETS,
     ActFusionConfig,
     DecoderConfig,
@@ -133,6 +134,30 @@ def test_config_round_trips(name):
     config = preset(name)
     assert ActFusionConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert ActFusionConfig.from_official(json.loads(json.dumps(config.to_official()))) == config
+
+
+def test_official_table_maps_every_field_once(official):
+    ours = [entry.ours for entry in OFFICIAL_FIELDS]
+    assert sorted(ours) == sorted(_leaf_paths(preset("gtea").to_dict()))
+    keys = [path for entry in OFFICIAL_FIELDS for path in entry.official]
+    assert len(set(keys)) == len(keys)
+    assert set(_leaf_paths(preset("50salads").to_official())) <= set(_leaf_paths(official["config"]))
+
+
+def test_official_config_errors_name_the_key_path(official):
+    config = {**official["config"], "decoder_params": {"num_layers": 8}}
+    with pytest.raises(ConfigError, match="lacks the key 'decoder_params.num_f_maps'"):
+        ActFusionConfig.from_official(config)
+
+
+def _leaf_paths(tree: dict, prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            paths += _leaf_paths(value, f"{prefix}{key}.")
+        else:
+            paths.append(prefix + key)
+    return paths
 
 
 def test_speed_range_is_optional_and_checked():

@@ -1,13 +1,15 @@
 """Typed configuration of an ActFusion model and its training recipe (spec §1.1, §10).
 
-`preset(name)` gives the released configurations; `ActFusionConfig.from_official(d)` reads the official
-configs/*.json dicts; `to_dict` / `from_dict` are a JSON-safe round trip used by model cards.
+`preset(name)` gives the released configurations; `ActFusionConfig.from_official` / `to_official` read and
+write the official configs/*.json dicts through one table, `OFFICIAL_FIELDS`; `to_dict` / `from_dict` are a
+JSON-safe round trip used by model cards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from functools import reduce
 from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
@@ -226,129 +228,142 @@ class ActFusionConfig:
     @classmethod
     def from_official(cls, data: Mapping[str, Any]) -> ActFusionConfig:
         """Read an official ActFusion configs/*.json dict (as stored in the test vectors)."""
-        try:
-            enc, dec, diff = data["encoder_params"], data["decoder_params"], data["diffusion_params"]
-            weights, post = data["loss_weights"], data["postprocess"]
-            return cls(
-                name=str(data.get("dataset_name", data.get("naming", "official"))),
-                encoder=EncoderConfig(
-                    num_layers=enc["num_layers"],
-                    width=enc["num_f_maps"],
-                    kernel_size=enc["kernel_size"],
-                    dropout=enc["normal_dropout_rate"],
-                    channel_dropout=enc["channel_dropout_rate"],
-                    temporal_dropout=enc["temporal_dropout_rate"],
-                    feature_layer_indices=tuple(enc["feature_layer_indices"]),
-                    input_dim=enc["input_dim"],
-                    use_instance_norm=bool(enc.get("use_instance_norm", False)),
-                ),
-                decoder=DecoderConfig(
-                    num_layers=dec["num_layers"],
-                    width=dec["num_f_maps"],
-                    kernel_size=dec["kernel_size"],
-                    dropout=dec["dropout_rate"],
-                    time_emb_dim=dec["time_emb_dim"],
-                ),
-                diffusion=DiffusionConfig(
-                    timesteps=diff["timesteps"],
-                    sampling_timesteps=diff["sampling_timesteps"],
-                    eta=diff["ddim_sampling_eta"],
-                    snr_scale=diff["snr_scale"],
-                ),
-                training=TrainingConfig(
-                    cond_types=tuple(diff["cond_types"]),
-                    loss_weights=LossWeights(
-                        encoder_ce=weights["encoder_ce_loss"],
-                        encoder_mse=weights["encoder_mse_loss"],
-                        encoder_boundary=weights["encoder_boundary_loss"],
-                        decoder_ce=weights["decoder_ce_loss"],
-                        decoder_mse=weights["decoder_mse_loss"],
-                        decoder_boundary=weights["decoder_boundary_loss"],
-                    ),
-                    learning_rate=data["learning_rate"],
-                    weight_decay=data["weight_decay"],
-                    batch_size=data["batch_size"],
-                    epochs=data["num_epochs"],
-                    eval_every=data["log_freq"],
-                    boundary_smooth=data["boundary_smooth"],
-                    soft_label=data["soft_label"],
-                    class_weighting=bool(data["class_weighting"]),
-                    n_mask=data.get("n_mask", 10),
-                    patch_size=data.get("patch_size", 10),
-                    speed_range=data.get("speed_range"),
-                    ema_decay=data.get("ema_decay"),
-                    lr_schedule=data.get("lr_schedule", "constant"),
-                ),
-                postprocess=PostprocessConfig(
-                    kind=post["type"] or "none",
-                    value=int(post["value"]),
-                ),
-                pos=data.get("pos", "rel"),
-                sample_rate=data["sample_rate"],
-                temporal_aug=bool(data["temporal_aug"]),
-            )
-        except KeyError as err:
-            raise ConfigError(f"official configuration lacks the key {err.args[0]!r}") from err
+        ours: dict[str, Any] = {}
+        for entry in OFFICIAL_FIELDS:
+            value = _first_present(data, entry.official)
+            if value is not _ABSENT:
+                value = entry.read(value)
+            elif entry.when_absent is _REQUIRED:
+                raise ConfigError(f"official configuration lacks the key {entry.official[0]!r}")
+            elif entry.when_absent is _OUR_DEFAULT:
+                continue  # the dataclass default applies
+            else:
+                value = entry.when_absent
+            _set_path(ours, entry.ours, value)
+        return cls.from_dict(ours)
 
     def to_official(self) -> dict[str, Any]:
         """The official configs/*.json layout of this configuration (inverse of `from_official`)."""
-        enc, dec, diff, train = self.encoder, self.decoder, self.diffusion, self.training
-        weights = train.loss_weights
-        return {
-            "naming": self.name,
-            "dataset_name": self.name,
-            "sample_rate": self.sample_rate,
-            "temporal_aug": self.temporal_aug,
-            "pos": self.pos,
-            "n_mask": train.n_mask,
-            "patch_size": train.patch_size,
-            "encoder_params": {
-                "use_instance_norm": enc.use_instance_norm,
-                "num_layers": enc.num_layers,
-                "num_f_maps": enc.width,
-                "input_dim": enc.input_dim,
-                "kernel_size": enc.kernel_size,
-                "normal_dropout_rate": enc.dropout,
-                "channel_dropout_rate": enc.channel_dropout,
-                "temporal_dropout_rate": enc.temporal_dropout,
-                "feature_layer_indices": list(enc.feature_layer_indices),
-            },
-            "decoder_params": {
-                "num_layers": dec.num_layers,
-                "num_f_maps": dec.width,
-                "time_emb_dim": dec.time_emb_dim,
-                "kernel_size": dec.kernel_size,
-                "dropout_rate": dec.dropout,
-            },
-            "diffusion_params": {
-                "timesteps": diff.timesteps,
-                "sampling_timesteps": diff.sampling_timesteps,
-                "ddim_sampling_eta": diff.eta,
-                "snr_scale": diff.snr_scale,
-                "cond_types": list(train.cond_types),
-                "detach_decoder": False,
-            },
-            "loss_weights": {
-                "encoder_ce_loss": weights.encoder_ce,
-                "encoder_mse_loss": weights.encoder_mse,
-                "encoder_boundary_loss": weights.encoder_boundary,
-                "decoder_ce_loss": weights.decoder_ce,
-                "decoder_mse_loss": weights.decoder_mse,
-                "decoder_boundary_loss": weights.decoder_boundary,
-            },
-            "batch_size": train.batch_size,
-            "learning_rate": train.learning_rate,
-            "weight_decay": train.weight_decay,
-            "num_epochs": train.epochs,
-            "log_freq": train.eval_every,
-            "class_weighting": train.class_weighting,
-            "boundary_smooth": train.boundary_smooth,
-            "soft_label": train.soft_label,
-            "postprocess": {"type": self.postprocess.kind, "value": self.postprocess.value},
-            **({"speed_range": list(train.speed_range)} if train.speed_range else {}),
-            **({"ema_decay": train.ema_decay} if train.ema_decay is not None else {}),
-            **({"lr_schedule": train.lr_schedule} if train.lr_schedule != "constant" else {}),
-        }
+        official: dict[str, Any] = {}
+        for entry in OFFICIAL_FIELDS:
+            *sections, leaf = entry.ours.split(".")
+            owner = reduce(getattr, sections, self)
+            value = getattr(owner, leaf)
+            if entry.omit_default and value == _field_default(owner, leaf):
+                continue
+            for path in entry.official:
+                _set_path(official, path, _lists_for_tuples(value))
+        for path, value in OFFICIAL_CONSTANTS.items():
+            _set_path(official, path, value)
+        return official
+
+
+_REQUIRED = object()  # OfficialField.when_absent: the official dict must hold the key
+_OUR_DEFAULT = object()  # OfficialField.when_absent: an absent key reads as the dataclass default
+_ABSENT = object()  # _first_present: none of the key paths is there
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class OfficialField:
+    """One configuration value as the official configs/*.json and `ActFusionConfig.to_dict` spell it."""
+
+    official: tuple[str, ...]  # dotted key paths; the first present is read, every one is written
+    ours: str  # dotted field path in ActFusionConfig
+    # Official value -> ours. Writing needs no converter: ours are written as they are (lists for tuples).
+    read: Callable[[Any], Any] = _same
+    when_absent: Any = _REQUIRED  # _REQUIRED, _OUR_DEFAULT or the value read in its place
+    omit_default: bool = False  # our additions to the recipe: written only when set away from the default
+
+
+def _field(official: str, ours: str, **options: Any) -> OfficialField:
+    return OfficialField(official=(official,), ours=ours, **options)
+
+
+def _extension(key: str, ours: str) -> OfficialField:
+    """A key the official recipes lack: absent means the official behaviour, our default."""
+    return _field(key, ours, when_absent=_OUR_DEFAULT, omit_default=True)
+
+
+# The one mapping between the official configs/*.json layout and ours, in the official key order.
+OFFICIAL_FIELDS: tuple[OfficialField, ...] = (
+    OfficialField(official=("dataset_name", "naming"), ours="name", read=str, when_absent="official"),
+    _field("sample_rate", "sample_rate"),
+    _field("temporal_aug", "temporal_aug", read=bool),
+    _field("pos", "pos", when_absent=_OUR_DEFAULT),
+    _field("n_mask", "training.n_mask", when_absent=_OUR_DEFAULT),
+    _field("patch_size", "training.patch_size", when_absent=_OUR_DEFAULT),
+    _field(
+        "encoder_params.use_instance_norm", "encoder.use_instance_norm", read=bool, when_absent=_OUR_DEFAULT
+    ),
+    _field("encoder_params.num_layers", "encoder.num_layers"),
+    _field("encoder_params.num_f_maps", "encoder.width"),
+    _field("encoder_params.input_dim", "encoder.input_dim"),
+    _field("encoder_params.kernel_size", "encoder.kernel_size"),
+    _field("encoder_params.normal_dropout_rate", "encoder.dropout"),
+    _field("encoder_params.channel_dropout_rate", "encoder.channel_dropout"),
+    _field("encoder_params.temporal_dropout_rate", "encoder.temporal_dropout"),
+    _field("encoder_params.feature_layer_indices", "encoder.feature_layer_indices"),
+    _field("decoder_params.num_layers", "decoder.num_layers"),
+    _field("decoder_params.num_f_maps", "decoder.width"),
+    _field("decoder_params.time_emb_dim", "decoder.time_emb_dim"),
+    _field("decoder_params.kernel_size", "decoder.kernel_size"),
+    _field("decoder_params.dropout_rate", "decoder.dropout"),
+    _field("diffusion_params.timesteps", "diffusion.timesteps"),
+    _field("diffusion_params.sampling_timesteps", "diffusion.sampling_timesteps"),
+    _field("diffusion_params.ddim_sampling_eta", "diffusion.eta"),
+    _field("diffusion_params.snr_scale", "diffusion.snr_scale"),
+    _field("diffusion_params.cond_types", "training.cond_types"),
+    _field("loss_weights.encoder_ce_loss", "training.loss_weights.encoder_ce"),
+    _field("loss_weights.encoder_mse_loss", "training.loss_weights.encoder_mse"),
+    _field("loss_weights.encoder_boundary_loss", "training.loss_weights.encoder_boundary"),
+    _field("loss_weights.decoder_ce_loss", "training.loss_weights.decoder_ce"),
+    _field("loss_weights.decoder_mse_loss", "training.loss_weights.decoder_mse"),
+    _field("loss_weights.decoder_boundary_loss", "training.loss_weights.decoder_boundary"),
+    _field("batch_size", "training.batch_size"),
+    _field("learning_rate", "training.learning_rate"),
+    _field("weight_decay", "training.weight_decay"),
+    _field("num_epochs", "training.epochs"),
+    _field("log_freq", "training.eval_every"),
+    _field("class_weighting", "training.class_weighting", read=bool),
+    _field("boundary_smooth", "training.boundary_smooth"),
+    _field("soft_label", "training.soft_label"),
+    # The official code writes no smoothing as a null type.
+    _field("postprocess.type", "postprocess.kind", read=lambda kind: kind or "none"),
+    _field("postprocess.value", "postprocess.value", read=int),
+    _extension("speed_range", "training.speed_range"),
+    _extension("ema_decay", "training.ema_decay"),
+    _extension("lr_schedule", "training.lr_schedule"),
+)
+# Official keys with no counterpart here: written with the value our model implies, ignored when read.
+OFFICIAL_CONSTANTS: dict[str, Any] = {"diffusion_params.detach_decoder": False}
+
+
+def _first_present(data: Mapping[str, Any], paths: tuple[str, ...]) -> Any:
+    """The value at the first dotted key path that `data` holds, or _ABSENT."""
+    for path in paths:
+        value: Any = data
+        for key in path.split("."):
+            if not isinstance(value, Mapping) or key not in value:
+                break
+            value = value[key]
+        else:
+            return value
+    return _ABSENT
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    *sections, leaf = path.split(".")
+    for section in sections:
+        data = data.setdefault(section, {})
+    data[leaf] = value
+
+
+def _field_default(owner: Any, name: str) -> Any:
+    return next(f.default for f in fields(owner) if f.name == name)
 
 
 def _lists_for_tuples(value: Any) -> Any:
@@ -368,12 +383,27 @@ def _check_sizes(part: str, num_layers: int, width: int, kernel_size: int) -> No
 
 _BREAKFAST = ActFusionConfig(
     name="breakfast",
-    encoder=EncoderConfig(12, 256, 5, 0.5, 0.1, 0.1, (7, 8, 9)),
-    decoder=DecoderConfig(8, 128, 5, 0.1),
+    encoder=EncoderConfig(
+        num_layers=12,
+        width=256,
+        kernel_size=5,
+        dropout=0.5,
+        channel_dropout=0.1,
+        temporal_dropout=0.1,
+        feature_layer_indices=(7, 8, 9),
+    ),
+    decoder=DecoderConfig(num_layers=8, width=128, kernel_size=5, dropout=0.1),
     diffusion=DiffusionConfig(snr_scale=0.5),
     training=TrainingConfig(
         cond_types=("ant", "full", "boundary03-", "segment=1", "segment=1", "random_patch"),
-        loss_weights=LossWeights(0.5, 0.025, 0.0, 0.5, 0.025, 0.1),
+        loss_weights=LossWeights(
+            encoder_ce=0.5,
+            encoder_mse=0.025,
+            encoder_boundary=0.0,
+            decoder_ce=0.5,
+            decoder_mse=0.025,
+            decoder_boundary=0.1,
+        ),
         learning_rate=1e-4,
         weight_decay=0.0,
         batch_size=16,
@@ -383,19 +413,34 @@ _BREAKFAST = ActFusionConfig(
         soft_label=4,
         class_weighting=True,
     ),
-    postprocess=PostprocessConfig("median", 15),
+    postprocess=PostprocessConfig(kind="median", value=15),
     sample_rate=1,
     temporal_aug=True,
 )
 
 _50SALADS = ActFusionConfig(
     name="50salads",
-    encoder=EncoderConfig(10, 64, 5, 0.5, 0.5, 0.5, (5, 7, 9)),
-    decoder=DecoderConfig(8, 24, 7, 0.1),
+    encoder=EncoderConfig(
+        num_layers=10,
+        width=64,
+        kernel_size=5,
+        dropout=0.5,
+        channel_dropout=0.5,
+        temporal_dropout=0.5,
+        feature_layer_indices=(5, 7, 9),
+    ),
+    decoder=DecoderConfig(num_layers=8, width=24, kernel_size=7, dropout=0.1),
     diffusion=DiffusionConfig(snr_scale=1.0),
     training=TrainingConfig(
         cond_types=("full", "ant", "random_num_patch", "boundary05-", "segment=2", "segment=2"),
-        loss_weights=LossWeights(0.5, 0.1, 0.0, 0.5, 0.1, 0.1),
+        loss_weights=LossWeights(
+            encoder_ce=0.5,
+            encoder_mse=0.1,
+            encoder_boundary=0.0,
+            decoder_ce=0.5,
+            decoder_mse=0.1,
+            decoder_boundary=0.1,
+        ),
         learning_rate=5e-4,
         weight_decay=0.0,
         batch_size=4,
@@ -405,7 +450,7 @@ _50SALADS = ActFusionConfig(
         soft_label=None,
         class_weighting=True,
     ),
-    postprocess=PostprocessConfig("median", 30),
+    postprocess=PostprocessConfig(kind="median", value=30),
     sample_rate=8,
     temporal_aug=True,
 )
@@ -414,12 +459,27 @@ _50SALADS = ActFusionConfig(
 # (our choice, as documented there); eval_every is not given anywhere, 100 is our choice.
 _GTEA = ActFusionConfig(
     name="gtea",
-    encoder=EncoderConfig(10, 64, 5, 0.5, 0.5, 0.5, (5, 7, 9)),
-    decoder=DecoderConfig(8, 24, 5, 0.1),
+    encoder=EncoderConfig(
+        num_layers=10,
+        width=64,
+        kernel_size=5,
+        dropout=0.5,
+        channel_dropout=0.5,
+        temporal_dropout=0.5,
+        feature_layer_indices=(5, 7, 9),
+    ),
+    decoder=DecoderConfig(num_layers=8, width=24, kernel_size=5, dropout=0.1),
     diffusion=DiffusionConfig(snr_scale=0.5),
     training=TrainingConfig(
         cond_types=("full", "ant", "boundary03-", "segment=1", "segment=1", "random_patch"),
-        loss_weights=LossWeights(0.5, 0.1, 0.0, 0.5, 0.1, 0.1),
+        loss_weights=LossWeights(
+            encoder_ce=0.5,
+            encoder_mse=0.1,
+            encoder_boundary=0.0,
+            decoder_ce=0.5,
+            decoder_mse=0.1,
+            decoder_boundary=0.1,
+        ),
         learning_rate=5e-4,
         weight_decay=1e-6,
         batch_size=4,
@@ -429,7 +489,7 @@ _GTEA = ActFusionConfig(
         soft_label=1.4,
         class_weighting=True,
     ),
-    postprocess=PostprocessConfig("purge", 3),
+    postprocess=PostprocessConfig(kind="purge", value=3),
     sample_rate=1,
     temporal_aug=True,
 )
