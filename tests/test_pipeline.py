@@ -77,9 +77,9 @@ def test_features_are_extracted_once_and_shared(assets, monkeypatch):
     calls = []
     extract = i3d.I3DFeatureExtractor.extract
 
-    def counting(self, video_path, progress=None):
+    def counting(self, video_path, progress=None, **options):
         calls.append(video_path)
-        return extract(self, video_path, progress)
+        return extract(self, video_path, progress, **options)
 
     monkeypatch.setattr(i3d.I3DFeatureExtractor, "extract", counting)
     pipeline = Pipeline([assets["short"]], weights=assets["weights"], device="cpu", progress=False)
