@@ -18,7 +18,6 @@ from torch import nn
 from actfusion_sdk.errors import ConfigError, WeightsError
 from actfusion_sdk.features.i3d import (
     I3DFeatureExtractor,
-    _prefetch,
     download_kinetics_weights,
     load_i3d_weights,
 )
@@ -31,6 +30,7 @@ from actfusion_sdk.features.seeded import (
 from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
 from actfusion_sdk.video.clips import ClipSchedule
 from actfusion_sdk.video.decode import read_frames
+from actfusion_sdk.video.prefetch import prefetch as _prefetch
 
 from .test_video_decode import write_video
 

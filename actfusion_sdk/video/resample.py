@@ -58,6 +58,10 @@ class FrameResampler:
         self._last_time = Fraction(-1)
         self._last_delta = frame_interval or self.step
 
+    def expect_frame_interval(self, interval: Fraction | None) -> None:
+        """Set the spacing assumed for frames without timestamps (known once the stream is open)."""
+        self._last_delta = interval or self.step
+
     @property
     def started(self) -> bool:
         return self._held is not None
