@@ -17,8 +17,9 @@ class SourceStalled(TimeoutError):
 def prefetch(items: Iterable[Item], depth: int, stall_seconds: float | None = None) -> Iterator[Item]:
     """Iterate ``items`` in a producer thread, at most ``depth`` ahead; its exceptions re-raise here.
 
-    With ``stall_seconds``, waiting longer than that for the next item raises ``SourceStalled``; the
-    producer (perhaps blocked in a read that cannot be interrupted) is then left behind as a daemon thread.
+    With ``stall_seconds`` (live sources), waiting longer than that for the next item raises
+    ``SourceStalled``, and a consumer that stops (a stall, Ctrl-C) does not wait for the producer, which may
+    be blocked in a read that cannot be interrupted: the daemon thread ends at its next item.
     """
     buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -44,13 +45,11 @@ def prefetch(items: Iterable[Item], depth: int, stall_seconds: float | None = No
 
     worker = threading.Thread(target=produce, name="actfusion-prefetch", daemon=True)
     worker.start()
-    stalled = False
     try:
         while True:
             try:
                 kind, payload = buffer.get(timeout=stall_seconds)
             except queue.Empty:
-                stalled = True
                 raise SourceStalled(f"nothing arrived for {stall_seconds:g} s") from None
             if kind == "end":
                 return
@@ -59,5 +58,5 @@ def prefetch(items: Iterable[Item], depth: int, stall_seconds: float | None = No
             yield payload
     finally:
         stop.set()
-        if not stalled:
+        if stall_seconds is None:
             worker.join()
