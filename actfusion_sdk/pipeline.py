@@ -8,9 +8,9 @@ future = pipeline.anticipate(ratio=0.3)       # AnticipationResult, same feature
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ import torch
 from .errors import ConfigError, VideoError
 from .predictor import AnticipationWindow, Predictor, PreparedFeatures
 from .results import AnticipationResult, SegmentationResult
+
+if TYPE_CHECKING:
+    from .live import LiveUpdate
 
 PathLike = str | os.PathLike[str]
 Result = TypeVar("Result", SegmentationResult, AnticipationResult)
@@ -141,6 +144,55 @@ class Pipeline:
         return self._each(
             lambda index: self.predictor.anticipate(self._features_of(index, window), window, seed=seed)
         )
+
+    @classmethod
+    def stream(
+        cls,
+        source: PathLike | Iterable[tuple[float, np.ndarray]],
+        every: float = 2.0,
+        horizon: float = 30.0,
+        context: float | None = None,
+        seed: int = 0,
+        *,
+        drop: bool = False,
+        realtime: bool = False,
+        follow: bool = False,
+        format: str | None = None,  # noqa: A002 - PyAV's name for the container/device format
+        options: dict[str, str] | None = None,
+        stall_seconds: float = 10.0,
+        weights: PathLike | None = None,
+        device: str | torch.device | None = None,
+        predictor: Predictor | None = None,
+    ) -> Iterator[LiveUpdate]:
+        """Rolling `LiveUpdate`s while `source` plays: every `every` s of stream time, the segmentation so
+        far and the anticipated next `horizon` s (see actfusion_sdk.live).
+
+        `source`: a path, FIFO, `pipe:0`, rtsp:// or http(s):// URL, a V4L2 device (`format="v4l2"`), or an
+        iterable of (timestamp seconds, HxWx3 uint8 array). `context` (s) bounds the model's input to the
+        latest part of the stream; `drop` skips stale updates; `realtime` paces a file at 1x; `follow` reads
+        a file that is still being written; a source silent for `stall_seconds` ends the stream.
+        """
+        from .live import UpdatePlan, live_updates
+        from .video.live import LiveSource
+
+        plan = UpdatePlan(every, horizon, context, seed, drop)
+        if predictor is None:
+            predictor = Predictor(weights, device)
+        elif weights is not None or device is not None:
+            raise ConfigError("give either predictor= or weights/device, not both")
+        settings = predictor.feature_settings()
+        live = LiveSource(
+            source,
+            settings.fps,
+            short_side=settings.short_side,
+            crop_size=settings.crop_size,
+            format=format,
+            options=options,
+            realtime=realtime,
+            follow=follow,
+            stall_seconds=stall_seconds,
+        )
+        return live_updates(predictor, live, plan)
 
     def _each(self, answer: Callable[[int], Result]) -> Result | list[Result]:
         results = [answer(index) for index in range(len(self._inputs))]

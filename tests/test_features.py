@@ -17,7 +17,6 @@ from torch import nn
 from actfusion_sdk.errors import ConfigError, WeightsError
 from actfusion_sdk.features.i3d import (
     I3DFeatureExtractor,
-    _prefetch,
     download_kinetics_weights,
     load_i3d_weights,
 )
@@ -25,6 +24,7 @@ from actfusion_sdk.features.seeded import SEED0_FINGERPRINT, i3d_r50_skeleton, s
 from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
 from actfusion_sdk.video.clips import ClipSchedule
 from actfusion_sdk.video.decode import read_frames
+from actfusion_sdk.video.prefetch import prefetch as _prefetch
 
 from .helpers import seeded_i3d, tiny_extractor, tiny_settings, write_video
 

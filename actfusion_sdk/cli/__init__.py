@@ -17,6 +17,7 @@ from ..errors import ActFusionError
 SUBCOMMANDS = (
     "segment",
     "anticipate",
+    "live",
     "extract",
     "train",
     "evaluate",

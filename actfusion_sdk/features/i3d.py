@@ -15,13 +15,10 @@ the extractor warns. fp32 is the default.
 from __future__ import annotations
 
 import itertools
-import queue
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,12 +29,12 @@ from ..fileio import sha256_file
 from ..runtime import resolve_device
 from ..video.clips import ClipSchedule
 from ..video.decode import VideoDecoder
+from ..video.prefetch import prefetch
 from ..video.transforms import normalize_clips
 from .seeded import i3d_r50_skeleton, seeded_i3d_state_dict
 from .settings import PRECISIONS, FeatureSettings, WeightsSource
 
 WeightsArg = str | Path | dict[str, torch.Tensor] | None
-Item = TypeVar("Item")
 
 KINETICS_WEIGHTS_URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/I3D_8x8_R50.pyth"
 _HEAD_PREFIX = "blocks.6."  # the classification head, unused for features
@@ -168,45 +165,6 @@ def _resolve_weights(
     return state, WeightsSource("file", sha256=sha256)
 
 
-def _prefetch(items: Iterable[Item], depth: int) -> Iterator[Item]:
-    """Iterate ``items`` in a producer thread, at most ``depth`` ahead; its exceptions re-raise here."""
-    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def offer(entry: tuple[str, Any]) -> bool:
-        """Put ``entry`` unless the consumer has stopped; False once it has."""
-        while not stop.is_set():
-            try:
-                buffer.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not offer(("item", item)):
-                    return
-            offer(("end", None))
-        except BaseException as err:  # handed to the consumer, which re-raises it
-            offer(("error", err))
-
-    worker = threading.Thread(target=produce, name="actfusion-decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, payload = buffer.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise payload
-            yield payload
-    finally:
-        stop.set()
-        worker.join()
-
-
 class I3DFeatureExtractor:
     """Turn videos into [2048, T] i3d_r50 features made exactly as ``settings`` says.
 
@@ -277,7 +235,7 @@ class I3DFeatureExtractor:
             expected = self.schedule.num_features(round(decoder.info.duration * settings.fps))
         if max_features is not None:
             expected = max_features if expected is None else min(expected, max_features)
-        batches = _prefetch(self._clip_batches(decoder, max_features), depth=2)
+        batches = prefetch(self._clip_batches(decoder, max_features), depth=2)
         pooled: list[torch.Tensor] = []
         done = 0
         for batch in batches:

@@ -14,7 +14,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -46,22 +46,52 @@ class ClipSchedule:
 
     def clips(self, frames: Iterable[Frame]) -> Iterator[list[Frame]]:
         """Stream ``frames`` into clips, one per feature, in order, holding only the frames still needed."""
-        window: deque[tuple[int, Frame]] = deque()
-        feature = 0
-        last = -1
-        for last, frame in enumerate(frames):
-            window.append((last, frame))
-            while feature * self.feature_stride <= last and self.frame_indices(feature)[-1] <= last:
-                yield self._gather(window, feature, last + 1)
-                feature += 1
-                keep_from = self.frame_indices(feature)[0]
-                while len(window) > 1 and window[0][0] < keep_from:
-                    window.popleft()
-        num_frames = last + 1
-        while feature < self.num_features(num_frames):
-            yield self._gather(window, feature, num_frames)
-            feature += 1
+        assembler = ClipAssembler(self)
+        for frame in frames:
+            yield from assembler.push(frame)
+        yield from assembler.finish()
 
-    def _gather(self, window: deque[tuple[int, Frame]], feature: int, num_frames: int) -> list[Frame]:
-        first_index = window[0][0]  # never after the clip's first clamped index (see ``clips``)
-        return [window[int(i) - first_index][1] for i in self.frame_indices(feature, num_frames)]
+
+class ClipAssembler(Generic[Frame]):
+    """Incremental clips: push frames one by one and get each clip as soon as its window is complete.
+
+    ``finish()`` ends the stream and returns the remaining clips, edge-padded with the last frame. Offline
+    extraction (``ClipSchedule.clips``) and the live loop both assemble clips through this one class.
+    """
+
+    def __init__(self, schedule: ClipSchedule) -> None:
+        self.schedule = schedule
+        self.num_frames = 0
+        self.num_clips = 0
+        self._window: deque[tuple[int, Frame]] = deque()
+
+    def push(self, frame: Frame) -> list[list[Frame]]:
+        """Add the next frame; returns the clips it completes (usually none or one)."""
+        schedule, last = self.schedule, self.num_frames
+        self._window.append((last, frame))
+        self.num_frames += 1
+        completed = []
+        while (
+            self.num_clips * schedule.feature_stride <= last
+            and schedule.frame_indices(self.num_clips)[-1] <= last
+        ):
+            completed.append(self._gather(self.num_clips, last + 1))
+            self.num_clips += 1
+            keep_from = schedule.frame_indices(self.num_clips)[0]
+            while len(self._window) > 1 and self._window[0][0] < keep_from:
+                self._window.popleft()
+        return completed
+
+    def finish(self) -> list[list[Frame]]:
+        """The clips still open at the end of the stream, their missing frames replaced by the last one."""
+        completed = []
+        while self.num_clips < self.schedule.num_features(self.num_frames):
+            completed.append(self._gather(self.num_clips, self.num_frames))
+            self.num_clips += 1
+        return completed
+
+    def _gather(self, feature: int, num_frames: int) -> list[Frame]:
+        first_index = self._window[0][0]  # never after the clip's first clamped index (see ``push``)
+        return [
+            self._window[int(i) - first_index][1] for i in self.schedule.frame_indices(feature, num_frames)
+        ]

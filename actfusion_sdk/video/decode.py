@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import VideoError
-from .transforms import resize_and_crop
+from .resample import FrameResampler, SourceFrame, to_fraction
 
 # Container formats that hold still images, which PyAV would otherwise open as one-frame videos.
 _IMAGE_FORMATS = ("image2", "_pipe", "gif", "webp", "apng")
@@ -46,10 +46,6 @@ class VideoInfo:
     duration: float | None
     declared_frames: int | None
     container: str
-
-
-def _fraction(value: float) -> Fraction:
-    return Fraction(value).limit_denominator(1_000_000)
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -111,6 +107,31 @@ def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.rot90(image, k=quarter_turns) if quarter_turns else image
 
 
+def frame_interval(stream: av.video.stream.VideoStream) -> Fraction | None:
+    """The stream's nominal frame spacing (for frames without timestamps), if it declares a rate."""
+    return 1 / to_fraction(float(stream.average_rate)) if stream.average_rate else None
+
+
+class PresentationClock:
+    """Times decoded frames from their pts, relative to the first timestamped frame."""
+
+    def __init__(self) -> None:
+        self.start: Fraction | None = None
+
+    def source_frame(self, frame: av.VideoFrame) -> SourceFrame:
+        offset = None
+        if frame.pts is not None:
+            pts_time = Fraction(frame.pts) * frame.time_base
+            self.start = pts_time if self.start is None else self.start
+            offset = pts_time - self.start
+        return SourceFrame(
+            time=offset,
+            tick=Fraction(frame.time_base or 0),
+            length=Fraction(frame.duration) * frame.time_base if frame.duration else None,
+            image=lambda: _upright(frame.to_ndarray(format="rgb24"), frame.rotation),
+        )
+
+
 class VideoDecoder:
     """Iterate a video's frames at ``fps`` as [H, W, 3] uint8 tensors, resized/cropped as they are decoded.
 
@@ -139,34 +160,22 @@ class VideoDecoder:
         self.duration: float | None = None
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        step = 1 / _fraction(self.fps)
-        self.num_frames = 0
-        held: av.VideoFrame | None = None  # the source frame on screen until the next one starts
         with _open(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            fallback = 1 / _fraction(float(stream.average_rate)) if stream.average_rate else step
-            start = None
-            last_time = Fraction(-1)
-            last_delta = fallback
+            resampler = FrameResampler(
+                self.fps,
+                short_side=self.short_side,
+                crop_size=self.crop_size,
+                frame_interval=frame_interval(stream),
+            )
+            clock = PresentationClock()
             for frame in self._decoded(container, stream):
-                if frame.pts is None:
-                    frame_time = last_time + last_delta if held is not None else Fraction(0)
-                else:
-                    pts_time = Fraction(frame.pts) * frame.time_base
-                    start = pts_time if start is None else start
-                    frame_time = pts_time - start
-                if frame_time <= last_time:
-                    continue  # repeated or out-of-order timestamp: the earlier frame already covers it
-                if held is not None:
-                    last_delta = frame_time - last_time
-                    yield from self._emit(held, before=frame_time, step=step)
-                held, last_time = frame, frame_time
-            if held is None:
+                yield from resampler.push(clock.source_frame(frame))
+            yield from resampler.finish()
+            if not resampler.started:
                 raise VideoError(f"'{self.path}' contains no decodable video frame")
-            held_length = Fraction(held.duration) * held.time_base if held.duration else last_delta
-            self.duration = float(last_time + held_length)
-            yield from self._emit(held, before=last_time + held_length, step=step)
+            self.num_frames, self.duration = resampler.num_frames, resampler.duration
         self._warn_if_incomplete()
 
     def _warn_if_incomplete(self) -> None:
@@ -182,21 +191,6 @@ class VideoDecoder:
                 f"{declared_duration or 0:.3f} s; using the frames before the damage",
                 stacklevel=3,
             )
-
-    def _emit(self, frame: av.VideoFrame, *, before: Fraction, step: Fraction) -> Iterator[torch.Tensor]:
-        """Yield ``frame`` for every output time before ``before`` (converting it once, only if used).
-
-        Timestamps are rounded to whole ticks of the stream's time base (e.g. 67 ms for 1/15 s in mkv), so a
-        time within half a tick of ``before`` is counted as after it.
-        """
-        last = before - Fraction(frame.time_base or 0) / 2
-        if self.num_frames * step > last:
-            return
-        image = _upright(frame.to_ndarray(format="rgb24"), frame.rotation)
-        converted = resize_and_crop(image, self.short_side, self.crop_size)
-        while self.num_frames * step <= last:
-            self.num_frames += 1
-            yield converted
 
     def _decoded(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream

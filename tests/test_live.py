@@ -1,0 +1,307 @@
+"""Live video with real streams: frames pushed from Python, MPEG-TS through a FIFO, a stream that stops,
+one that stalls, and a long bounded stream. The tiny random model and its settings are copied from
+tests/test_pipeline.py (`write_tiny_weights`) until the shared test helpers land."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from actfusion_sdk.cli import main as cli_main
+from actfusion_sdk.errors import VideoError
+from actfusion_sdk.features import i3d
+from actfusion_sdk.features.seeded import seeded_i3d_state_dict
+from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
+from actfusion_sdk.live import LiveUpdate
+from actfusion_sdk.model.actfusion import ActFusion
+from actfusion_sdk.model.checkpoint import ModelCard, save_model
+from actfusion_sdk.model.config import (
+    DecoderConfig,
+    DiffusionConfig,
+    EncoderConfig,
+    PostprocessConfig,
+    preset,
+)
+from actfusion_sdk.pipeline import Pipeline
+from actfusion_sdk.predictor import AnticipationWindow, Predictor
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+CLASSES = ("background", "pick", "place", "pour")
+VIDEO_FPS = 16
+SETTINGS = FeatureSettings(
+    fps=16.0,
+    clip_frames=8,
+    frame_stride=2,
+    feature_stride=8,
+    short_side=32,
+    crop_size=32,
+    weights=WeightsSource("seeded", seed=0),
+)
+
+
+def write_tiny_weights(directory: Path) -> Path:
+    """A randomly initialised tiny ActFusion (2 streams, 3 DDIM steps) whose card names SETTINGS."""
+    config = dataclasses.replace(
+        preset("50salads"),
+        name="tiny",
+        encoder=EncoderConfig(3, 8, 5, 0.5, 0.5, 0.5, (0, 1, 2)),
+        decoder=DecoderConfig(2, 8, 5, 0.1, time_emb_dim=16),
+        diffusion=DiffusionConfig(sampling_timesteps=3, snr_scale=1.0),
+        postprocess=PostprocessConfig("median", 3),
+        sample_rate=2,
+    )
+    torch.manual_seed(0)
+    card = ModelCard(
+        format_version=1,
+        config=config,
+        classes=CLASSES,
+        features=SETTINGS.to_dict(),
+        fps=SETTINGS.features_per_second,
+        description="tiny random model for tests",
+        training=None,
+    )
+    save_model(ActFusion(config, num_classes=len(CLASSES)), card, directory)
+    return directory
+
+
+def frames(seconds: float, size: int = 48) -> Iterator[np.ndarray]:
+    """A bright square moving over a background whose colour changes every second."""
+    for index in range(round(seconds * VIDEO_FPS)):
+        image = np.zeros((size, size, 3), dtype=np.uint8)
+        image[:] = (40 * (index // VIDEO_FPS) % 255, 90, 160)
+        x = index * 2 % (size - 16)
+        image[16:32, x : x + 16] = 255
+        yield image
+
+
+def write_ts(path: Path, seconds: float) -> Path:
+    """The generated video as MPEG-TS (mpeg2video, 16 fps)."""
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg2video", rate=VIDEO_FPS)
+        stream.width = stream.height = 48
+        stream.pix_fmt = "yuv420p"
+        for image in frames(seconds):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def decoded(path: Path) -> Iterator[tuple[float, np.ndarray]]:
+    """(timestamp, RGB image) of every frame of `path`, as a camera library would hand them over."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            yield float(frame.pts * frame.time_base), frame.to_ndarray(format="rgb24")
+
+
+@functools.cache
+def seeded_i3d(seed: int) -> dict[str, torch.Tensor]:
+    return seeded_i3d_state_dict(seed)
+
+
+@pytest.fixture(autouse=True)
+def _fast_seeded_weights(monkeypatch):
+    monkeypatch.setattr(i3d, "seeded_i3d_state_dict", seeded_i3d)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("live")
+    return {"weights": write_tiny_weights(root / "tiny"), "ts": write_ts(root / "kitchen.ts", 9.0)}
+
+
+@pytest.fixture(scope="module")
+def predictor(assets) -> Predictor:
+    seeded = seeded_i3d(0)
+    return Predictor(assets["weights"], device="cpu", i3d_weights=seeded)
+
+
+@pytest.fixture(scope="module")
+def offline(predictor, assets) -> np.ndarray:
+    return predictor.extract(assets["ts"]).features
+
+
+def live_features(predictor: Predictor, source, **options) -> tuple[list[LiveUpdate], np.ndarray]:
+    """All updates of a stream and the features it computed (context unset keeps them all)."""
+    from actfusion_sdk.live import stream as live_stream
+
+    captured = {}
+    original = live_stream.FeatureStream
+
+    class Capturing(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            captured["stream"] = self
+
+    live_stream.FeatureStream = Capturing
+    try:
+        updates = list(Pipeline.stream(source, predictor=predictor, **options))
+    finally:
+        live_stream.FeatureStream = original
+    held = captured["stream"]
+    return updates, held.window(held.count, None)[1]
+
+
+def assert_equals_offline(update: LiveUpdate, predictor: Predictor, offline: np.ndarray, horizon: float):
+    expected = predictor.anticipate(
+        predictor.load_features(offline), AnticipationWindow(observed=update.time, horizon=horizon), seed=3
+    )
+    assert update.observed_frames == expected.cut_frame
+    for live, reference in (
+        (update.observed_segments, expected.observed_segments),
+        (update.anticipated_segments, expected.anticipated_segments),
+    ):
+        assert [(s.label, s.start_frame, s.end_frame) for s in live] == [
+            (s.label, s.start_frame, s.end_frame) for s in reference
+        ]
+        assert [s.score for s in live] == pytest.approx([s.score for s in reference], abs=1e-4)
+
+
+def test_pushed_frames_give_offline_features_and_answers(predictor, assets, offline):
+    updates, features = live_features(predictor, decoded(assets["ts"]), every=2.0, horizon=5.0, seed=3)
+    assert features.shape == offline.shape
+    np.testing.assert_allclose(features, offline, atol=1e-5, rtol=1e-5)
+    times = [u.time for u in updates]
+    assert times[:-1] == [2.0, 4.0, 6.0, 8.0] and updates[-1].final and updates[-1].end == "end"
+    assert times == sorted(times) and [u.index for u in updates] == list(range(len(updates)))
+    assert updates[-1].observed_frames == offline.shape[1]
+    for update in (updates[1], updates[-1]):
+        assert_equals_offline(update, predictor, offline, horizon=5.0)
+    assert all(u.latency >= 0 and u.lag >= 0 for u in updates)
+    assert updates[-1].current is not None
+
+
+def test_fifo_mpegts_at_real_time_pace(predictor, assets, offline, tmp_path):
+    fifo = tmp_path / "camera.ts"
+    os.mkfifo(fifo)
+    seconds = 9.0
+    size = assets["ts"].stat().st_size
+    # The writer copies the MPEG-TS bytes in 188-byte packets, paced so the whole file takes `seconds`.
+    writer_code = (
+        "import sys, time\n"
+        "data = open(sys.argv[1], 'rb').read(); start = time.monotonic(); chunk = 188 * 8\n"
+        "with open(sys.argv[2], 'wb', buffering=0) as out:\n"
+        "    for at in range(0, len(data), chunk):\n"
+        "        delay = start + float(sys.argv[3]) * at / len(data) - time.monotonic()\n"
+        "        time.sleep(max(0.0, delay)); out.write(data[at : at + chunk])\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", writer_code, str(assets["ts"]), str(fifo), str(seconds)])
+    try:
+        started = time.monotonic()
+        updates, features = live_features(predictor, fifo, every=2.0, horizon=5.0, seed=3, format="mpegts")
+        elapsed = time.monotonic() - started
+    finally:
+        writer.wait(timeout=30)
+    assert size > 0 and elapsed >= seconds * 0.8  # it really was read as it arrived
+    np.testing.assert_allclose(features, offline, atol=1e-5, rtol=1e-5)
+    assert [u.time for u in updates][:-1] == [2.0, 4.0, 6.0, 8.0]
+    assert_equals_offline(updates[-1], predictor, offline, horizon=5.0)
+
+
+def test_stream_that_stops_midway_pads_like_offline(predictor, tmp_path):
+    # Frames pushed for 3.3 s, then the iterator ends: the last window is edge-padded as offline.
+    clip = tmp_path / "short.ts"
+    write_ts(clip, 3.3)
+    offline = predictor.extract(clip).features
+    updates, features = live_features(predictor, decoded(clip), every=1.0, horizon=2.0, seed=3)
+    np.testing.assert_allclose(features, offline, atol=1e-5, rtol=1e-5)
+    assert [u.time for u in updates][:-1] == [1.0, 2.0, 3.0]
+    assert updates[-1].final and updates[-1].observed_frames == offline.shape[1]
+
+
+def test_stalled_source_ends_cleanly_with_a_final_update(predictor):
+    release = threading.Event()
+
+    def stalling() -> Iterator[tuple[float, np.ndarray]]:
+        for index, image in enumerate(frames(2.5)):
+            yield index / VIDEO_FPS, image
+        release.wait(30)  # the camera goes silent
+
+    started = time.monotonic()
+    with pytest.warns(UserWarning, match="no frame for 0.5 s"):
+        updates = list(
+            Pipeline.stream(stalling(), every=1.0, horizon=2.0, predictor=predictor, stall_seconds=0.5)
+        )
+    release.set()
+    assert time.monotonic() - started < 20
+    assert updates[-1].final and updates[-1].end == "stalled"
+    assert [u.time for u in updates][:-1] == [1.0, 2.0]
+
+
+def test_bad_sources_raise_video_error(predictor, tmp_path):
+    with pytest.raises(VideoError, match="does not exist"):
+        list(Pipeline.stream(tmp_path / "missing.ts", predictor=predictor))
+    garbage = tmp_path / "garbage.ts"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoError):
+        list(Pipeline.stream(garbage, predictor=predictor, format="mpegts"))
+
+
+def test_context_bounds_the_window_and_memory(predictor):
+    def synthetic(seconds: float) -> Iterator[tuple[float, np.ndarray]]:
+        for index, image in enumerate(frames(seconds, size=32)):
+            yield index / VIDEO_FPS, image
+
+    def peak(seconds: float) -> tuple[int, list[LiveUpdate]]:
+        tracemalloc.start()
+        updates = list(
+            Pipeline.stream(synthetic(seconds), every=4.0, horizon=2.0, context=4.0, predictor=predictor)
+        )
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak_bytes, updates
+
+    short_peak, _ = peak(12.0)
+    long_peak, updates = peak(48.0)
+    assert long_peak < short_peak * 1.25 + 256 * 1024
+    last = updates[-2]
+    assert last.context_start == pytest.approx(last.time - 4.0)
+    assert last.observed_segments[0].start == pytest.approx(last.context_start)
+    assert last.anticipated_segments[-1].end == pytest.approx(last.time + 2.0)
+
+
+def test_drop_policy_skips_stale_updates_not_frames(predictor, assets, offline):
+    # Unpaced, the source races ahead of the loop, so regular updates are stale and only the final remains.
+    updates, features = live_features(predictor, decoded(assets["ts"]), every=0.5, horizon=2.0, drop=True)
+    np.testing.assert_allclose(features, offline, atol=1e-5, rtol=1e-5)
+    assert updates[-1].final and sum(u.skipped for u in updates) + len(updates) - 1 == 17
+
+
+def test_update_json_round_trip_and_cli_jsonl(predictor, assets, tmp_path, capsys):
+    jsonl = tmp_path / "live.jsonl"
+    code = cli_main(
+        [
+            "live",
+            str(assets["ts"]),
+            "--weights",
+            str(assets["weights"]),
+            "--device",
+            "cpu",
+            "--every",
+            "3",
+            "--horizon",
+            "4",
+            "--jsonl",
+            str(jsonl),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    lines = jsonl.read_text().splitlines()
+    updates = [LiveUpdate.from_json(line) for line in lines]
+    assert [u.time for u in updates][:-1] == [3.0, 6.0] and updates[-1].final
+    assert LiveUpdate.from_json(updates[0].to_json()) == updates[0]
+    assert "now:" in out and "updates" in out.splitlines()[-1]
