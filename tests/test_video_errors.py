@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import av
@@ -78,26 +80,29 @@ def test_mp4_cut_before_its_index(tmp_path: Path) -> None:
     expect_video_error(cut, "not a readable video")
 
 
-def test_truncated_stream_decodes_the_valid_part_with_a_warning(tmp_path: Path) -> None:
+def test_truncated_stream_decodes_the_valid_part_with_a_warning(tmp_path: Path, caplog) -> None:
     full = write_video(tmp_path / "full.mkv", 30, fps=10, images=noise_images(30))
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size * 6 // 10])
     complete = read_frames(full, 10)
-    with pytest.warns(UserWarning, match="cut.mkv.*truncated or corrupt"):
+    with caplog.at_level(logging.WARNING, logger="actfusion_sdk.video"):
         partial = read_frames(cut, 10)
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert re.search(r"cut.mkv.*ends at \d+\.\d\d s of the declared 3\.00 s \(truncated or corrupt\)", line)
     assert 0 < len(partial) < 30
     assert torch.equal(partial[:-1], complete[: len(partial) - 1])  # the last frame may be cut mid-packet
 
 
-def test_corrupt_middle_stops_with_a_warning(tmp_path: Path) -> None:
+def test_corrupt_middle_stops_with_a_warning(tmp_path: Path, caplog) -> None:
     full = write_video(tmp_path / "full.mkv", 30, fps=10, images=noise_images(30))
     data = bytearray(full.read_bytes())
     middle = len(data) // 2
     data[middle : middle + 2000] = np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes()
     broken = tmp_path / "broken.mkv"
     broken.write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match="broken.mkv"):
+    with caplog.at_level(logging.WARNING, logger="actfusion_sdk.video"):
         frames = read_frames(broken, 10)
+    assert len(caplog.records) == 1 and "broken.mkv" in caplog.records[0].getMessage()
     assert 0 < len(frames) < 30
 
 
@@ -134,3 +139,22 @@ def test_4k_video_is_resized_frame_by_frame(tmp_path: Path) -> None:
     frames = read_frames(path, 10, short_side=36, crop_size=32)
     assert frames.shape == (2, 32, 32, 3)
     assert tiny_extractor().extract(path).features.shape == (2048, 1)
+
+
+def test_dropped_frames_are_reported_with_the_longest_gap_not_as_truncation(tmp_path: Path, caplog) -> None:
+    # 10 fps with 5 frames missing after 0.9 s and 2 after 2.4 s; the stream is complete (0 - 3.0 s).
+    times = [t for t in range(0, 3000, 100) if not (900 < t < 1500 or 2400 < t < 2700)]
+    path = write_video(tmp_path / "gaps.mkv", len(times), fps=10, pts_ms=times)
+    with caplog.at_level(logging.WARNING, logger="actfusion_sdk.video"):
+        frames = read_frames(path, 10)
+    assert len(frames) == 30  # the resampler holds each frame over the gap
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert "gaps.mkv" in line and "about 7 dropped frames (longest gap 0.60 s, before 1.50 s)" in line
+    assert "truncated" not in line
+
+
+def test_a_clean_video_logs_nothing(tmp_path: Path, caplog) -> None:
+    path = write_video(tmp_path / "clean.mp4", 20, fps=10)
+    with caplog.at_level(logging.WARNING, logger="actfusion_sdk.video"):
+        read_frames(path, 10)
+    assert caplog.records == []

@@ -8,15 +8,17 @@ round timestamps to it); output frames continue while ``i / fps`` is before the 
 This handles variable frame rate streams exactly.
 
 Bad inputs raise ``VideoError`` naming the file. A truncated or corrupt stream is decoded up to the point
-where it breaks: the valid frames are returned and a ``UserWarning`` names the file (a stream with no
-decodable frame raises). An mp4 cut before its index (moov atom) cannot be opened at all and raises.
+where it breaks and the valid frames are returned (a stream with no decodable frame raises). What decoding
+found — a stream ending before its declared duration, corrupt data, dropped frames (with the longest gap),
+out-of-order timestamps — is logged as one warning line per file on the ``actfusion_sdk.video.decode``
+logger. An mp4 cut before its index (moov atom) cannot be opened at all and raises.
 Decoding never hangs: if no frame arrives for ``stall_seconds`` the file is given up with a ``VideoError``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,6 +30,8 @@ import torch
 
 from ..errors import VideoError
 from .resample import FrameResampler, SourceFrame, to_fraction
+
+log = logging.getLogger(__name__)
 
 # Container formats that hold still images, which PyAV would otherwise open as one-frame videos.
 _IMAGE_FORMATS = ("image2", "_pipe", "gif", "webp", "apng")
@@ -132,6 +136,43 @@ class PresentationClock:
         )
 
 
+class StreamTimeline:
+    """What the frame times of one stream show: dropped frames (gaps over 1.5 nominal intervals, the longest
+    one) and out-of-order or repeated timestamps (which decoding skips)."""
+
+    def __init__(self, interval: Fraction | None) -> None:
+        self.interval = interval
+        self.last: Fraction | None = None
+        self.dropped = 0
+        self.longest_gap: tuple[Fraction, Fraction] | None = None  # (gap, time it ends)
+        self.out_of_order = 0
+
+    def observe(self, time: Fraction | None) -> None:
+        if time is None:
+            return
+        if self.last is not None and time <= self.last:
+            self.out_of_order += 1
+            return
+        if self.last is not None and self.interval and time - self.last > self.interval * 3 / 2:
+            gap = time - self.last
+            self.dropped += round(gap / self.interval) - 1
+            if self.longest_gap is None or gap > self.longest_gap[0]:
+                self.longest_gap = (gap, time)
+        self.last = time
+
+    def findings(self) -> list[str]:
+        found = []
+        if self.dropped and self.longest_gap is not None:
+            gap, end = self.longest_gap
+            found.append(
+                f"about {self.dropped} dropped frames (longest gap {float(gap):.2f} s, "
+                f"before {float(end):.2f} s)"
+            )
+        if self.out_of_order:
+            found.append(f"{self.out_of_order} out-of-order or repeated timestamps skipped")
+        return found
+
+
 class VideoDecoder:
     """Iterate a video's frames at ``fps`` as [H, W, 3] uint8 tensors, resized/cropped as they are decoded.
 
@@ -170,32 +211,42 @@ class VideoDecoder:
                 frame_interval=frame_interval(stream),
             )
             clock = PresentationClock()
+            timeline = StreamTimeline(frame_interval(stream))
+            self._damage: str | None = None
             for frame in self._decoded(container, stream):
-                yield from resampler.push(clock.source_frame(frame))
+                source = clock.source_frame(frame)
+                timeline.observe(source.time)
+                yield from resampler.push(source)
             yield from resampler.finish()
             if not resampler.started:
                 raise VideoError(f"'{self.path}' contains no decodable video frame")
             self.num_frames, self.duration = resampler.num_frames, resampler.duration
-        self._warn_if_incomplete()
+        self._report(timeline)
 
-    def _warn_if_incomplete(self) -> None:
-        """Warn when fewer frames or less time decoded than the container declares (a cut-off file)."""
-        declared_frames, declared_duration = self.info.declared_frames, self.info.duration
+    def _declared_duration(self) -> float | None:
+        """The duration the container declares: its frame count at its rate when it states both."""
+        if self.info.declared_frames and self.info.average_fps:
+            return self.info.declared_frames / self.info.average_fps
+        return self.info.duration
+
+    def _report(self, timeline: StreamTimeline) -> None:
+        """Log one line with everything decoding found, if it found anything."""
+        found = [] if self._damage is None else [self._damage]
+        declared = self._declared_duration()
         slack = 2 / self.info.average_fps if self.info.average_fps else 0.1
-        if (declared_frames and self.source_frames < declared_frames) or (
-            declared_duration and self.duration < declared_duration - slack
-        ):
-            warnings.warn(
-                f"'{self.path}': stream ends early (truncated or corrupt): decoded {self.source_frames} "
-                f"frames / {self.duration:.3f} s of the declared {declared_frames or '?'} frames / "
-                f"{declared_duration or 0:.3f} s; using the frames before the damage",
-                stacklevel=3,
+        if declared and self.duration < declared - slack:
+            found.append(
+                f"the stream ends at {self.duration:.2f} s of the declared {declared:.2f} s "
+                "(truncated or corrupt); using the frames before that"
             )
+        found += timeline.findings()
+        if found:
+            log.warning("'%s': %s", self.path, "; ".join(found))
 
     def _decoded(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
     ) -> Iterator[av.VideoFrame]:
-        """Decoded frames in presentation order; stops with a warning where the stream breaks.
+        """Decoded frames in presentation order; stops where the stream breaks (noted for the report).
 
         The stall clock counts only time spent demuxing and decoding, not time the consumer holds a frame.
         """
@@ -217,11 +268,7 @@ class VideoDecoder:
         except av.FFmpegError as err:
             if produced == 0:
                 raise VideoError(f"'{self.path}': the video stream cannot be decoded: {err}") from err
-            warnings.warn(
-                f"'{self.path}': stream is corrupt or truncated after {produced} frames ({err}); "
-                "using the frames decoded before the damage",
-                stacklevel=2,
-            )
+            self._damage = f"corrupt data after {produced} frames ({err}); decoding stopped there"
             return
 
 
