@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import VideoError
+from ..fileio import unreadable_reason
 from .transforms import resize_and_crop
 
 # Container formats that hold still images, which PyAV would otherwise open as one-frame videos.
@@ -53,10 +54,9 @@ def _fraction(value: float) -> Fraction:
 
 
 def _open(path: Path) -> av.container.InputContainer:
-    if not path.exists():
-        raise VideoError(f"'{path}' does not exist; check the path")
-    if path.is_dir():
-        raise VideoError(f"'{path}' is a directory, not a video file")
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise VideoError(f"'{path}' {reason}")
     if path.stat().st_size == 0:
         raise VideoError(f"'{path}' is empty (0 bytes); re-copy or re-encode the video")
     try:
