@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, KernelError
+from ..runtime import resolve_device
 
 TOLERANCE = 1e-5
 METRICS_TOLERANCE = 1e-9
@@ -59,11 +60,12 @@ def strict_float32() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    device = str(resolve_device(args.device))  # CUDA on a machine without it is a usage error, not an input's
     report: dict[str, dict[str, float]] = {}
     failures = 0
     for path in args.files:
         with strict_float32():
-            errors, tolerance = check_file(path, args.attention_impl, args.device)
+            errors, tolerance = check_file(path, args.attention_impl, device)
         report[str(path)] = errors
         failures += sum(not error <= tolerance for error in errors.values())
         if not args.json:

@@ -100,8 +100,11 @@ def save_model(model: ActFusion, card: ModelCard, path_dir: str | os.PathLike[st
     directory = Path(path_dir)
     directory.mkdir(parents=True, exist_ok=True)
     weights_path, card_path = directory / WEIGHTS_NAME, directory / CARD_NAME
-    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    payload = save(tensors, metadata={"format": "actfusion", "format_version": str(FORMAT_VERSION)})
+    # Sorted keys make the file a function of the weights alone: equal weights, equal sha256.
+    state = model.state_dict()
+    tensors = {key: state[key].detach().cpu().contiguous() for key in sorted(state)}
+    metadata = {"format": "actfusion", "format_version": str(FORMAT_VERSION)}
+    payload = save(tensors, metadata=dict(sorted(metadata.items())))
     signed = replace(card, sha256=hashlib.sha256(payload).hexdigest())
     with atomic_write(weights_path) as stream:
         stream.write(payload)
