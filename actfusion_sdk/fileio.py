@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -46,3 +47,20 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def unreadable_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` cannot be read as a file, as the end of a sentence about it (None when it can be)."""
+    try:
+        with open(path, "rb"):
+            return None
+    except FileNotFoundError:
+        return "does not exist; check the path" if not os.path.islink(path) else "is a broken symbolic link"
+    except IsADirectoryError:
+        return "is a directory, not a file"
+    except PermissionError:
+        return "cannot be read (permission denied); check its permissions"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link loop; fix or remove the link"
+        return f"cannot be opened: {err.strerror or err}"

@@ -9,14 +9,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError, KernelError, WeightsError
+from ..fileio import atomic_write
 from ..model.attention import IMPLEMENTATIONS
+from ..outputs import (
+    InputFailure,
+    InputIdentity,
+    Run,
+    claim_output_names,
+    output_record,
+    prepare_output_dir,
+    record_failures,
+)
 from ..results import FORMATS, AnticipationResult, SegmentationResult, activitynet_document
 
+if TYPE_CHECKING:
+    from ..predictor import Predictor, PreparedFeatures
+
+Result = TypeVar("Result", SegmentationResult, AnticipationResult)
+
 _SUFFIXES = {"json": ".json", "csv": ".csv", "mstcn": ".txt", "activitynet": ".activitynet.json"}
+RECORD_SUFFIX = ".record.json"  # beside each video's outputs: its input and settings (`output_is_finished`)
 
 
 def add_compute_arguments(parser: argparse.ArgumentParser, *, threads: bool = False) -> None:
@@ -63,37 +80,81 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress or file messages on stderr")
 
 
-def build_pipeline(args: argparse.Namespace):
-    """The Pipeline for the parsed arguments, after checking the output options (before any work)."""
-    from ..pipeline import Pipeline
+def run_each(
+    args: argparse.Namespace,
+    answer: Callable[[Predictor, PreparedFeatures], Result],
+    settings: dict[str, Any],
+) -> int:
+    """Answer every video like `actfusion extract` does: each good one gets its result and its outputs, each
+    failure is one line on stderr (and merged into OUT/failures.json); the exit code is 3 if any failed.
+
+    `settings` (what besides the model decides the outputs) goes into each output's record.
+    """
+    from ..predictor import Predictor
 
     if len(args.videos) > 1 and args.out is None and args.format in ("csv", "mstcn"):
         raise ConfigError(
             f"--format {args.format} prints one video at a time; add --out DIR to write one file per video"
         )
-    stems = [Path(video).stem for video in args.videos]
-    if (args.out is not None or args.plot) and len(set(stems)) < len(stems):
-        raise ConfigError(
-            f"several videos share a file name ({', '.join(stems)}); their outputs would collide"
-        )
-    return Pipeline(args.videos, weights=args.weights, device=args.device, progress=not args.quiet)
+    destination = None
+    if args.out is not None or args.plot:
+        destination = prepare_output_dir(args.out or Path("."))
+    run = Run.begin()
+    predictor = Predictor(args.weights, device=args.device)
+    predictor.feature_settings()  # a card that cannot run on video fails here, before any work
+    answered: list[tuple[Path, Result]] = []
+    failed: list[InputFailure] = []
+    for video in map(Path, args.videos):
+        try:
+            answered.append((video, answer(predictor, predictor.extract(video, progress=not args.quiet))))
+        except (WeightsError, KernelError):
+            raise  # the model or the device, not this video: no other video would fare better
+        except Exception as err:  # one bad video must not cost the others their results
+            failed.append(InputFailure(video, f"{type(err).__name__}: {err}"))
+    if answered:
+        emit(answered, args, destination, {**settings, "model": predictor.card.sha256})
+    for failure in failed:
+        print(f"actfusion: {failure.error}", file=sys.stderr)
+    if destination is not None and args.out is not None:
+        report = record_failures(destination, run, failed, [video for video, _ in answered])
+        if report is not None:
+            note(args, f"failures listed in {report}")
+    return InputError.exit_code if failed else 0
 
 
-def emit(results: Sequence[SegmentationResult | AnticipationResult], args: argparse.Namespace) -> int:
-    """Print or write `results` as the arguments ask; returns the exit code 0."""
+def emit(
+    answered: Sequence[tuple[Path, Result]],
+    args: argparse.Namespace,
+    destination: Path | None,
+    settings: dict[str, Any],
+) -> None:
+    """Print or write the results as the arguments ask; every written set of files gets its input record."""
+    results = [result for _, result in answered]
     kind = results[0].kind
-    if args.format is not None and args.out is not None:
-        for result in results:
-            name = f"{result.video_id}.{kind}{_SUFFIXES[args.format]}"
-            note(args, f"wrote {result.save(args.out / name, args.format)}")
-    elif args.format is not None:
+    if destination is not None:
+        names = claim_output_names(destination, [video for video, _ in answered])
+        for video, result in answered:
+            identity = InputIdentity.of(video)
+            written = []
+            if args.format is not None and args.out is not None:
+                written.append(
+                    result.save(destination / f"{names[video]}.{kind}{_SUFFIXES[args.format]}", args.format)
+                )
+            if args.plot:
+                written.append(result.plot(destination / f"{names[video]}.{kind}.png"))
+            if not written:
+                continue
+            record = destination / f"{names[video]}.{kind}{RECORD_SUFFIX}"
+            with atomic_write(record, "w") as handle:
+                json.dump(
+                    output_record(identity, settings, [path.name for path in written]), handle, indent=1
+                )
+            for path in written:
+                note(args, f"wrote {path}")
+    if args.format is not None and args.out is None:
         print(_stdout_export(results, args.format), end="")
-    if args.plot:
-        for result in results:
-            note(args, f"wrote {result.plot((args.out or Path('.')) / f'{result.video_id}.{kind}.png')}")
     if args.format is None or args.out is not None:
         print("\n\n".join(result.table() for result in results))
-    return 0
 
 
 def _stdout_export(results: Sequence[SegmentationResult | AnticipationResult], fmt: str) -> str:

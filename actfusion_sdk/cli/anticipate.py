@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
-from ._common import add_common_arguments, build_pipeline, emit
+from ._common import add_common_arguments, run_each
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Checked before loading weights or decoding, so a bad request fails at once.
     window = AnticipationWindow(args.ratio, args.observed, args.horizon)
-    pipeline = build_pipeline(args)
-    results = pipeline.anticipate(
-        window.ratio, observed=window.observed, horizon=window.horizon, seed=args.seed
+    settings = {"command": "anticipate", "seed": args.seed, "format": args.format, **asdict(window)}
+    return run_each(
+        args, lambda predictor, prepared: predictor.anticipate(prepared, window, seed=args.seed), settings
     )
-    return emit(results, args)

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Extract i3d_r50 features from videos (files or directories) into OUT/features/<name>.npy "
             "([2048, T] float32, MS-TCN layout) with a JSON sidecar. Finished videos are skipped; failures "
-            "are listed in OUT/failures.json and the exit code is 3 if any video failed."
+            "are merged into OUT/failures.json and the exit code is 3 if any video failed. Videos sharing a "
+            "file name get distinct output names (see the README)."
         ),
     )
     parser.add_argument(
@@ -66,10 +67,14 @@ def _settings(choice: str | None, has_weights: bool):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..features.extract import FAILURES_FILE, extract_to_directory, find_videos
+    from ..features.extract import extract_to_directory, find_videos
     from ..features.i3d import I3DFeatureExtractor
+    from ..outputs import prepare_output_dir
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     settings = _settings(args.settings, args.i3d_weights is not None)
+    prepare_output_dir(args.out)
     videos = find_videos(args.inputs)
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.inputs)}")
@@ -101,6 +106,6 @@ def run(args: argparse.Namespace) -> int:
     if report.failed or not args.quiet:
         print(report.summary(), file=sys.stderr)
     if report.failed:
-        print(f"failures listed in {args.out / FAILURES_FILE}", file=sys.stderr)
+        print(f"failures listed in {report.failures_file}", file=sys.stderr)
         return InputError.exit_code
     return 0

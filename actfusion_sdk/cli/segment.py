@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_common_arguments, build_pipeline, emit
+from ._common import add_common_arguments, run_each
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,5 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = build_pipeline(args).segment(seed=args.seed)
-    return emit(results, args)
+    return run_each(
+        args,
+        lambda predictor, prepared: predictor.segment(prepared, seed=args.seed),
+        {"command": "segment", "seed": args.seed, "format": args.format},
+    )

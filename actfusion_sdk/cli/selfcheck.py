@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..runtime import resolve_device
 from ..testing import METRICS_TOLERANCE, TOLERANCE, check_file
 
 IMPLEMENTATIONS = ("auto", "reference", "torch", "triton")
@@ -38,10 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    device = str(resolve_device(args.device))  # CUDA on a machine without it is a usage error, not an input's
     report: dict[str, dict[str, float]] = {}
     failures = 0
     for path in args.files:
-        errors, tolerance = check_file(path, args.attention_impl, args.device)
+        errors, tolerance = check_file(path, args.attention_impl, device)
         report[str(path)] = errors
         failures += sum(not error <= tolerance for error in errors.values())
         if not args.json:

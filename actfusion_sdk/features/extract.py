@@ -1,7 +1,8 @@
 """Batch extraction to an MS-TCN layout: ``<out>/features/<name>.npy`` ([2048, T] float32) + a JSON sidecar.
 
-Each file is written atomically (temporary file + ``os.replace``), videos whose outputs exist with the same
-settings are skipped, and a failing video is recorded in the report while the batch goes on.
+Each file is written atomically (temporary file + ``os.replace``); a video is skipped when its sidecar records
+the same input (path, size, mtime, content fingerprint) and settings; a failing video is recorded in the
+report while the batch goes on. Videos sharing a stem get distinct names (`claim_output_names`).
 """
 
 from __future__ import annotations
@@ -15,28 +16,29 @@ from typing import Any
 import numpy as np
 
 from ..fileio import atomic_write
+from ..outputs import (
+    InputFailure,
+    InputIdentity,
+    Run,
+    claim_output_names,
+    output_is_finished,
+    output_record,
+    prepare_output_dir,
+    record_failures,
+)
 from .i3d import I3DFeatureExtractor, VideoFeatures
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
 )
-FAILURES_FILE = "failures.json"
-
-
-@dataclass(frozen=True)
-class ExtractionFailure:
-    video: Path
-    error: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"video": str(self.video), "error": self.error}
 
 
 @dataclass
 class ExtractionReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
-    failed: list[ExtractionFailure] = field(default_factory=list)
+    failed: list[InputFailure] = field(default_factory=list)
+    failures_file: Path | None = None
 
     def summary(self) -> str:
         lines = [f"{len(self.written)} extracted, {len(self.skipped)} skipped, {len(self.failed)} failed"]
@@ -49,16 +51,22 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            # Broken links and link loops are listed too, so that they are reported rather than skipped.
+            found += sorted(
+                p
+                for p in item.rglob("*")
+                if (p.is_file() or p.is_symlink()) and p.suffix.lower() in VIDEO_SUFFIXES
+            )
         else:
             found.append(item)
     return list(dict.fromkeys(found))
 
 
-def sidecar(result: VideoFeatures, precision: str) -> dict[str, Any]:
-    """The JSON record written next to a feature file."""
+def sidecar(result: VideoFeatures, precision: str, identity: InputIdentity, npy_name: str) -> dict[str, Any]:
+    """The JSON record written next to a feature file (also its `output_is_finished` record)."""
     settings = result.settings
     return {
+        **output_record(identity, settings.to_dict(), [npy_name]),
         "video": str(result.source),
         "shape": list(result.features.shape),
         "fps": settings.fps,
@@ -72,17 +80,7 @@ def sidecar(result: VideoFeatures, precision: str) -> dict[str, Any]:
         "extractor": settings.extractor,
         "weights": settings.weights.to_dict(),
         "precision": precision,
-        "settings": settings.to_dict(),
     }
-
-
-def _is_finished(npy: Path, meta: Path, settings: dict[str, Any]) -> bool:
-    if not (npy.is_file() and meta.is_file()):
-        return False
-    try:
-        return json.loads(meta.read_text()).get("settings") == settings
-    except (OSError, ValueError):
-        return False
 
 
 def extract_to_directory(
@@ -93,42 +91,33 @@ def extract_to_directory(
     on_video: Callable[[int, Path], None] | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> ExtractionReport:
-    """Extract every video into ``out_dir/features``; failures are collected, written to
+    """Extract every video into ``out_dir/features``; failures are collected, merged into
     ``out_dir/failures.json`` and never stop the batch. ``on_video(index, video)`` runs before each video."""
-    out_dir = Path(out_dir)
+    out_dir = prepare_output_dir(out_dir)
     feature_dir = out_dir / "features"
-    feature_dir.mkdir(parents=True, exist_ok=True)
+    feature_dir.mkdir(exist_ok=True)
     settings = extractor.settings.to_dict()
     report = ExtractionReport()
-    claimed: dict[str, Path] = {}
+    run = Run.begin()
+    names = claim_output_names(out_dir, videos)
     for index, video in enumerate(videos):
         if on_video is not None:
             on_video(index, video)
-        name = video.stem
-        if name in claimed:
-            report.failed.append(
-                ExtractionFailure(video, f"has the same name as {claimed[name]}; rename one")
-            )
-            continue
-        claimed[name] = video
-        npy, meta = feature_dir / f"{name}.npy", feature_dir / f"{name}.json"
-        if _is_finished(npy, meta, settings):
-            report.skipped.append(video)
-            continue
+        npy, meta = feature_dir / f"{names[video]}.npy", feature_dir / f"{names[video]}.json"
         try:
+            identity = InputIdentity.of(video)
+            if output_is_finished(meta, identity, settings):
+                report.skipped.append(video)
+                continue
             result = extractor.extract(video, progress=progress)
         except Exception as err:  # one bad video must not stop the batch; the report says what happened
-            report.failed.append(ExtractionFailure(video, f"{type(err).__name__}: {err}"))
+            report.failed.append(InputFailure(video, f"{type(err).__name__}: {err}"))
             continue
         with atomic_write(npy) as handle:
             np.save(handle, result.features.astype(np.float32, copy=False))
         with atomic_write(meta, "w") as handle:
-            json.dump(sidecar(result, extractor.precision), handle, indent=1)
+            json.dump(sidecar(result, extractor.precision, identity, npy.name), handle, indent=1)
         report.written.append(npy)
-    failures = out_dir / FAILURES_FILE
-    if report.failed:
-        with atomic_write(failures, "w") as handle:
-            json.dump([f.to_dict() for f in report.failed], handle, indent=1)
-    else:
-        failures.unlink(missing_ok=True)
+    finished = [video for video in videos if video not in {f.video for f in report.failed}]
+    report.failures_file = record_failures(out_dir, run, report.failed, finished)
     return report

@@ -17,6 +17,15 @@ POOLING_ADAPTIVE_MEAN = "adaptive_mean_res5"
 PRECISIONS = ("fp32", "bf16")
 WEIGHT_KINDS = ("seeded", "file")
 FEATURE_DIM = 2048
+FPS_RANGE = (0.1, 1000.0)  # decode rates outside this are mistakes (and 1e6 fps plans days of work)
+# Upper bounds of the integer settings: far above any real use, low enough to catch typos before decoding.
+INTEGER_LIMITS = {
+    "clip_frames": 512,
+    "frame_stride": 256,
+    "feature_stride": 100_000,
+    "short_side": 2048,
+    "crop_size": 2048,
+}
 
 
 @dataclass(frozen=True)
@@ -79,22 +88,27 @@ class FeatureSettings:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
-            raise ConfigError(f"fps must be a positive number, got {self.fps!r}")
-        for name in ("clip_frames", "frame_stride", "feature_stride", "short_side", "crop_size"):
+        low, high = FPS_RANGE
+        if not _is_number(self.fps) or not low <= self.fps <= high:
+            raise ConfigError(
+                f"fps must be a number from {low:g} to {high:g} frames per second, got {self.fps!r}"
+            )
+        for name, limit in INTEGER_LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+                raise ConfigError(f"{name} must be an integer from 1 to {limit}, got {value!r}")
         if self.crop_size > self.short_side:
             raise ConfigError(f"crop_size {self.crop_size} is larger than short_side {self.short_side}")
         if self.crop_size < 32:
             raise ConfigError(f"crop_size {self.crop_size} is too small for i3d_r50 (needs >= 32 px)")
         for name in ("mean", "std"):
             value = getattr(self, name)
-            if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+            if not isinstance(value, tuple) or len(value) != 3 or not all(map(_is_number, value)):
                 raise ConfigError(f"{name} must be three numbers (R, G, B), got {value!r}")
-        if any(s <= 0 for s in self.std):
-            raise ConfigError(f"std must be positive, got {self.std!r}")
+        if not all(0 <= m <= 1 for m in self.mean):
+            raise ConfigError(f"mean must lie in [0, 1] (pixels are scaled to [0, 1]), got {self.mean!r}")
+        if not all(0 < s <= 1 for s in self.std):
+            raise ConfigError(f"std must lie in (0, 1], got {self.std!r}")
         if self.extractor != EXTRACTOR_I3D_R50:
             raise ConfigError(f"extractor {self.extractor!r} is unknown; only {EXTRACTOR_I3D_R50!r} exists")
         if self.pooling != POOLING_ADAPTIVE_MEAN:
@@ -175,6 +189,10 @@ class FeatureSettings:
         values = dict(data)
         values["weights"] = WeightsSource.from_dict(data["weights"])
         for name in ("mean", "std"):
-            if name in values:
+            if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
         return cls(**values)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

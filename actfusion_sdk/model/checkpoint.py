@@ -101,13 +101,28 @@ def save_model(model: ActFusion, card: ModelCard, path_dir: str | os.PathLike[st
     directory.mkdir(parents=True, exist_ok=True)
     weights_path, card_path = directory / WEIGHTS_NAME, directory / CARD_NAME
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    payload = save(tensors, metadata={"format": "actfusion", "format_version": str(FORMAT_VERSION)})
+    payload = _sorted_header(
+        save(tensors, metadata={"format": "actfusion", "format_version": str(FORMAT_VERSION)})
+    )
     signed = replace(card, sha256=hashlib.sha256(payload).hexdigest())
     with atomic_write(weights_path) as stream:
         stream.write(payload)
     with atomic_write(card_path, "w") as stream:
         stream.write(json.dumps(signed.to_dict(), indent=2) + "\n")
     return directory
+
+
+def _sorted_header(payload: bytes) -> bytes:
+    """`payload` with its JSON header's keys sorted, so that equal weights give equal bytes (and sha256).
+
+    safetensors writes the metadata in hash-map order, which changes from one process to the next. The sorted
+    header has the same length (same keys and values), so the tensor offsets stay valid.
+    """
+    size = int.from_bytes(payload[:8], "little")
+    header = json.dumps(json.loads(payload[8 : 8 + size]), separators=(",", ":"), sort_keys=True).encode()
+    if len(header) > size:  # not the compact ASCII header safetensors writes: leave it as it is
+        return payload
+    return payload[:8] + header.ljust(size, b" ") + payload[8 + size :]
 
 
 def load_model(

@@ -4,6 +4,7 @@ the weight average, every rank's random sources and the counters, so `resume=Tru
 from __future__ import annotations
 
 import copy
+import pickle
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +171,10 @@ def resume_checkpoint(
     """Restore `state` from a checkpoint written by the same configuration and number of processes."""
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise WeightsError(f"cannot resume from {path}: {err}") from err
-    if payload.get("version") != CHECKPOINT_VERSION:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        # UnpicklingError: the file holds objects that weights_only refuses to load (an unsafe pickle).
+        raise WeightsError(f"cannot resume from {path}: {str(err).splitlines()[0]}") from err
+    if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
         raise WeightsError(f"{path} is not a training checkpoint of this version; start a new run")
     if payload["config"] != config.to_dict():
         raise ConfigError(f"{path} was written with another configuration; resume with the same one")

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError
 from ..evaluate import evaluate_model
 from ..features.settings import FeatureSettings
+from ..fileio import atomic_write
 from ..model.actfusion import ActFusion
 from ..model.checkpoint import FORMAT_VERSION, ModelCard, save_model
 from ..model.config import ActFusionConfig, preset
@@ -220,6 +221,10 @@ class _Trainer:
         self.info.barrier()
         if resume and self.checkpoint_path.is_file():
             resume_checkpoint(self.checkpoint_path, self.state, self.config, self.info, self.device)
+            if self.info.is_main:
+                # The log restarts from the checkpoint's history: epochs after it run (and are logged) again.
+                with atomic_write(self.out_dir / LOG_NAME, "w") as handle:
+                    handle.writelines(json.dumps(record) + "\n" for record in self.state.history)
         elif self.info.is_main:
             (self.out_dir / LOG_NAME).unlink(missing_ok=True)
             self.log(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import VideoError
+from ..fileio import unreadable_reason
 from .resample import FrameResampler, SourceFrame, to_fraction
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,9 @@ class VideoInfo:
 
 
 def _open(path: Path) -> av.container.InputContainer:
-    if not path.exists():
-        raise VideoError(f"'{path}' does not exist; check the path")
-    if path.is_dir():
-        raise VideoError(f"'{path}' is a directory, not a video file")
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise VideoError(f"'{path}' {reason}")
     if path.stat().st_size == 0:
         raise VideoError(f"'{path}' is empty (0 bytes); re-copy or re-encode the video")
     try:
