@@ -242,3 +242,83 @@ def assert_matches_reference(
         scale = max(want.abs().max().item(), 1.0)
         error = (got - want).abs().max().item() / scale
         assert error <= tolerance, f"{name}: relative error {error:.3e} (d={dilation}, K={kernel_size})"
+
+
+# ---- small videos and models of the integrity tests --------------------------------------------------
+
+SMALL_SETTINGS = FeatureSettings(  # 10 fps, 4-frame clips: the integrity tests' small videos
+    fps=10.0,
+    clip_frames=4,
+    frame_stride=1,
+    feature_stride=4,
+    short_side=36,
+    crop_size=32,
+    weights=WeightsSource("seeded", seed=0),
+)
+
+
+def write_level_video(path: Path, seconds: float, *, level: int = 60, rotation: int | None = None) -> Path:
+    """A small real mp4 at 10 fps (40x32); `rotation` sets display-matrix side data that PyAV reads back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 40, 32, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for index in range(round(seconds * 10)):
+            image = np.full((32, 40, 3), (level + 9 * index) % 256, np.uint8)
+            image[:8, :8] = 255  # a bright top-left corner shows which way the frame is turned
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def write_small_model(directory: Path) -> Path:
+    """A random tiny ActFusion (3 classes, 2 DDIM steps) whose card names SMALL_SETTINGS."""
+    from actfusion_sdk.model.actfusion import ActFusion
+    from actfusion_sdk.model.checkpoint import ModelCard
+    from actfusion_sdk.model.config import DecoderConfig, EncoderConfig, PostprocessConfig, preset
+
+    config = dataclasses.replace(
+        preset("50salads"),
+        name="tiny",
+        encoder=EncoderConfig(3, 8, 5, 0.5, 0.5, 0.5, (0, 1, 2)),
+        decoder=DecoderConfig(2, 8, 5, 0.1, time_emb_dim=16),
+        postprocess=PostprocessConfig("median", 3),
+        sample_rate=2,
+    )
+    config = dataclasses.replace(
+        config, diffusion=dataclasses.replace(config.diffusion, sampling_timesteps=2)
+    )
+    torch.manual_seed(0)
+    model = ActFusion(config, num_classes=3)
+    card = ModelCard(
+        format_version=1,
+        config=config,
+        classes=("a", "b", "c"),
+        features=SMALL_SETTINGS.to_dict(),
+        fps=SMALL_SETTINGS.features_per_second,
+    )
+    return save_model(model, card, directory)
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+TRAIN_FEATURE_DIM = 16
+
+
+def tiny_config(**training):
+    """The 50salads recipe (all its masking types, sr = 2 streams) at toy sizes."""
+    base = preset("50salads")
+    return dataclasses.replace(
+        base,
+        name="tiny",
+        encoder=EncoderConfig(4, 8, 3, 0.1, 0.1, 0.1, (1, 3), input_dim=TRAIN_FEATURE_DIM),
+        decoder=DecoderConfig(2, 8, 3, 0.1, time_emb_dim=16),
+        sample_rate=2,
+        postprocess=PostprocessConfig("median", 3),
+        training=dataclasses.replace(
+            base.training, **{"boundary_smooth": 2.0, "learning_rate": 5e-3, "patch_size": 4, **training}
+        ),
+    )

@@ -13,7 +13,7 @@ from actfusion_sdk.cli import main
 from actfusion_sdk.errors import WeightsError
 from actfusion_sdk.train.state import resume_checkpoint
 
-from .test_integrity import SETTINGS, write_tiny_model, write_video
+from .helpers import SMALL_SETTINGS, write_level_video, write_small_model
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -23,18 +23,18 @@ def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("errors")
     (root / "a_file").write_text("not a folder")
     settings = {
-        "mean_scalar": {**SETTINGS.to_dict(), "mean": 0.45},
-        "fps_huge": {**SETTINGS.to_dict(), "fps": 1e6},
-        "fps_tiny": {**SETTINGS.to_dict(), "fps": 1e-9},
-        "clip_huge": {**SETTINGS.to_dict(), "clip_frames": 100_000},
-        "stride_zero": {**SETTINGS.to_dict(), "feature_stride": 0},
+        "mean_scalar": {**SMALL_SETTINGS.to_dict(), "mean": 0.45},
+        "fps_huge": {**SMALL_SETTINGS.to_dict(), "fps": 1e6},
+        "fps_tiny": {**SMALL_SETTINGS.to_dict(), "fps": 1e-9},
+        "clip_huge": {**SMALL_SETTINGS.to_dict(), "clip_frames": 100_000},
+        "stride_zero": {**SMALL_SETTINGS.to_dict(), "feature_stride": 0},
     }
     for name, data in settings.items():
         (root / f"{name}.json").write_text(json.dumps(data))
     return {
         "root": root,
-        "video": write_video(root / "clip.mp4", 1.0),
-        "weights": write_tiny_model(root / "model"),
+        "video": write_level_video(root / "clip.mp4", 1.0),
+        "weights": write_small_model(root / "model"),
     }
 
 

@@ -3,7 +3,6 @@ segment/anticipate carry on past bad videos, model files are deterministic, rota
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -18,44 +17,19 @@ import pytest
 import torch
 
 from actfusion_sdk.cli import main
-from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
 from actfusion_sdk.model.checkpoint import load_model, save_model
 from actfusion_sdk.outputs import InputIdentity, claim_output_names, output_is_finished
 from actfusion_sdk.video.decode import probe_video, read_frames
 
+from .helpers import SMALL_SETTINGS, tiny_config, write_level_video, write_small_model
+
 CLI = "import sys; from actfusion_sdk.cli import main; sys.exit(main())"
-SETTINGS = FeatureSettings(
-    fps=10.0,
-    clip_frames=4,
-    frame_stride=1,
-    feature_stride=4,
-    short_side=36,
-    crop_size=32,
-    weights=WeightsSource("seeded", seed=0),
-)
-
-
-def write_video(path: Path, seconds: float, *, level: int = 60, rotation: int | None = None) -> Path:
-    """A small real mp4 at 10 fps (40x32); `rotation` sets display-matrix side data that PyAV reads back."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 40, 32, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for index in range(round(seconds * 10)):
-            image = np.full((32, 40, 3), (level + 9 * index) % 256, np.uint8)
-            image[:8, :8] = 255  # a bright top-left corner shows which way the frame is turned
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return path
 
 
 @pytest.fixture
 def settings_file(tmp_path: Path) -> Path:
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps(SETTINGS.to_dict()))
+    path.write_text(json.dumps(SMALL_SETTINGS.to_dict()))
     return path
 
 
@@ -70,8 +44,8 @@ def feature_frames(out: Path, name: str) -> int:
 
 
 def test_same_stem_in_two_folders_never_collides(tmp_path: Path, settings_file: Path) -> None:
-    first = write_video(tmp_path / "a" / "clip.mp4", 2.0)
-    second = write_video(tmp_path / "b" / "clip.mp4", 1.0, level=150)
+    first = write_level_video(tmp_path / "a" / "clip.mp4", 2.0)
+    second = write_level_video(tmp_path / "b" / "clip.mp4", 1.0, level=150)
     out = tmp_path / "out"
     assert extract_cli(first, "--out", out, settings=settings_file).returncode == 0
     run = extract_cli(second, "--out", out, settings=settings_file)
@@ -91,13 +65,15 @@ def test_same_stem_in_two_folders_never_collides(tmp_path: Path, settings_file: 
 
 
 def test_a_video_replaced_in_place_is_extracted_again(tmp_path: Path, settings_file: Path) -> None:
-    video = write_video(tmp_path / "clip.mp4", 2.0)
+    video = write_level_video(tmp_path / "clip.mp4", 2.0)
     out = tmp_path / "out"
     assert extract_cli(video, "--out", out, settings=settings_file).returncode == 0
     identity = InputIdentity.of(video)
-    assert output_is_finished(out / "features" / "clip.json", identity, SETTINGS.to_dict())
-    write_video(video, 1.0, level=200)
-    assert not output_is_finished(out / "features" / "clip.json", InputIdentity.of(video), SETTINGS.to_dict())
+    assert output_is_finished(out / "features" / "clip.json", identity, SMALL_SETTINGS.to_dict())
+    write_level_video(video, 1.0, level=200)
+    assert not output_is_finished(
+        out / "features" / "clip.json", InputIdentity.of(video), SMALL_SETTINGS.to_dict()
+    )
     run = extract_cli(video, "--out", out, settings=settings_file)
     assert run.returncode == 0 and "1 extracted, 0 skipped" in run.stderr, run.stderr
     assert feature_frames(out, "clip") == 3
@@ -105,7 +81,7 @@ def test_a_video_replaced_in_place_is_extracted_again(tmp_path: Path, settings_f
 
 def test_concurrent_runs_keep_each_others_failures(tmp_path: Path, settings_file: Path) -> None:
     """B starts and is paused mid-video; A fails a video and exits; B then finishes without failures."""
-    good = write_video(tmp_path / "good.mp4", 3.0)
+    good = write_level_video(tmp_path / "good.mp4", 3.0)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     out = tmp_path / "out"
@@ -139,38 +115,10 @@ def test_concurrent_runs_keep_each_others_failures(tmp_path: Path, settings_file
     assert feature_frames(out, "good") == 8
 
 
-def write_tiny_model(directory: Path) -> Path:
-    from actfusion_sdk.model.actfusion import ActFusion
-    from actfusion_sdk.model.checkpoint import ModelCard
-    from actfusion_sdk.model.config import DecoderConfig, EncoderConfig, PostprocessConfig, preset
-
-    config = dataclasses.replace(
-        preset("50salads"),
-        name="tiny",
-        encoder=EncoderConfig(3, 8, 5, 0.5, 0.5, 0.5, (0, 1, 2)),
-        decoder=DecoderConfig(2, 8, 5, 0.1, time_emb_dim=16),
-        postprocess=PostprocessConfig("median", 3),
-        sample_rate=2,
-    )
-    config = dataclasses.replace(
-        config, diffusion=dataclasses.replace(config.diffusion, sampling_timesteps=2)
-    )
-    torch.manual_seed(0)
-    model = ActFusion(config, num_classes=3)
-    card = ModelCard(
-        format_version=1,
-        config=config,
-        classes=("a", "b", "c"),
-        features=SETTINGS.to_dict(),
-        fps=SETTINGS.features_per_second,
-    )
-    return save_model(model, card, directory)
-
-
 def test_segment_over_several_videos_carries_on_past_a_bad_one(tmp_path: Path, capsys) -> None:
-    weights = write_tiny_model(tmp_path / "model")
-    good = write_video(tmp_path / "good.mp4", 2.0)
-    second = write_video(tmp_path / "other" / "good.mp4", 1.0)
+    weights = write_small_model(tmp_path / "model")
+    good = write_level_video(tmp_path / "good.mp4", 2.0)
+    second = write_level_video(tmp_path / "other" / "good.mp4", 1.0)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"garbage")
     out = tmp_path / "out"
@@ -189,7 +137,7 @@ def test_segment_over_several_videos_carries_on_past_a_bad_one(tmp_path: Path, c
 
 
 def test_equal_weights_give_equal_files(tmp_path: Path) -> None:
-    first = write_tiny_model(tmp_path / "one")
+    first = write_small_model(tmp_path / "one")
     model, card = load_model(first)
     second = save_model(model, card, tmp_path / "two")
     assert (first / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
@@ -199,8 +147,8 @@ def test_equal_weights_give_equal_files(tmp_path: Path) -> None:
 
 
 def test_rotated_video_is_turned_upright(tmp_path: Path) -> None:
-    plain = write_video(tmp_path / "plain.mp4", 0.2)
-    rotated = write_video(tmp_path / "rotated.mp4", 0.2, rotation=90)
+    plain = write_level_video(tmp_path / "plain.mp4", 0.2)
+    rotated = write_level_video(tmp_path / "rotated.mp4", 0.2, rotation=90)
     with av.open(str(rotated)) as container:  # PyAV reads the display matrix back
         frame = next(container.decode(video=0))
         assert frame.rotation == 90
@@ -213,8 +161,6 @@ def test_rotated_video_is_turned_upright(tmp_path: Path) -> None:
 def test_resume_logs_each_epoch_once(tmp_path: Path) -> None:
     from actfusion_sdk.data.synthetic import write_synthetic_mstcn
     from actfusion_sdk.train import train
-
-    from .test_train import tiny_config
 
     data = write_synthetic_mstcn(
         tmp_path / "toy", num_videos=5, num_classes=3, feature_dim=16, frames=(30, 40), test_videos=1
@@ -234,7 +180,7 @@ def test_resume_logs_each_epoch_once(tmp_path: Path) -> None:
 
 def test_symlink_loop_in_a_folder_is_reported(tmp_path: Path, settings_file: Path, capsys) -> None:
     folder = tmp_path / "videos"
-    write_video(folder / "fine.mp4", 1.0)
+    write_level_video(folder / "fine.mp4", 1.0)
     (folder / "loop.mp4").symlink_to(folder / "loop.mp4")
     out = tmp_path / "out"
     assert main(["extract", str(folder), "--out", str(out), "--settings", str(settings_file), "--quiet"]) == 3

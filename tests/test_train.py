@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -19,28 +18,12 @@ from actfusion_sdk.data.synthetic import write_synthetic_mstcn
 from actfusion_sdk.errors import ConfigError
 from actfusion_sdk.features.settings import FeatureSettings
 from actfusion_sdk.model.checkpoint import load_model
-from actfusion_sdk.model.config import DecoderConfig, EncoderConfig, PostprocessConfig, preset
 from actfusion_sdk.train import Distributed, WeightAverage, carve_validation, epoch_shard, train
 
+from .helpers import TRAIN_FEATURE_DIM as FEATURE_DIM
+from .helpers import tiny_config
+
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-FEATURE_DIM = 16
-
-
-def tiny_config(**training):
-    """The 50salads recipe (all its masking types, sr = 2 streams) at toy sizes."""
-    base = preset("50salads")
-    return dataclasses.replace(
-        base,
-        name="tiny",
-        encoder=EncoderConfig(4, 8, 3, 0.1, 0.1, 0.1, (1, 3), input_dim=FEATURE_DIM),
-        decoder=DecoderConfig(2, 8, 3, 0.1, time_emb_dim=16),
-        sample_rate=2,
-        postprocess=PostprocessConfig("median", 3),
-        training=dataclasses.replace(
-            base.training, **{"boundary_smooth": 2.0, "learning_rate": 5e-3, "patch_size": 4, **training}
-        ),
-    )
 
 
 @pytest.fixture(scope="module")
