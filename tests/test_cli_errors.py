@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -76,26 +75,11 @@ def test_every_bad_option_is_one_line_with_its_exit_code(files, capsys) -> None:
         assert len(lines) == 1 and fragment in lines[0], (argv, err)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_unwritable_out_is_a_usage_error_before_any_work(files, capsys) -> None:
-    locked = files["root"] / "locked"
-    locked.mkdir(exist_ok=True)
-    locked.chmod(0o555)
-    try:
-        argv = [
-            "segment",
-            files["video"],
-            "--weights",
-            files["root"] / "none",
-            "--out",
-            locked,
-            "--format",
-            "json",
-        ]
-        assert main([str(a) for a in argv]) == 2
-        assert "not writable" in capsys.readouterr().err
-    finally:
-        locked.chmod(0o755)
+    # sysfs refuses new folders even to root, so this holds wherever the tests run (CI runs as root).
+    argv = ["segment", files["video"], "--weights", files["root"] / "none", "--out", "/sys/actfusion-out"]
+    assert main([str(a) for a in argv + ["--format", "json"]]) == 2
+    assert "not writable" in capsys.readouterr().err
 
 
 def test_resume_over_an_unsafe_pickle_is_a_weights_error(tmp_path: Path) -> None:
