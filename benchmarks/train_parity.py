@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import collections
 import cProfile
-import json
 import pstats
 import random
 from pathlib import Path
@@ -49,7 +48,7 @@ PRESET = "50salads"
 
 
 def write_parity_data(root: Path) -> Path:
-    """16 videos (12 train, 4 test) of 6 classes, 160–240 frames (20–30 per sr = 8 stream): class means + noise."""
+    """16 videos (12 train, 4 test), 6 classes, 160–240 frames (20–30 a stream at sr 8): means + noise."""
     return write_synthetic_mstcn(
         root,
         num_videos=16,
@@ -85,7 +84,9 @@ class OfficialOrderObjective(TrainingObjective):
         return super().forward(official_cpu_order(features, visible), visible, t, noisy_labels)
 
 
-def parity_trainer(data: Path, out: Path, order: str, epochs: int, seed: int, val_fraction: float) -> _Trainer:
+def parity_trainer(
+    data: Path, out: Path, order: str, epochs: int, seed: int, val_fraction: float
+) -> _Trainer:
     """The package's trainer on the 50salads recipe; with order 'official_cpu' only its objective differs."""
     trainer = _Trainer(
         preset(PRESET),
@@ -117,8 +118,8 @@ def curves(args: argparse.Namespace) -> None:
     for record in epochs:
         loss = record["loss"]
         print(
-            f"{record['epoch']:5d} {loss['decoder_ce']:.4f} {loss['encoder_ce']:.4f} {loss['encoder_mse']:.4f}"
-            f" {loss['decoder_mse']:.4f} {loss['decoder_boundary']:.4f}"
+            f"{record['epoch']:5d} {loss['decoder_ce']:.4f} {loss['encoder_ce']:.4f} "
+            f"{loss['encoder_mse']:.4f} {loss['decoder_mse']:.4f} {loss['decoder_boundary']:.4f}"
         )
     first, last = epochs[:3], epochs[-3:]
 
@@ -126,8 +127,9 @@ def curves(args: argparse.Namespace) -> None:
         return float(np.mean([r["loss"][name] for r in records]))
 
     print(
-        f"summary: decoder_ce first3 {mean(first, 'decoder_ce'):.3f} -> last3 {mean(last, 'decoder_ce'):.3f}; "
-        f"encoder_ce last3 {mean(last, 'encoder_ce'):.3f}; encoder_mse last3 {mean(last, 'encoder_mse'):.3f}"
+        f"summary: decoder_ce first3 {mean(first, 'decoder_ce'):.3f} -> "
+        f"last3 {mean(last, 'decoder_ce'):.3f}; encoder_ce last3 {mean(last, 'encoder_ce'):.3f}; "
+        f"encoder_mse last3 {mean(last, 'encoder_mse'):.3f}"
     )
     test = MSTCNDataset(args.data, 1, "test", sample_rate=trainer.config.sample_rate)
     report = evaluate_model(result.model, test)
@@ -175,19 +177,20 @@ def fixed_batch(args: argparse.Namespace) -> None:
                 ce, mse = [], []
                 for seed in seeds:
                     torch.manual_seed(1000 + seed)
-                    terms = [
-                        stream_losses(
-                            objective,
-                            model.schedule,
-                            config,
-                            data.num_classes,
-                            stream,
-                            visible,
-                            torch.Generator().manual_seed(index),
-                            weights=weights,
-                        )
-                        for index, (stream, visible) in enumerate(batch)
-                    ]
+                    with torch.no_grad():
+                        terms = [
+                            stream_losses(
+                                objective,
+                                model.schedule,
+                                config,
+                                data.num_classes,
+                                stream,
+                                visible,
+                                torch.Generator().manual_seed(index),
+                                weights=weights,
+                            )
+                            for index, (stream, visible) in enumerate(batch)
+                        ]
                     ce.append(np.mean([float(t["encoder_ce"]) for t in terms]))
                     mse.append(np.mean([float(t["encoder_mse"]) for t in terms]))
                 print(
@@ -206,38 +209,60 @@ def draws(args: argparse.Namespace) -> None:
     print(f"{count} draws of the masking type (spec: uniform over {list(training.cond_types)})")
     for kind, n in sorted(kinds.items()):
         p = expected[kind] / len(training.cond_types)
-        print(f"  {kind:17s} {n / count:.4f}  spec {p:.4f}  z {(n - p * count) / np.sqrt(count * p * (1 - p)):+.2f}")
+        z = (n - p * count) / np.sqrt(count * p * (1 - p))
+        print(f"  {kind:17s} {n / count:.4f}  spec {p:.4f}  z {z:+.2f}")
     labels = np.repeat(np.arange(6), 40)  # L = 240: no cap on the patch counts, 6 classes present
     ratios = collections.Counter(
         draw_choices("ant", labels, rng=rng, np_rng=np_rng).observed_ratio for _ in range(count)
     )
-    print("'ant' ratio α (spec: uniform over 0.2..0.8):", {a: round(ratios[a] / count, 4) for a in ANTICIPATION_RATIOS})
+    print(
+        "'ant' ratio α (spec: uniform over 0.2..0.8):",
+        {a: round(ratios[a] / count, 4) for a in ANTICIPATION_RATIOS},
+    )
     patches = collections.Counter(
-        len(draw_choices("random_num_patch", labels, rng=rng, np_rng=np_rng).hidden_patches) for _ in range(count)
+        len(draw_choices("random_num_patch", labels, rng=rng, np_rng=np_rng).hidden_patches)
+        for _ in range(count)
     )
     counts = patch_counts("random_num_patch", training.n_mask)
-    print(f"'random_num_patch' count (spec: uniform over {counts.start}..{counts.stop - 1}):",
-          {n: round(patches[n] / count, 4) for n in sorted(patches)})
-    picks = collections.Counter(
-        c for _ in range(count) for c in draw_choices("segment=2", labels, rng=rng, np_rng=np_rng).hidden_classes
+    print(
+        f"'random_num_patch' count (spec: uniform over {counts.start}..{counts.stop - 1}):",
+        {n: round(patches[n] / count, 4) for n in sorted(patches)},
     )
-    print("'segment=2' picks (spec: 2 independent uniform picks over present classes):",
-          {c: round(picks[c] / (2 * count), 4) for c in present_classes(labels).tolist()})
+    picks = collections.Counter(
+        c
+        for _ in range(count)
+        for c in draw_choices("segment=2", labels, rng=rng, np_rng=np_rng).hidden_classes
+    )
+    print(
+        "'segment=2' picks (spec: 2 independent uniform picks over present classes):",
+        {c: round(picks[c] / (2 * count), 4) for c in present_classes(labels).tolist()},
+    )
     config = preset(PRESET)
-    data = MSTCNDataset(args.data, 1, "train", boundary_smooth=training.boundary_smooth, sample_rate=config.sample_rate)
+    data = MSTCNDataset(
+        args.data, 1, "train", boundary_smooth=training.boundary_smooth, sample_rate=config.sample_rate
+    )
     shares = collections.defaultdict(list)
     shuffled = collections.Counter()
     for _ in range(args.draws // 10):
         stream = data.training_stream(rng.randrange(len(data)), rng)
         kind = draw_mask_type(training.cond_types, rng)
-        visible = visible_frames(kind, stream.labels, stream.boundaries, rng=rng, np_rng=np_rng,
-                                 n_mask=training.n_mask, patch_size=training.patch_size)
+        visible = visible_frames(
+            kind,
+            stream.labels,
+            stream.boundaries,
+            rng=rng,
+            np_rng=np_rng,
+            n_mask=training.n_mask,
+            patch_size=training.patch_size,
+        )
         shares[kind].append(visible.mean())
         features = torch.arange(len(visible), dtype=torch.float32)[None, None]
         moved = official_cpu_order(features, torch.as_tensor(visible)[None])
         shuffled[kind] += bool((moved != features).any())
-    print("on the parity data: mean visible share per type, and share of streams whose visible frames the "
-          "official CPU mask() reorders")
+    print(
+        "on the parity data: mean visible share per type, and share of streams whose visible frames the "
+        "official CPU mask() reorders"
+    )
     for kind, values in sorted(shares.items()):
         print(f"  {kind:17s} visible {np.mean(values):.3f}  reordered {shuffled[kind] / len(values):.3f}")
 
@@ -273,7 +298,9 @@ def profile(args: argparse.Namespace) -> None:
     print(f"profile of {args.epochs} epochs ({len(trainer.train_data)} videos each), cumulative shares:")
     for group, (filename, function) in PROFILE_GROUPS.items():
         cumtime = sum(
-            entry[3] for (path, _, name), entry in stats.stats.items() if path.endswith(filename) and name == function
+            entry[3]
+            for (path, _, name), entry in stats.stats.items()
+            if path.endswith(filename) and name == function
         )
         print(f"  {group:34s} {100 * cumtime / total:5.1f} %")
     if args.top:
