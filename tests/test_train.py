@@ -125,6 +125,16 @@ def test_weight_average_is_validated_and_saved_and_cosine_anneals(toy_data, tmp_
     assert all(torch.equal(result.model.state_dict()[k], v) for k, v in trained.items())
 
 
+def test_no_validation_trains_on_every_training_video(toy_data, tmp_path):
+    # val_fraction=0 is the official setting: all of the train split trains, the last model is kept.
+    result = train(tiny_config(), toy_data, 1, tmp_path / "run", epochs=1, val_fraction=0, progress=False)
+    training = load_model(result.model_dir).card.training
+    assert training["train_videos"] == [f"video_{i:03d}" for i in range(5)]
+    assert training["validation_videos"] == [] and result.best_score is None
+    start = next(r for r in result.history if r["event"] == "start")
+    assert (start["train_videos"], start["validation_videos"]) == (5, 0)
+
+
 def test_resume_rejects_another_configuration(toy_data, tmp_path):
     train(tiny_config(batch_size=2), toy_data, 1, tmp_path / "run", epochs=1, val_fraction=0, progress=False)
     with pytest.raises(ConfigError, match="another configuration"):

@@ -2,7 +2,8 @@
 
 One video per forward (the official batch-1 semantics); `batch_size` videos per optimizer step through
 gradient accumulation, shared across ranks under DDP. Differences from the official trainer, on purpose:
-the model is selected on a validation subset carved from the training split (never the test split),
+the model is selected on a validation subset carved from the training split (never the test split;
+`val_fraction=0` trains on every training video, as the official trainer does, and keeps the last model),
 checkpoints are atomic, `resume=True` continues exactly (model, optimizer, pending gradients, step, every
 rank's RNG states), runs are seeded, and the log is JSON lines. Two optional recipe settings the official
 code lacks: a moving average of the weights (`ema_decay`) and a cosine learning-rate schedule.

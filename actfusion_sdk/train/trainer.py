@@ -296,6 +296,8 @@ def train(
 
     `config` is a preset name, an ActFusionConfig or its dict; keyword `overrides` replace TrainingConfig
     fields (e.g. batch_size=2, learning_rate=1e-3). `epochs` and `eval_every` default to the config's.
+    `val_fraction` of the training videos (at least one when > 0) are held out for model selection;
+    `val_fraction=0` trains on all of them, as the official trainer does, and the last model is kept.
     The selected model (best validation score, or the last one without validation videos) is written in our
     format to <out_dir>/model; <out_dir>/latest.pt allows `resume=True`; <out_dir>/log.jsonl logs the run.
     Under torchrun, every rank calls this; rank 0 writes the files.
