@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: setup test test-fast demo lint clean
 
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV): installing torch, pytorchvideo, PyAV and the SDK (a few minutes the first time)..."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
+	@echo "$(VENV) is ready."
 
 setup: $(STAMP)
 

@@ -12,6 +12,8 @@ the way it was trained.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import sys
 import time
@@ -27,7 +29,7 @@ import torch
 from .errors import ConfigError, InputError, WeightsError
 from .results import AnticipationResult, SegmentationResult
 from .runtime import resolve_device
-from .weights import resolve_weights
+from .weights import BUNDLED_DEFAULT, DEMO_VIDEO_TAG, resolve_weights
 
 if TYPE_CHECKING:
     from .features.i3d import I3DFeatureExtractor
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike[str]
 
 DEFAULT_RATIO = 0.3  # the paper's observation ratio α
+NO_DEMO_NOTICE = "ACTFUSION_NO_DEMO_NOTICE"  # set to hide the notice that the demo model runs on other video
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -193,10 +198,13 @@ class Predictor:
         """
         from .video.decode import probe_video
 
+        info = probe_video(video)
+        if Path(self.weights).resolve() == BUNDLED_DEFAULT and info.comment != DEMO_VIDEO_TAG:
+            _demo_model_notice()
         needed = None
         if window is not None and window.observed is not None:
             fps = self.feature_settings().features_per_second
-            window.check_duration(probe_video(video).duration, fps, repr(str(video)))
+            window.check_duration(info.duration, fps, repr(str(video)))
             needed = window.observed_frames(fps)
         started = time.perf_counter()
         with _ProgressBar(Path(video).name, enabled=progress) as report:
@@ -303,6 +311,19 @@ class Predictor:
         return _timed(result, prepared, started, predicted)
 
 
+@functools.cache
+def _demo_model_notice() -> None:
+    """Say once per process that the bundled demo model knows only the procedural demo's synthetic actions."""
+    if os.environ.get(NO_DEMO_NOTICE):
+        return
+    log.warning(
+        "the bundled demo model knows only the 10 synthetic actions of the procedural demo (moving coloured "
+        "shapes), so its labels on other videos mean nothing; train a model for your actions with "
+        "`actfusion extract` then `actfusion train` (README, 'Training'). Set %s=1 to hide this notice.",
+        NO_DEMO_NOTICE,
+    )
+
+
 def _timed(result, prepared: PreparedFeatures, started: float, predicted: float):
     """`result` with its stage timings: features (from `prepared`), model, results."""
     timings = {
@@ -319,7 +340,10 @@ class _ProgressBar:
     def __init__(self, name: str, enabled: bool) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(desc=name, unit="feature", file=sys.stderr, leave=False, disable=not enabled)
+        # Shown from the first update on (an empty "0feature [00:00, ?]" line would precede every video).
+        self._bar = tqdm(
+            desc=name, unit="feature", file=sys.stderr, leave=False, disable=not enabled, delay=1e-9
+        )
 
     def __enter__(self) -> Callable[[int, int | None], None]:
         return self._update

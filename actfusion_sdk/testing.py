@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,14 @@ def read_vectors(path: Path) -> Any:
         if path.suffix == ".json":
             return json.loads(path.read_text())
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unreadable in any way: missing, not JSON, not a safe torch file
-        raise InputError(f"cannot read {path}: {type(err).__name__}: {str(err).strip()[:200]}") from err
+    except pickle.UnpicklingError as err:  # torch's text is pages long: name the cause in one line
+        raise InputError(
+            f"{path} is not a test-vector file: not a torch file holding only tensors and plain data "
+            "(test vectors are .pt files saved with torch.save, or .json metric files)"
+        ) from err
+    except Exception as err:  # unreadable in any way: missing, not JSON, not a torch file
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise InputError(f"cannot read {path}: {type(err).__name__}: {first_line}") from err
 
 
 def check_model_vectors(data: Mapping[str, Any], impl: str, device: str) -> dict[str, float]:

@@ -19,6 +19,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 BUNDLED_DEFAULT = WEIGHTS_DIR / "demo"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 MANIFEST_FORMAT = "actfusion-sdk/manifest/1"
+# The container comment of the procedural demo's videos: the only videos the bundled model knows.
+DEMO_VIDEO_TAG = "actfusion-sdk procedural demo"
 
 
 def resolve_weights(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -7,6 +7,7 @@ dataset), 4 weights error. User errors print one line on stderr, never a traceba
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -40,9 +41,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _WarningLines(logging.Handler):
+    """The library's warnings as one `actfusion: warning: ...` line each on stderr, written around any
+    progress bar (tqdm.write), never with a source file and line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"actfusion: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def _show_library_warnings() -> None:
+    """Route the `actfusion_sdk` loggers' warnings to stderr (once per process)."""
+    library = logging.getLogger("actfusion_sdk")
+    if not any(isinstance(handler, _WarningLines) for handler in library.handlers):
+        handler = _WarningLines(logging.WARNING)
+        library.addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_library_warnings()
     try:
         return int(args.handler(args) or 0)
     except ActFusionError as err:

@@ -28,7 +28,7 @@ from ..outputs import (
 from ..results import FORMATS, AnticipationResult, SegmentationResult, activitynet_document
 
 if TYPE_CHECKING:
-    from ..predictor import Predictor, PreparedFeatures
+    from ..predictor import AnticipationWindow, Predictor, PreparedFeatures
 
 Result = TypeVar("Result", SegmentationResult, AnticipationResult)
 
@@ -72,7 +72,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FORMATS,
         help="print (or with --out, write) this export instead of the table",
     )
-    parser.add_argument("--out", type=Path, metavar="DIR", help="write one file per video into DIR")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="write one file per video into DIR (JSON unless --format)"
+    )
     parser.add_argument(
         "--plot", action="store_true", help="also write a timeline PNG per video (into --out or .)"
     )
@@ -84,14 +86,18 @@ def run_each(
     args: argparse.Namespace,
     answer: Callable[[Predictor, PreparedFeatures], Result],
     settings: dict[str, Any],
+    window: AnticipationWindow | None = None,
 ) -> int:
     """Answer every video like `actfusion extract` does: each good one gets its result and its outputs, each
     failure is one line on stderr (and merged into OUT/failures.json); the exit code is 3 if any failed.
 
-    `settings` (what besides the model decides the outputs) goes into each output's record.
+    `settings` (what besides the model decides the outputs) goes into each output's record; an
+    observed/horizon `window` limits extraction to the observed part. `--out` without `--format` writes JSON.
     """
     from ..predictor import Predictor
 
+    if args.out is not None and args.format is None:
+        args.format = settings["format"] = "json"
     if len(args.videos) > 1 and args.out is None and args.format in ("csv", "mstcn"):
         raise ConfigError(
             f"--format {args.format} prints one video at a time; add --out DIR to write one file per video"
@@ -106,7 +112,8 @@ def run_each(
     failed: list[InputFailure] = []
     for video in map(Path, args.videos):
         try:
-            answered.append((video, answer(predictor, predictor.extract(video, progress=not args.quiet))))
+            prepared = predictor.extract(video, progress=not args.quiet, window=window)
+            answered.append((video, answer(predictor, prepared)))
         except (WeightsError, KernelError):
             raise  # the model or the device, not this video: no other video would fare better
         except Exception as err:  # one bad video must not cost the others their results

@@ -36,5 +36,8 @@ def run(args: argparse.Namespace) -> int:
     window = AnticipationWindow(args.ratio, args.observed, args.horizon)
     settings = {"command": "anticipate", "seed": args.seed, "format": args.format, **asdict(window)}
     return run_each(
-        args, lambda predictor, prepared: predictor.anticipate(prepared, window, seed=args.seed), settings
+        args,
+        lambda predictor, prepared: predictor.anticipate(prepared, window, seed=args.seed),
+        settings,
+        window,
     )

@@ -9,6 +9,7 @@ import av
 import numpy as np
 
 from ..errors import ConfigError
+from ..weights import DEMO_VIDEO_TAG
 
 PREFERRED_CODECS = ("libx264", "mpeg4")
 
@@ -34,6 +35,7 @@ def write_mp4(chunks: Iterable[np.ndarray], path: Path, *, fps: int, codec: str 
     partial = path.with_name(path.name + ".part")
     try:
         with av.open(str(partial), mode="w", format="mp4") as container:
+            container.metadata["comment"] = DEMO_VIDEO_TAG  # the predictor's demo-model notice looks for it
             stream = None
             for chunk in chunks:
                 if stream is None:

@@ -14,6 +14,8 @@ from .render import render_video
 
 #: Benchmark seed of the held-out videos.
 HELDOUT_SEED = 1000
+#: Benchmark seed of the bundled demo model's training and validation videos (benchmarks/train_demo.sh).
+TRAINING_SEED = 0
 
 
 @dataclass(frozen=True)

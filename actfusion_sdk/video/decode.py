@@ -51,6 +51,7 @@ class VideoInfo:
     duration: float | None
     declared_frames: int | None
     container: str
+    comment: str | None = None  # the container's comment tag, if any
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -102,6 +103,7 @@ def _info(path: Path, container: av.container.InputContainer) -> VideoInfo:
         duration=duration,
         declared_frames=stream.frames or None,
         container=container.format.name,
+        comment=container.metadata.get("comment"),
     )
 
 
