@@ -80,8 +80,8 @@ class DilatedAttentionLayer(nn.Module):
         value_bias = self.att_linear_v.bias[None, :, None].expand(query_key.shape[0], -1, query_key.shape[2])
         return torch.cat([query_key, value_bias], dim=1)
 
-    def _projection(self, cross_projection: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The [3C, C] weight of q, k, v on xd and its offset (biases, or the `project_cross` term)."""
+    def attention(self, xd: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention branch on the dropped-out input xd (plus the decoder's `project_cross` term)."""
         width = self.width
         q_weight, k_weight = self.att_linear_q.weight[:, :width], self.att_linear_k.weight[:, :width]
         weight = torch.cat([q_weight, k_weight, self.att_linear_v.weight])
@@ -89,44 +89,15 @@ class DilatedAttentionLayer(nn.Module):
             offset = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias, self.att_linear_v.bias])
         else:
             offset = cross_projection
-        return weight, offset
-
-    def attention(self, xd: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
-        """The attention branch on the dropped-out input xd (plus the decoder's `project_cross` term)."""
-        weight, offset = self._projection(cross_projection)
-        query, key, value = pointwise(weight, offset, xd).split(self.width, dim=1)
+        query, key, value = pointwise(weight, offset, xd).split(width, dim=1)
         return dilated_attention(
             query, key, value, self.tap_bias(), self.dilation, self.kernel_size, impl=self.attention_impl
         )
 
-    def conv_plus_attention(
-        self, xd: torch.Tensor, cross_projection: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """DilatedConv(xd) + attention(xd) with the conv's K taps computed by one batched matmul.
-
-        At small widths this beats conv1d on CPU (no layout reorders); each tap's [C, L] product is then
-        added at its offset (zero padding means out-of-range frames contribute nothing).
-        """
-        conv = self.conv_block[0]
-        width, length, centre = self.width, xd.shape[-1], self.kernel_size // 2
-        shifts = []  # (tap, offset, first, stop) of the taps that reach at least one frame
-        for j in range(self.kernel_size):
-            offset = (j - centre) * self.dilation
-            first, stop = max(0, -offset), min(length, length - offset)
-            if stop > first:
-                shifts.append((j, offset, first, stop))
-        used = [j for j, *_ in shifts]
-        taps = conv.weight[:, :, used].permute(2, 0, 1).reshape(len(used) * width, width, 1)
-        tap_products = pointwise(taps, None, xd)  # [B, taps·C, L], one C-row block per used tap
-        mixed = self.attention(xd, cross_projection) + conv.bias[:, None]
-        for block, (_, offset, first, stop) in enumerate(shifts):
-            rows = tap_products[:, block * width : (block + 1) * width]
-            mixed[:, :, first:stop] += rows[:, :, first + offset : stop + offset]
-        return mixed
-
     def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
         xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
-        hidden = instance_norm(self.conv_plus_attention(xd, cross_projection))
+        mixed = self.conv_block(xd) + self.attention(xd, cross_projection)
+        hidden = instance_norm(mixed)
         first, _, second = self.ffn_block
         return x + pointwise(second.weight, second.bias, F.relu(pointwise(first.weight, first.bias, hidden)))
 
