@@ -73,7 +73,8 @@ def rel_tap_bias(table: torch.Tensor, dilation: int, kernel_size: int) -> torch.
 
     Not a signed relative offset: one learned value per tap, taps with j·dilation >= 100 share one entry.
     """
-    rows = [10000 + min(j * dilation, 100) for j in range(kernel_size)]
+    # Rows built on the table's device: no host-to-device copy, so CUDA-graph capture can record it.
+    rows = (torch.arange(kernel_size, device=table.device) * dilation).clamp(max=100) + 10000
     return table.reshape(-1)[rows]
 
 
