@@ -73,7 +73,8 @@ def rel_tap_bias(table: torch.Tensor, dilation: int, kernel_size: int) -> torch.
 
     Not a signed relative offset: one learned value per tap, taps with j·dilation >= 100 share one entry.
     """
-    rows = [10000 + min(j * dilation, 100) for j in range(kernel_size)]
+    # Rows built on the table's device: no host-to-device copy, so CUDA-graph capture can record it.
+    rows = (torch.arange(kernel_size, device=table.device) * dilation).clamp(max=100) + 10000
     return table.reshape(-1)[rows]
 
 
@@ -107,14 +108,28 @@ def reference_dilated_attention(
     return torch.einsum("blk,bclk->bcl", weights, v_taps)
 
 
-def _tap_ranges(length: int, dilation: int, kernel_size: int) -> list[tuple[int, int, int]]:
+@functools.lru_cache(maxsize=256)
+def _tap_ranges(length: int, dilation: int, kernel_size: int) -> tuple[tuple[int, int, int], ...]:
     """Per tap j: (offset, first, stop) such that query t in [first, stop) sees key t + offset in range."""
     ranges = []
     for j in range(kernel_size):
         offset = (j - kernel_size // 2) * dilation
         first = min(length, max(0, -offset))
         ranges.append((offset, first, max(first, min(length, length - offset))))
-    return ranges
+    return tuple(ranges)
+
+
+@functools.lru_cache(maxsize=256)
+def _log_mask(
+    length: int, dilation: int, kernel_size: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """The [K, L] term log(valid + 1e-6) of spec §2, built once per shape (the DDIM loop reuses it)."""
+    with torch.inference_mode(False):  # a normal tensor, usable under autograd after an inference call
+        positions = torch.arange(length, device=device)
+        ranges = _tap_ranges(length, dilation, kernel_size)
+        valid = torch.stack([(positions >= first) & (positions < stop) for _, first, stop in ranges])
+        log_invalid, log_valid = log_mask_terms()
+        return torch.where(valid, log_valid, log_invalid).to(dtype)
 
 
 def torch_dilated_attention(
@@ -134,19 +149,15 @@ def torch_dilated_attention(
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     q, k, v = q.to(compute), k.to(compute), v.to(compute)
     ranges = _tap_ranges(length, dilation, kernel_size)
-    dots = []
-    for offset, first, stop in ranges:
-        dot = (q[:, :, first:stop] * k[:, :, first + offset : stop + offset]).sum(dim=1)
-        dots.append(torch.nn.functional.pad(dot, (first, length - stop)))
-    scores = torch.stack(dots, dim=1)  # [B, K, L]; out-of-range taps have q·k = 0 (zero-padded keys)
+    # Out-of-range taps keep q·k = 0 (zero-padded keys): only the in-range slice of each row is written.
+    scores = q.new_zeros((batch, kernel_size, length))
+    for j, (offset, first, stop) in enumerate(ranges):
+        if stop > first:
+            scores[:, j, first:stop] = (q[:, :, first:stop] * k[:, :, first + offset : stop + offset]).sum(1)
     if bias is not None:
         scores = scores + bias.to(compute)[:, None]
     scores = scores / math.sqrt(channels)
-    positions = torch.arange(length, device=q.device)
-    valid = torch.stack([(positions >= first) & (positions < stop) for _, first, stop in ranges])  # [K, L]
-    log_invalid, log_valid = log_mask_terms()
-    log_mask = torch.where(valid, log_valid, log_invalid).to(compute)
-    weights = torch.softmax(scores + log_mask, dim=1)
+    weights = torch.softmax(scores + _log_mask(length, dilation, kernel_size, q.device, compute), dim=1)
     out = torch.zeros((batch, v.shape[1], length), dtype=compute, device=q.device)
     for j, (offset, first, stop) in enumerate(ranges):
         if stop > first:

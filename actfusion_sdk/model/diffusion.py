@@ -119,6 +119,21 @@ class DDIMStep:
     x0: torch.Tensor
 
 
+@dataclass(frozen=True)
+class StepCoefficients:
+    """Schedule factors of one DDIM step (t -> t_next), float64 as in the official code (spec §3, §9.5).
+
+    recip, recipm1: sqrt(1/ā_t), sqrt(1/ā_t − 1) shaped [1, 1, 1], so they promote the state to float64;
+    sqrt_alpha_next, c, sigma: 0-d, so their products with a float32 tensor stay float32.
+    """
+
+    recip: torch.Tensor
+    recipm1: torch.Tensor
+    sqrt_alpha_next: torch.Tensor
+    c: torch.Tensor
+    sigma: torch.Tensor
+
+
 class DDIMSampler:
     """DDIM in label space with the official timestep pairs, clamping and random-draw order (spec §3)."""
 
@@ -155,18 +170,26 @@ class DDIMSampler:
         x0 = torch.clamp(normalize(torch.softmax(logits, dim=1), s), -s, s)
         if t_next < 0:
             return DDIMStep(state=None, x0=x0)
-        t_batch = torch.full((state.shape[0],), t, dtype=torch.long)
-        # The unclamped state gives ε̂; the [B, 1, 1] float64 tables promote it to float64 (spec §9.5).
-        eps = (_at(self.schedule.sqrt_recip_alphas_cumprod, t_batch) * state - x0) / _at(
-            self.schedule.sqrt_recipm1_alphas_cumprod, t_batch
-        )
-        # 0-d tables: their products with a float32 tensor stay float32, exactly as in the official code.
-        alpha = self.schedule.alphas_cumprod[t]
-        alpha_next = self.schedule.alphas_cumprod[t_next]
-        sigma = self.eta * ((1 - alpha / alpha_next) * (1 - alpha_next) / (1 - alpha)).sqrt()
-        c = (1 - alpha_next - sigma**2).sqrt()
+        coefficients = self.coefficients(t, t_next)
+        # The unclamped state gives ε̂; the dimensioned float64 factors promote it to float64 (spec §9.5).
+        eps = (coefficients.recip * state - x0) / coefficients.recipm1
         noise = _draw(state.shape, state.dtype, generators, state.device)
-        return DDIMStep(state=x0 * alpha_next.sqrt() + c * eps + sigma * noise, x0=x0)
+        next_state = x0 * coefficients.sqrt_alpha_next + coefficients.c * eps + coefficients.sigma * noise
+        return DDIMStep(state=next_state, x0=x0)
+
+    def coefficients(self, t: int, t_next: int) -> StepCoefficients:
+        """The step's schedule factors, read from the tables without per-batch gathers."""
+        table = self.schedule
+        alpha = table.alphas_cumprod[t]
+        alpha_next = table.alphas_cumprod[t_next]
+        sigma = self.eta * ((1 - alpha / alpha_next) * (1 - alpha_next) / (1 - alpha)).sqrt()
+        return StepCoefficients(
+            recip=table.sqrt_recip_alphas_cumprod[t].reshape(1, 1, 1),
+            recipm1=table.sqrt_recipm1_alphas_cumprod[t].reshape(1, 1, 1),
+            sqrt_alpha_next=alpha_next.sqrt(),
+            c=(1 - alpha_next - sigma**2).sqrt(),
+            sigma=sigma,
+        )
 
     def sample(
         self,

@@ -18,6 +18,7 @@ import torch
 from ..errors import ConfigError, InputError
 from ..postprocess import median_filter_probs, purge, upsample_indices
 from ..runtime import inference
+from .acceleration import accelerated
 from .actfusion import ActFusion
 
 Features = torch.Tensor | np.ndarray
@@ -58,19 +59,24 @@ def sample_probs(
     generators: Sequence[torch.Generator],
     visible: torch.Tensor | None = None,
     cache_cross: bool = True,
+    compile_denoiser: bool = False,
+    cuda_graphs: bool = False,
 ) -> torch.Tensor:
     """DDIM probabilities [B, nc, L] (before post-processing) for equal-length sequences [B, D, L].
 
     `generators` holds one CPU generator per sequence; cache_cross=False recomputes the decoder's cross
-    projections at every step as the official code does (same numbers, slower).
+    projections at every step as the official code does (same numbers, slower). compile_denoiser runs
+    the decoder through torch.compile and cuda_graphs replays it from a CUDA graph (both off by default,
+    see `acceleration`).
     """
     with inference(model):
         cross = model.encode(features, visible, with_logits=False).cross
         cache = model.precompute_cross(cross) if cache_cross else None
 
-        def denoise(noisy_labels: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def decode(noisy_labels: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return model.decode(cross, t, noisy_labels, cache)
 
+        denoise = accelerated(decode, features.device, compile=compile_denoiser, cuda_graphs=cuda_graphs)
         batch, _, length = features.shape
         return model.sampler().sample(
             denoise,
@@ -88,10 +94,13 @@ def segment(
     seed: int = 0,
     generator: torch.Generator | None = None,
     cache_cross: bool = True,
+    compile_denoiser: bool = False,
+    cuda_graphs: bool = False,
 ) -> FramePrediction:
     """Temporal action segmentation of features [D, T] (spec §3, 'decoder-agg' mode).
 
     Every stream starts from `seed` (or from a copy of `generator`'s state, which is not advanced).
+    compile_denoiser and cuda_graphs are passed to `sample_probs`.
     """
     full = _prepare(model, features)
     total = full.shape[1]
@@ -104,6 +113,8 @@ def segment(
             batch,
             generators=seeded_generators(batch.shape[0], seed, generator),
             cache_cross=cache_cross,
+            compile_denoiser=compile_denoiser,
+            cuda_graphs=cuda_graphs,
         ),
     )
     return _finish(model, stream_probs, total, observed_frames=None)
