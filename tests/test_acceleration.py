@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 
 import pytest
 import torch
@@ -56,11 +55,9 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch):
     assert torch.equal(denoise(x, t), toy_denoise(x, t))  # stays eager, no second warning needed
 
 
-@pytest.mark.skipif(
-    os.environ.get("ACTFUSION_TEST_COMPILE") != "1" or not acceleration.compiler_available(),
-    reason="inductor compilation takes minutes on a shared CPU; set ACTFUSION_TEST_COMPILE=1 to run",
-)
+@pytest.mark.slow  # inductor compiles for about a minute on 2 cores
 def test_compiled_sampling_equals_eager():
+    assert acceleration.compiler_available()  # this machine has inductor and g++: the compiled path runs
     model = small_model()
     model.attention_impl = "torch"
     features = torch.randn(2, model.config.encoder.input_dim, 37)
