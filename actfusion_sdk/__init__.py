@@ -26,6 +26,9 @@ _LAZY = {
     "Segment": "actfusion_sdk.results",
     "SegmentationResult": "actfusion_sdk.results",
     "AnticipationResult": "actfusion_sdk.results",
+    "Predictor": "actfusion_sdk.predictor",
+    "AnticipationWindow": "actfusion_sdk.predictor",
+    "LiveUpdate": "actfusion_sdk.live",
     "load_model": "actfusion_sdk.model.checkpoint",
     "ActFusion": "actfusion_sdk.model.actfusion",
 }
