@@ -246,15 +246,7 @@ def assert_matches_reference(
 
 # ---- small videos and models of the integrity tests --------------------------------------------------
 
-SMALL_SETTINGS = FeatureSettings(  # 10 fps, 4-frame clips: the integrity tests' small videos
-    fps=10.0,
-    clip_frames=4,
-    frame_stride=1,
-    feature_stride=4,
-    short_side=36,
-    crop_size=32,
-    weights=WeightsSource("seeded", seed=0),
-)
+SMALL_SETTINGS = tiny_settings()  # 10 fps, 4-frame clips: the integrity tests' small videos
 
 
 def write_level_video(path: Path, seconds: float, *, level: int = 60, rotation: int | None = None) -> Path:

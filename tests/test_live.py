@@ -1,11 +1,8 @@
 """Live video with real streams: frames pushed from Python, MPEG-TS through a FIFO, a stream that stops,
-one that stalls, and a long bounded stream. The tiny random model and its settings are copied from
-tests/test_pipeline.py (`write_tiny_weights`) until the shared test helpers land."""
+one that stalls, and a long bounded stream (the tiny random model and its settings: tests/helpers.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import os
 import subprocess
 import sys
@@ -18,64 +15,16 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 
 from actfusion_sdk.cli import main as cli_main
 from actfusion_sdk.errors import VideoError
-from actfusion_sdk.features import i3d
-from actfusion_sdk.features.seeded import seeded_i3d_state_dict
-from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
 from actfusion_sdk.live import LiveUpdate
-from actfusion_sdk.model.actfusion import ActFusion
-from actfusion_sdk.model.checkpoint import ModelCard, save_model
-from actfusion_sdk.model.config import (
-    DecoderConfig,
-    DiffusionConfig,
-    EncoderConfig,
-    PostprocessConfig,
-    preset,
-)
 from actfusion_sdk.pipeline import Pipeline
 from actfusion_sdk.predictor import AnticipationWindow, Predictor
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+from .helpers import VIDEO_FPS, seeded_i3d, write_tiny_weights
 
-CLASSES = ("background", "pick", "place", "pour")
-VIDEO_FPS = 16
-SETTINGS = FeatureSettings(
-    fps=16.0,
-    clip_frames=8,
-    frame_stride=2,
-    feature_stride=8,
-    short_side=32,
-    crop_size=32,
-    weights=WeightsSource("seeded", seed=0),
-)
-
-
-def write_tiny_weights(directory: Path) -> Path:
-    """A randomly initialised tiny ActFusion (2 streams, 3 DDIM steps) whose card names SETTINGS."""
-    config = dataclasses.replace(
-        preset("50salads"),
-        name="tiny",
-        encoder=EncoderConfig(3, 8, 5, 0.5, 0.5, 0.5, (0, 1, 2)),
-        decoder=DecoderConfig(2, 8, 5, 0.1, time_emb_dim=16),
-        diffusion=DiffusionConfig(sampling_timesteps=3, snr_scale=1.0),
-        postprocess=PostprocessConfig("median", 3),
-        sample_rate=2,
-    )
-    torch.manual_seed(0)
-    card = ModelCard(
-        format_version=1,
-        config=config,
-        classes=CLASSES,
-        features=SETTINGS.to_dict(),
-        fps=SETTINGS.features_per_second,
-        description="tiny random model for tests",
-        training=None,
-    )
-    save_model(ActFusion(config, num_classes=len(CLASSES)), card, directory)
-    return directory
+pytestmark = pytest.mark.usefixtures("single_thread", "fast_seeded_weights")
 
 
 def frames(seconds: float, size: int = 48) -> Iterator[np.ndarray]:
@@ -105,16 +54,6 @@ def decoded(path: Path) -> Iterator[tuple[float, np.ndarray]]:
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             yield float(frame.pts * frame.time_base), frame.to_ndarray(format="rgb24")
-
-
-@functools.cache
-def seeded_i3d(seed: int) -> dict[str, torch.Tensor]:
-    return seeded_i3d_state_dict(seed)
-
-
-@pytest.fixture(autouse=True)
-def _fast_seeded_weights(monkeypatch):
-    monkeypatch.setattr(i3d, "seeded_i3d_state_dict", seeded_i3d)
 
 
 @pytest.fixture(scope="module")
