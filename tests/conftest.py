@@ -27,6 +27,12 @@ def testvectors() -> Path:
     return TESTVECTORS
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_dir(tmp_path_factory) -> None:
+    """The SDK's cache (seeded extractor weights) in a per-session directory, never the user's home."""
+    os.environ["ACTFUSION_CACHE_DIR"] = str(tmp_path_factory.mktemp("actfusion-cache"))
+
+
 @pytest.fixture(scope="module")
 def single_thread():
     """Tiny tensors: one torch thread avoids oversubscribing the shared CI cores. Modules opt in with

@@ -262,11 +262,17 @@ class I3DFeatureExtractor:
     ) -> Iterator[torch.Tensor]:
         """Group the clips of ``frames`` (the first ``max_clips``) into [B, T, H, W, 3] uint8 batches of up
         to ``batch_size``; frames are pulled only as far as those clips need."""
-        batch: list[torch.Tensor] = []
+        batch: list[list[torch.Tensor]] = []
         for clip in itertools.islice(self.schedule.clips(frames), max_clips):
-            batch.append(torch.stack(clip))
+            batch.append(clip)
             if len(batch) == self.batch_size:
-                yield torch.stack(batch)
+                yield _stack_clips(batch)
                 batch = []
         if batch:
-            yield torch.stack(batch)
+            yield _stack_clips(batch)
+
+
+def _stack_clips(clips: list[list[torch.Tensor]]) -> torch.Tensor:
+    """[B, T, H, W, 3] from B clips of T [H, W, 3] frames, copying each frame once."""
+    stacked = torch.stack([frame for clip in clips for frame in clip])
+    return stacked.view(len(clips), len(clips[0]), *stacked.shape[1:])
