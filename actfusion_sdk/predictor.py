@@ -206,9 +206,10 @@ class Predictor:
             fps = self.feature_settings().features_per_second
             window.check_duration(info.duration, fps, repr(str(video)))
             needed = window.observed_frames(fps)
+        extractor = self.extractor  # built on first use, outside the features' timing
         started = time.perf_counter()
         with _ProgressBar(Path(video).name, enabled=progress) as report:
-            extracted = self.extractor.extract(video, progress=report, max_features=needed)
+            extracted = extractor.extract(video, progress=report, max_features=needed)
         return PreparedFeatures(
             extracted.features,
             extracted.fps_features,

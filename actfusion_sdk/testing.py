@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.targets import soft_label_targets
 from .errors import InputError, KernelError
 from .metrics import (
     OVERLAPS,
@@ -169,6 +168,8 @@ def _loss_case_errors(
     errors["event_diffused"] = max_error(noisy, case["event_diffused"])
     soft = None
     if training.soft_label is not None:
+        from .data.targets import soft_label_targets  # scipy: imported only where a file needs it
+
         num_classes = noise.shape[1]
         soft = torch.as_tensor(soft_label_targets(labels, num_classes, training.soft_label), device=device)[
             None

@@ -20,7 +20,12 @@ from actfusion_sdk.features.i3d import (
     download_kinetics_weights,
     load_i3d_weights,
 )
-from actfusion_sdk.features.seeded import SEED0_FINGERPRINT, i3d_r50_skeleton, state_dict_fingerprint
+from actfusion_sdk.features.seeded import (
+    SEED0_FINGERPRINT,
+    draw_seeded_i3d_state_dict,
+    i3d_r50_skeleton,
+    state_dict_fingerprint,
+)
 from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
 from actfusion_sdk.video.clips import ClipSchedule
 from actfusion_sdk.video.decode import read_frames
@@ -104,8 +109,9 @@ def test_invalid_settings_raise_config_error(change: dict) -> None:
 # ---- seeded weights ---------------------------------------------------------------------------------
 
 
-def test_seed0_fingerprint_is_reproduced(seed0: dict[str, torch.Tensor]) -> None:
-    assert state_dict_fingerprint(seed0) == SEED0_FINGERPRINT
+def test_seed0_fingerprint_is_reproduced() -> None:
+    # Drawn afresh (not from the on-disk cache): catches drift of numpy's stream or torch across versions.
+    assert state_dict_fingerprint(draw_seeded_i3d_state_dict(0)) == SEED0_FINGERPRINT
 
 
 def test_seeded_draw_follows_the_stated_recipe(seed0: dict[str, torch.Tensor]) -> None:
