@@ -18,6 +18,7 @@ SUBCOMMANDS = (
     "segment",
     "anticipate",
     "extract",
+    "batch",
     "train",
     "evaluate",
     "selfcheck",

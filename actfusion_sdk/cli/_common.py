@@ -16,7 +16,18 @@ from ..errors import ConfigError
 from ..model.attention import IMPLEMENTATIONS
 from ..results import FORMATS, AnticipationResult, SegmentationResult, activitynet_document
 
-_SUFFIXES = {"json": ".json", "csv": ".csv", "mstcn": ".txt", "activitynet": ".activitynet.json"}
+_SUFFIXES = {
+    "json": ".json",
+    "csv": ".csv",
+    "mstcn": ".txt",
+    "activitynet": ".activitynet.json",
+    "png": ".png",
+}
+
+
+def result_filename(video_id: str, kind: str, fmt: str) -> str:
+    """The output file name of one video's result: ``<video>.<kind><suffix>`` (fmt: an export or "png")."""
+    return f"{video_id}.{kind}{_SUFFIXES[fmt]}"
 
 
 def add_compute_arguments(parser: argparse.ArgumentParser, *, threads: bool = False) -> None:
@@ -84,13 +95,14 @@ def emit(results: Sequence[SegmentationResult | AnticipationResult], args: argpa
     kind = results[0].kind
     if args.format is not None and args.out is not None:
         for result in results:
-            name = f"{result.video_id}.{kind}{_SUFFIXES[args.format]}"
+            name = result_filename(result.video_id, kind, args.format)
             note(args, f"wrote {result.save(args.out / name, args.format)}")
     elif args.format is not None:
         print(_stdout_export(results, args.format), end="")
     if args.plot:
         for result in results:
-            note(args, f"wrote {result.plot((args.out or Path('.')) / f'{result.video_id}.{kind}.png')}")
+            plot = (args.out or Path(".")) / result_filename(result.video_id, kind, "png")
+            note(args, f"wrote {result.plot(plot)}")
     if args.format is None or args.out is not None:
         print("\n\n".join(result.table() for result in results))
     return 0

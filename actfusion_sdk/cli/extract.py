@@ -20,6 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "are listed in OUT/failures.json and the exit code is 3 if any video failed."
         ),
     )
+    add_extract_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    """Inputs, --out and the extractor options of `actfusion extract`."""
     parser.add_argument(
         "inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files or directories of videos"
     )
@@ -39,10 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    parser.set_defaults(handler=run)
 
 
-def _settings(choice: str | None, has_weights: bool):
+def feature_settings(choice: str | None, has_weights: bool):
+    """The FeatureSettings named by --settings (demo, kinetics or a JSON file)."""
     from ..features.settings import FeatureSettings
 
     if choice is None:
@@ -69,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ..features.extract import FAILURES_FILE, extract_to_directory, find_videos
     from ..features.i3d import I3DFeatureExtractor
 
-    settings = _settings(args.settings, args.i3d_weights is not None)
+    settings = feature_settings(args.settings, args.i3d_weights is not None)
     videos = find_videos(args.inputs)
     if not videos:
         raise InputError(f"no video files found in {', '.join(args.inputs)}")

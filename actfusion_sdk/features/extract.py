@@ -76,7 +76,14 @@ def sidecar(result: VideoFeatures, precision: str) -> dict[str, Any]:
     }
 
 
-def _is_finished(npy: Path, meta: Path, settings: dict[str, Any]) -> bool:
+def feature_paths(out_dir: str | Path, name: str) -> tuple[Path, Path]:
+    """Where the features of the video named `name` go: ``out_dir/features/<name>.npy`` and its sidecar."""
+    feature_dir = Path(out_dir) / "features"
+    return feature_dir / f"{name}.npy", feature_dir / f"{name}.json"
+
+
+def is_extracted(npy: Path, meta: Path, settings: dict[str, Any]) -> bool:
+    """Whether `npy` and its sidecar `meta` exist, made with `settings`."""
     if not (npy.is_file() and meta.is_file()):
         return False
     try:
@@ -111,8 +118,8 @@ def extract_to_directory(
             )
             continue
         claimed[name] = video
-        npy, meta = feature_dir / f"{name}.npy", feature_dir / f"{name}.json"
-        if _is_finished(npy, meta, settings):
+        npy, meta = feature_paths(out_dir, name)
+        if is_extracted(npy, meta, settings):
             report.skipped.append(video)
             continue
         try:
@@ -120,15 +127,25 @@ def extract_to_directory(
         except Exception as err:  # one bad video must not stop the batch; the report says what happened
             report.failed.append(ExtractionFailure(video, f"{type(err).__name__}: {err}"))
             continue
-        with atomic_write(npy) as handle:
-            np.save(handle, result.features.astype(np.float32, copy=False))
-        with atomic_write(meta, "w") as handle:
-            json.dump(sidecar(result, extractor.precision), handle, indent=1)
+        write_features(npy, meta, result, extractor.precision)
         report.written.append(npy)
-    failures = out_dir / FAILURES_FILE
-    if report.failed:
+    write_failures(out_dir, report.failed)
+    return report
+
+
+def write_features(npy: Path, meta: Path, result: VideoFeatures, precision: str) -> None:
+    """The features (float32) and then their sidecar, each atomically: a sidecar means finished features."""
+    with atomic_write(npy) as handle:
+        np.save(handle, result.features.astype(np.float32, copy=False))
+    with atomic_write(meta, "w") as handle:
+        json.dump(sidecar(result, precision), handle, indent=1)
+
+
+def write_failures(out_dir: str | Path, failed: Sequence[ExtractionFailure]) -> None:
+    """``out_dir/failures.json`` listing `failed` (atomically), or no such file when nothing failed."""
+    failures = Path(out_dir) / FAILURES_FILE
+    if failed:
         with atomic_write(failures, "w") as handle:
-            json.dump([f.to_dict() for f in report.failed], handle, indent=1)
+            json.dump([f.to_dict() for f in failed], handle, indent=1)
     else:
         failures.unlink(missing_ok=True)
-    return report

@@ -1,0 +1,178 @@
+"""The batch as a streaming Ray Data pipeline: inputs -> features actor pool -> model actor pool -> records.
+
+Listing the inputs and skipping finished ones happen on the driver (a file-existence check needs no worker);
+every actor loads its model or extractor once and writes each result itself, atomically, so the output
+folder must be storage that every node sees (the user's --out).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, InputError
+from ..features.extract import ExtractionFailure, write_failures
+from .inputs import find_inputs
+from .job import BatchJob
+from .report import BatchReport, Progress, VideoRecord
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where the batch runs and how big its workers are.
+
+    `address`: None starts an embedded local Ray (`local_cpus`, default all; `object_store_bytes`, default
+    Ray's), "auto", "HOST:PORT" or "ray://HOST:PORT" joins a running cluster. `workers`: actors per stage
+    (default: as many as the cluster's CPUs, or GPUs, allow). `gpus_per_worker`: default 1 where the cluster
+    has GPUs, else 0 (fractions share a GPU).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None
+    local_cpus: int | None = None
+    object_store_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if not self.cpus_per_worker > 0:
+            raise ConfigError(f"cpus per worker must be positive, got {self.cpus_per_worker}")
+        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
+            raise ConfigError(f"gpus per worker must be 0 or more, got {self.gpus_per_worker}")
+
+
+def run(
+    inputs: Sequence[str | Path],
+    job: BatchJob,
+    cluster: ClusterOptions | None = None,
+    progress: bool = True,
+) -> BatchReport:
+    """Run `job` on every video named by `inputs` (files, folders, globs, list files) on a Ray cluster.
+
+    Videos whose outputs exist are skipped, failures are collected into OUT/failures.json (never fatal), and
+    each video's result equals `Pipeline(video).segment(seed=job.seed)` (or anticipate / extract) on one
+    machine.
+    """
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError("actfusion batch needs Ray: pip install 'actfusion-sdk[cluster]'") from err
+    cluster = cluster or ClusterOptions()
+    started = time.perf_counter()
+    job = _resolved(job)
+    videos = [video.absolute() for video in find_inputs(inputs)]
+    if not videos:
+        raise InputError(f"no video files found in {', '.join(map(str, inputs))}")
+    failed, unique = _claim_names(videos)
+    skipped = [video for video in unique if job.is_done(video)]
+    todo = [video for video in unique if video not in set(skipped)]
+    completed: list[VideoRecord] = []
+    startup = 0.0
+    if todo:
+        tracker = Progress(len(videos), len(skipped), enabled=progress)
+        with _ray_session(ray, cluster):
+            startup = time.perf_counter() - started
+            tracker.start()
+            for row in _dataset(ray, job, cluster, todo).iter_rows():
+                tracker.update(row["video"], row["error"])
+                if row["error"]:
+                    failed.append(ExtractionFailure(Path(row["video"]), row["error"]))
+                else:
+                    completed.append(VideoRecord.from_row(row))
+    write_failures(job.out, failed)
+    return BatchReport(
+        total=len(videos),
+        completed=tuple(completed),
+        skipped=tuple(skipped),
+        failed=tuple(failed),
+        startup_seconds=startup,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _resolved(job: BatchJob) -> BatchJob:
+    """`job` with absolute paths (workers have other working directories) and its weights checked here,
+    before any cluster work: a model card that cannot run on video fails at once."""
+    job = replace(job, out=job.out.absolute())
+    if not job.runs_model:
+        return job
+    from ..predictor import Predictor
+
+    predictor = Predictor(job.weights, device="cpu")
+    predictor.feature_settings()
+    return replace(job, weights=str(predictor.weights.absolute()))
+
+
+def _claim_names(videos: list[Path]) -> tuple[list[ExtractionFailure], list[Path]]:
+    """Videos sharing a file name would share outputs: the first keeps it, the others fail (as in extract)."""
+    claimed: dict[str, Path] = {}
+    failed = []
+    for video in videos:
+        if video.stem in claimed:
+            failed.append(ExtractionFailure(video, f"has the same name as {claimed[video.stem]}; rename one"))
+        else:
+            claimed[video.stem] = video
+    return failed, list(claimed.values())
+
+
+@contextmanager
+def _ray_session(ray: Any, cluster: ClusterOptions) -> Iterator[None]:
+    """Join the cluster at `cluster.address`, or start an embedded one bound to 127.0.0.1; a Ray session the
+    caller already opened is used as it is and left open."""
+    if ray.is_initialized():
+        yield
+        return
+    if cluster.address is None:
+        ray.init(
+            num_cpus=cluster.local_cpus,
+            object_store_memory=cluster.object_store_bytes,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+        )
+    else:
+        ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _dataset(ray: Any, job: BatchJob, cluster: ClusterOptions, videos: list[Path]):
+    """The streaming pipeline over `videos`: one block per video so videos flow through the stages apart."""
+    from .stages import ExtractStage, FeatureStage, ModelStage
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    resources = ray.cluster_resources()
+    gpus = cluster.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+    stages = [FeatureStage, ModelStage] if job.runs_model else [ExtractStage]
+    workers = cluster.workers or _pool_size(resources, cluster.cpus_per_worker, gpus, len(stages))
+    threads = max(1, math.floor(cluster.cpus_per_worker))
+    rows = [{"video": str(video)} for video in videos]
+    dataset = ray.data.from_items(rows, override_num_blocks=len(videos))
+    for stage in stages:
+        dataset = dataset.map(
+            stage,
+            fn_constructor_kwargs={"job": job, "threads": threads},
+            concurrency=workers,
+            num_cpus=cluster.cpus_per_worker,
+            num_gpus=gpus,
+        )
+    return dataset
+
+
+def _pool_size(resources: dict[str, float], cpus: float, gpus: float, stages: int) -> int:
+    """Actors per stage so that every stage's pool fits the cluster at once."""
+    if gpus > 0:
+        return max(1, math.floor(resources.get("GPU", 0) / gpus / stages))
+    return max(1, math.floor(resources.get("CPU", 1) / cpus / stages))
