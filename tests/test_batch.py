@@ -1,0 +1,284 @@
+"""`actfusion batch` on Ray: inputs, outputs and resumption without Ray; then an embedded local Ray and a real
+two-node cluster on 127.0.0.1 (results equal to the single-machine Pipeline, failures collected, both nodes
+used, a re-run skips everything, a killed actor is retried without losing or rewriting anything)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from actfusion_sdk.batch import BatchJob, ClusterOptions, find_inputs, run
+from actfusion_sdk.errors import InputError
+from actfusion_sdk.features import i3d
+from actfusion_sdk.features.seeded import seeded_i3d_state_dict
+from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
+from actfusion_sdk.model.actfusion import ActFusion
+from actfusion_sdk.model.checkpoint import ModelCard, save_model
+from actfusion_sdk.model.config import (
+    DecoderConfig,
+    DiffusionConfig,
+    EncoderConfig,
+    PostprocessConfig,
+    preset,
+)
+from actfusion_sdk.pipeline import Pipeline
+from actfusion_sdk.results import SegmentationResult
+
+ray = pytest.importorskip("ray", reason="the batch tests need the cluster extra (ray)")
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).with_name("ray")
+CLASSES = ("background", "pick", "place", "pour")
+SEED = 5
+OBJECT_STORE = 100 * 1024 * 1024
+# Tiny features: 8 fps decoded, one 4-frame clip every 4 frames (2 features/s), 32 px crops.
+# (The tiny model and settings follow tests/test_pipeline.py's, copied until shared test helpers exist.)
+SETTINGS = FeatureSettings(
+    fps=8.0,
+    clip_frames=4,
+    frame_stride=1,
+    feature_stride=4,
+    short_side=32,
+    crop_size=32,
+    weights=WeightsSource("seeded", seed=0),
+)
+
+
+def write_video(path: Path, seconds: float, shade: int) -> Path:
+    """A short 48 px mp4 at 8 fps: a bright square moving over a `shade`d background."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width = stream.height = 48
+        stream.pix_fmt = "yuv420p"
+        for index in range(round(seconds * 8)):
+            frame = np.full((48, 48, 3), (shade, 90, 160), dtype=np.uint8)
+            x = index * 3 % 32
+            frame[16:32, x : x + 16] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def write_tiny_weights(directory: Path) -> Path:
+    """A randomly initialised tiny ActFusion (2 DDIM steps) whose card names SETTINGS."""
+    config = dataclasses.replace(
+        preset("50salads"),
+        name="tiny",
+        encoder=EncoderConfig(3, 8, 5, 0.5, 0.5, 0.5, (0, 1, 2)),
+        decoder=DecoderConfig(2, 8, 5, 0.1, time_emb_dim=16),
+        diffusion=DiffusionConfig(sampling_timesteps=2, snr_scale=1.0),
+        postprocess=PostprocessConfig("median", 3),
+        sample_rate=2,
+    )
+    torch.manual_seed(0)
+    card = ModelCard(
+        format_version=1,
+        config=config,
+        classes=CLASSES,
+        features=SETTINGS.to_dict(),
+        fps=SETTINGS.features_per_second,
+        description="tiny random model for batch tests",
+        training=None,
+    )
+    save_model(ActFusion(config, num_classes=len(CLASSES)), card, directory)
+    return directory
+
+
+@functools.cache
+def seeded_i3d(seed: int) -> dict[str, torch.Tensor]:
+    return seeded_i3d_state_dict(seed)
+
+
+@pytest.fixture(autouse=True)
+def _fast_seeded_weights(monkeypatch):
+    monkeypatch.setattr(i3d, "seeded_i3d_state_dict", seeded_i3d)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("batch")
+    videos = root / "videos"
+    videos.mkdir()
+    good = [write_video(videos / f"take{index}.mp4", 2.0 + index % 3, 30 * index) for index in range(6)]
+    corrupt = videos / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    return {"weights": write_tiny_weights(root / "tiny"), "videos": videos, "good": good, "corrupt": corrupt}
+
+
+@pytest.fixture(scope="module")
+def reference(assets) -> dict[str, SegmentationResult]:
+    """The single-machine results: Pipeline(video).segment(seed=SEED) for every good video."""
+    videos = [video.absolute() for video in assets["good"]]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(i3d, "seeded_i3d_state_dict", seeded_i3d)
+        pipeline = Pipeline(videos, weights=assets["weights"], device="cpu", progress=False)
+        results = pipeline.segment(seed=SEED)
+    return {result.video_id: result for result in results}
+
+
+def assert_equal_to_reference(out: Path, reference: dict[str, SegmentationResult]) -> None:
+    for name, expected in reference.items():
+        got = SegmentationResult.from_json(out / f"{name}.segmentation.json")
+        np.testing.assert_array_equal(got.frame_labels, expected.frame_labels)
+        assert [s.to_dict() for s in got.segments] == [s.to_dict() for s in expected.segments]
+        assert got.duration == pytest.approx(expected.duration) and got.video == expected.video
+
+
+def failures(out: Path) -> dict[str, str]:
+    listed = json.loads((out / "failures.json").read_text())
+    return {Path(item["video"]).name: item["error"] for item in listed}
+
+
+# -- without Ray ------------------------------------------------------------------------------------------
+
+
+def test_inputs_are_files_folders_globs_and_list_files(tmp_path):
+    for name in ("a.mp4", "b.avi", "notes.md", "sub/c.mkv"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    listing = tmp_path / "videos.txt"
+    listing.write_text("# mine\nb.avi\n\nsub/c.mkv\n")
+    found = find_inputs([tmp_path / "a.mp4", str(tmp_path / "*.avi"), listing, tmp_path / "sub"])
+    assert found == [tmp_path / "a.mp4", tmp_path / "b.avi", tmp_path / "sub/c.mkv"]
+    assert find_inputs([tmp_path]) == [tmp_path / "a.mp4", tmp_path / "b.avi", tmp_path / "sub/c.mkv"]
+    with pytest.raises(InputError, match="matches no file"):
+        find_inputs([str(tmp_path / "*.webm")])
+
+
+def test_outputs_follow_the_single_machine_layout(tmp_path):
+    job = BatchJob("segment", tmp_path, format="csv", plot=True)
+    assert job.outputs("/videos/take1.mp4") == [
+        tmp_path / "take1.segmentation.csv",
+        tmp_path / "take1.segmentation.png",
+    ]
+    anticipation = BatchJob("anticipate", tmp_path, format="activitynet")
+    assert anticipation.outputs("x/take1.mp4") == [tmp_path / "take1.anticipation.activitynet.json"]
+    assert BatchJob("extract", tmp_path).outputs("take1.mp4") == [
+        tmp_path / "features" / "take1.npy",
+        tmp_path / "features" / "take1.json",
+    ]
+
+
+def test_a_finished_batch_needs_no_cluster(assets, tmp_path, monkeypatch):
+    job = BatchJob("segment", tmp_path, weights=str(assets["weights"]))
+    for video in assets["good"]:
+        for path in job.outputs(video):
+            path.write_text("{}")
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started for nothing to do"))
+    report = run(assets["good"], job, progress=False)
+    assert len(report.skipped) == 6 and report.ok and report.startup_seconds == 0
+
+
+# -- an embedded local Ray --------------------------------------------------------------------------------
+
+
+def test_embedded_local_ray_segments_and_collects_failures(assets, reference, tmp_path):
+    job = BatchJob("segment", tmp_path / "out", weights=str(assets["weights"]), seed=SEED)
+    cluster = ClusterOptions(workers=1, local_cpus=2, object_store_bytes=OBJECT_STORE)
+    report = run([assets["videos"]], job, cluster, progress=False)
+    assert not ray.is_initialized()
+    assert report.total == 7 and len(report.completed) == 6 and not report.skipped
+    assert [failure.video.name for failure in report.failed] == ["corrupt.mp4"]
+    assert_equal_to_reference(job.out, reference)
+    assert set(failures(job.out)) == {"corrupt.mp4"}
+    leftovers = [path.name for path in job.out.iterdir() if path.name.startswith(".")]
+    assert leftovers == []
+
+
+# -- a two-node cluster on this machine -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains `text` (our own cluster's temp dir or a stage's name)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and a worker node (1 CPU, 100 MB object store each) on 127.0.0.1, stopped in teardown."""
+    temp_dir = tempfile.mkdtemp(prefix="afray", dir="/tmp")
+    port = _free_port()
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0"]
+    common += ["--object-store-memory", str(OBJECT_STORE), "--disable-usage-stats"]
+    head = [
+        str(RAY),
+        "start",
+        "--head",
+        "--port",
+        str(port),
+        "--temp-dir",
+        temp_dir,
+        "--include-dashboard",
+        "false",
+    ]
+    head += ["--ray-client-server-port", str(_free_port()), *common]
+    worker = [str(RAY), "start", "--address", f"127.0.0.1:{port}", *common]
+    try:
+        for command in (head, worker):
+            subprocess.run(command, env=environment, check=True, capture_output=True, timeout=120)
+        yield {"address": f"127.0.0.1:{port}", "environment": environment, "temp_dir": temp_dir}
+    finally:
+        for pid in _processes_mentioning(temp_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def batch_cli(cluster, *argv: str) -> subprocess.Popen:
+    command = [sys.executable, "-c", "import sys; from actfusion_sdk.cli import main; sys.exit(main())"]
+    return subprocess.Popen(
+        [*command, "batch", *map(str, argv)],
+        env=cluster["environment"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_node_cluster_matches_the_pipeline_and_resumes(assets, reference, cluster, tmp_path):
+    out = tmp_path / "out"
+    argv = ["segment", assets["videos"], "--out", out, "--weights", assets["weights"], "--seed", SEED]
+    argv += ["--address", cluster["address"], "--cpus-per-worker", "0.5", "--workers", "2"]
+    first = batch_cli(cluster, *argv)
+    _, err = first.communicate(timeout=240)
+    assert first.returncode == 3, err
+    assert "6 done, 0 skipped, 1 failed of 7" in err and "2 node(s)" in err
+    assert_equal_to_reference(out, reference)
+    assert set(failures(out)) == {"corrupt.mp4"}
+    second = batch_cli(cluster, *argv)
+    _, err = second.communicate(timeout=240)
+    assert second.returncode == 3 and "0 done, 6 skipped, 1 failed of 7" in err, err
