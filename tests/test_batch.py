@@ -4,16 +4,14 @@ used, a re-run skips everything, a killed actor is retried without losing or rew
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 import av
@@ -38,6 +36,8 @@ from actfusion_sdk.model.config import (
 from actfusion_sdk.pipeline import Pipeline
 from actfusion_sdk.results import SegmentationResult
 
+# Ray's node IP is then 127.0.0.1 and its servers listen on loopback only (read when ray is first imported).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray", reason="the batch tests need the cluster extra (ray)")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,59 +202,35 @@ def test_embedded_local_ray_segments_and_collects_failures(assets, reference, tm
 # -- a two-node cluster on this machine -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line contains `text` (our own cluster's temp dir or a stage's name)."""
+def _stage_pids(stage: str) -> list[int]:
+    """Pids of the Ray actors running `stage` (their process titles name it)."""
     pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
+        if entry.name.isdigit():
             try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    pids.append(int(entry.name))
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
+            if title.startswith("ray::") and stage in title:
+                pids.append(int(entry.name))
     return pids
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head and a worker node (1 CPU, 100 MB object store each) on 127.0.0.1, stopped in teardown."""
-    temp_dir = tempfile.mkdtemp(prefix="afray", dir="/tmp")
-    port = _free_port()
-    environment = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "OMP_NUM_THREADS": "1",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0"]
-    common += ["--object-store-memory", str(OBJECT_STORE), "--disable-usage-stats"]
-    head = [
-        str(RAY),
-        "start",
-        "--head",
-        "--port",
-        str(port),
-        "--temp-dir",
-        temp_dir,
-        "--include-dashboard",
-        "false",
-    ]
-    head += ["--ray-client-server-port", str(_free_port()), *common]
-    worker = [str(RAY), "start", "--address", f"127.0.0.1:{port}", *common]
+    """A head and a worker node (1 CPU, 100 MB object store each) on 127.0.0.1, as separate raylet processes
+    started by Ray's own multi-node test harness, shut down (every process it started) in teardown."""
+    from ray.cluster_utils import Cluster
+
+    node = {"num_cpus": 1, "num_gpus": 0, "object_store_memory": OBJECT_STORE, "node_ip_address": "127.0.0.1"}
+    nodes = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     try:
-        for command in (head, worker):
-            subprocess.run(command, env=environment, check=True, capture_output=True, timeout=120)
-        yield {"address": f"127.0.0.1:{port}", "environment": environment, "temp_dir": temp_dir}
+        nodes.add_node(**node)
+        nodes.wait_for_nodes()
+        environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        yield {"address": nodes.address, "environment": environment}
     finally:
-        for pid in _processes_mentioning(temp_dir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        nodes.shutdown()
 
 
 def batch_cli(cluster, *argv: str) -> subprocess.Popen:
@@ -282,3 +258,23 @@ def test_two_node_cluster_matches_the_pipeline_and_resumes(assets, reference, cl
     second = batch_cli(cluster, *argv)
     _, err = second.communicate(timeout=240)
     assert second.returncode == 3 and "0 done, 6 skipped, 1 failed of 7" in err, err
+
+
+def test_a_killed_actor_is_retried_and_nothing_is_lost_or_rewritten(assets, reference, cluster, tmp_path):
+    out = tmp_path / "out"
+    argv = ["segment", *assets["good"], "--out", out, "--weights", assets["weights"], "--seed", SEED]
+    argv += ["--address", cluster["address"], "--cpus-per-worker", "0.5", "--workers", "1"]
+    batch = batch_cli(cluster, *argv)
+    deadline = time.monotonic() + 180
+    while not list(out.glob("*.segmentation.json")) and batch.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    victims = _stage_pids("ModelStage")
+    assert victims and len(list(out.glob("*.segmentation.json"))) < 6, "the batch ended before the kill"
+    os.kill(victims[0], signal.SIGKILL)
+    _, err = batch.communicate(timeout=240)
+    assert batch.returncode == 0, err
+    assert "6 done, 0 skipped, 0 failed of 6" in err
+    assert_equal_to_reference(out, reference)
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        f"{name}.segmentation.json" for name in reference
+    )

@@ -65,6 +65,8 @@ class BatchReport:
             f"{self.total} in {self.seconds:.1f} s (Ray start-up {self.startup_seconds:.1f} s, "
             f"{self.videos_per_minute():.1f} videos/min, {len(self.nodes)} node(s))"
         ]
+        if self.nodes:
+            lines.append(f"  nodes: {', '.join(sorted(self.nodes))}")
         lines += [f"  FAILED {failure.video}: {failure.error}" for failure in self.failed]
         return "\n".join(lines)
 

@@ -8,6 +8,7 @@ folder must be storage that every node sees (the user's --out).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -60,11 +61,8 @@ def run(
     each video's result equals `Pipeline(video).segment(seed=job.seed)` (or anticipate / extract) on one
     machine.
     """
-    try:
-        import ray
-    except ImportError as err:
-        raise ConfigError("actfusion batch needs Ray: pip install 'actfusion-sdk[cluster]'") from err
     cluster = cluster or ClusterOptions()
+    ray = _import_ray(local=cluster.address is None)
     started = time.perf_counter()
     job = _resolved(job)
     videos = [video.absolute() for video in find_inputs(inputs)]
@@ -95,6 +93,18 @@ def run(
         startup_seconds=startup,
         seconds=time.perf_counter() - started,
     )
+
+
+def _import_ray(local: bool) -> Any:
+    if local:
+        # A one-machine Ray needs no network: with Ray's cluster mode off its node IP is 127.0.0.1, so every
+        # Ray server listens on loopback only. Ray reads this when first imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError("actfusion batch needs Ray: pip install 'actfusion-sdk[cluster]'") from err
+    return ray
 
 
 def _resolved(job: BatchJob) -> BatchJob:
@@ -135,7 +145,6 @@ def _ray_session(ray: Any, cluster: ClusterOptions) -> Iterator[None]:
             object_store_memory=cluster.object_store_bytes,
             include_dashboard=False,
             log_to_driver=False,
-            _node_ip_address="127.0.0.1",
         )
     else:
         ray.init(address=cluster.address, log_to_driver=False)
