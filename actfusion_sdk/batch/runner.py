@@ -28,9 +28,9 @@ class ClusterOptions:
     """Where the batch runs and how big its workers are.
 
     `address`: None starts an embedded local Ray (`local_cpus`, default all; `object_store_bytes`, default
-    Ray's), "auto", "HOST:PORT" or "ray://HOST:PORT" joins a running cluster. `workers`: actors per stage
-    (default: as many as the cluster's CPUs, or GPUs, allow). `gpus_per_worker`: default 1 where the cluster
-    has GPUs, else 0 (fractions share a GPU).
+    Ray's), "auto", "HOST:PORT" or "ray://HOST:PORT" joins a running cluster. A worker slot of
+    `cpus_per_worker` CPUs (and `gpus_per_worker` GPUs: default 1 where the cluster has GPUs, else 0) holds
+    one actor of every stage; `workers`: the number of slots (default: as many as the cluster holds).
     """
 
     address: str | None = None
@@ -165,7 +165,7 @@ def _dataset(ray: Any, job: BatchJob, cluster: ClusterOptions, videos: list[Path
     if gpus is None:
         gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
     stages = [FeatureStage, ModelStage] if job.runs_model else [ExtractStage]
-    workers = cluster.workers or _pool_size(resources, cluster.cpus_per_worker, gpus, len(stages))
+    workers = cluster.workers or _pool_size(resources, cluster.cpus_per_worker, gpus)
     threads = max(1, math.floor(cluster.cpus_per_worker))
     rows = [{"video": str(video)} for video in videos]
     dataset = ray.data.from_items(rows, override_num_blocks=len(videos))
@@ -174,14 +174,15 @@ def _dataset(ray: Any, job: BatchJob, cluster: ClusterOptions, videos: list[Path
             stage,
             fn_constructor_kwargs={"job": job, "threads": threads},
             concurrency=workers,
-            num_cpus=cluster.cpus_per_worker,
-            num_gpus=gpus,
+            # One worker slot holds an actor of every stage; a video's stages take turns on it.
+            num_cpus=cluster.cpus_per_worker / len(stages),
+            num_gpus=gpus / len(stages),
         )
     return dataset
 
 
-def _pool_size(resources: dict[str, float], cpus: float, gpus: float, stages: int) -> int:
-    """Actors per stage so that every stage's pool fits the cluster at once."""
+def _pool_size(resources: dict[str, float], cpus: float, gpus: float) -> int:
+    """Worker slots (= actors per stage) that the cluster holds at once."""
     if gpus > 0:
-        return max(1, math.floor(resources.get("GPU", 0) / gpus / stages))
-    return max(1, math.floor(resources.get("CPU", 1) / cpus / stages))
+        return max(1, math.floor(resources.get("GPU", 0) / gpus))
+    return max(1, math.floor(resources.get("CPU", 1) / cpus))

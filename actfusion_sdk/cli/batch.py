@@ -49,16 +49,23 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         help="join a running Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start a local Ray)",
     )
     group.add_argument(
-        "--workers", type=int, metavar="N", help="actors per stage (default: as many as the cluster fits)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker slots, each with one actor per stage (default: as many as the cluster holds)",
     )
     group.add_argument(
-        "--cpus-per-worker", type=float, default=1.0, metavar="N", help="CPUs per actor (default 1)"
+        "--cpus-per-worker",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="CPUs per worker slot, shared by its stages (default 1; also the torch threads)",
     )
     group.add_argument(
         "--gpus-per-worker",
         type=float,
         metavar="N",
-        help="GPUs per actor, fractions share one (default: 1 where the cluster has GPUs, else 0)",
+        help="GPUs per worker slot, 0.5 puts two on a GPU (default: 1 where the cluster has GPUs, else 0)",
     )
 
 
