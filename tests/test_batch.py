@@ -8,9 +8,11 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -223,7 +225,9 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     node = {"num_cpus": 1, "num_gpus": 0, "object_store_memory": OBJECT_STORE, "node_ip_address": "127.0.0.1"}
-    nodes = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    temp_dir = tempfile.mkdtemp(prefix="afray", dir="/tmp")  # short: Ray's socket paths live under it
+    head = {**node, "include_dashboard": False, "temp_dir": temp_dir}
+    nodes = Cluster(initialize_head=True, head_node_args=head)
     try:
         nodes.add_node(**node)
         nodes.wait_for_nodes()
@@ -231,6 +235,7 @@ def cluster():
         yield {"address": nodes.address, "environment": environment}
     finally:
         nodes.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def batch_cli(cluster, *argv: str) -> subprocess.Popen:

@@ -173,7 +173,7 @@ def _dataset(ray: Any, job: BatchJob, cluster: ClusterOptions, videos: list[Path
         dataset = dataset.map(
             stage,
             fn_constructor_kwargs={"job": job, "threads": threads},
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             # One worker slot holds an actor of every stage; a video's stages take turns on it.
             num_cpus=cluster.cpus_per_worker / len(stages),
             num_gpus=gpus / len(stages),
