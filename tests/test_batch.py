@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -288,3 +289,27 @@ def test_a_killed_actor_is_retried_and_nothing_is_lost_or_rewritten(assets, refe
     )
     after = {name: ((out / name).stat().st_ino, (out / name).stat().st_mtime_ns) for name in before}
     assert after == before
+
+
+def test_a_killed_driver_leaves_no_partial_output_and_the_rerun_does_the_rest(
+    assets, reference, cluster, tmp_path
+):
+    out = tmp_path / "out"
+    argv = ["segment", *assets["good"], "--out", out, "--weights", assets["weights"], "--seed", SEED]
+    argv += ["--address", cluster["address"], "--cpus-per-worker", "0.5", "--workers", "1"]
+    interrupted = batch_cli(cluster, *argv)
+    deadline = time.monotonic() + 180
+    while not list(out.glob("*.segmentation.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    interrupted.kill()
+    interrupted.communicate()
+    finished = {path.name for path in out.glob("*.segmentation.json")}
+    assert 1 <= len(finished) < 6, "the batch ended before the kill"
+    rerun = batch_cli(cluster, *argv)
+    _, err = rerun.communicate(timeout=240)
+    assert rerun.returncode == 0, err
+    summary = re.search(r"(\d+) done, (\d+) skipped, 0 failed of 6 in", err)
+    assert summary, err
+    done, skipped = map(int, summary.groups())
+    assert skipped >= len(finished) and done + skipped == 6
+    assert_equal_to_reference(out, reference)  # every file under a final name is whole
