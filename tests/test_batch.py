@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from actfusion_sdk.batch import BatchJob, ClusterOptions, find_inputs, run
+from actfusion_sdk.cli import main
 from actfusion_sdk.errors import InputError
 from actfusion_sdk.features import i3d
 from actfusion_sdk.features.seeded import seeded_i3d_state_dict
@@ -200,6 +201,28 @@ def test_embedded_local_ray_segments_and_collects_failures(assets, reference, tm
     assert set(failures(job.out)) == {"corrupt.mp4"}
     leftovers = [path.name for path in job.out.iterdir() if path.name.startswith(".")]
     assert leftovers == []
+
+
+def test_batch_extract_cli_on_embedded_ray_writes_what_extract_writes(assets, tmp_path, monkeypatch, capsys):
+    import actfusion_sdk.batch as batch_package
+
+    small = functools.partial(ClusterOptions, local_cpus=2, object_store_bytes=OBJECT_STORE)
+    monkeypatch.setattr(batch_package, "ClusterOptions", small)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(SETTINGS.to_dict()))
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"{assets['good'][0]}\n{assets['good'][1]}\n{assets['corrupt']}\n")
+    single = ["extract", *assets["good"][:2], "--out", tmp_path / "one", "--settings", settings, "--quiet"]
+    assert main([str(arg) for arg in single]) == 0
+    argv = ["batch", "extract", listing, "--out", tmp_path / "many", "--settings", settings]
+    assert main([str(arg) for arg in argv]) == 3
+    assert "2 done, 0 skipped, 1 failed of 3" in capsys.readouterr().err
+    assert set(failures(tmp_path / "many")) == {"corrupt.mp4"}
+    for video in assets["good"][:2]:
+        one = np.load(tmp_path / "one" / "features" / f"{video.stem}.npy")
+        np.testing.assert_array_equal(np.load(tmp_path / "many" / "features" / f"{video.stem}.npy"), one)
+        sidecar = json.loads((tmp_path / "many" / "features" / f"{video.stem}.json").read_text())
+        assert sidecar["settings"] == SETTINGS.to_dict()
 
 
 # -- a two-node cluster on this machine -------------------------------------------------------------------
