@@ -4,7 +4,6 @@ used, a re-run skips everything, a killed actor is retried without losing or rew
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -17,99 +16,27 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
-import torch
 
 from actfusion_sdk.batch import BatchJob, ClusterOptions, find_inputs, run
 from actfusion_sdk.cli import main
 from actfusion_sdk.errors import InputError
 from actfusion_sdk.features import i3d
-from actfusion_sdk.features.seeded import seeded_i3d_state_dict
-from actfusion_sdk.features.settings import FeatureSettings, WeightsSource
-from actfusion_sdk.model.actfusion import ActFusion
-from actfusion_sdk.model.checkpoint import ModelCard, save_model
-from actfusion_sdk.model.config import (
-    DecoderConfig,
-    DiffusionConfig,
-    EncoderConfig,
-    PostprocessConfig,
-    preset,
-)
+from actfusion_sdk.model.checkpoint import load_card
+from actfusion_sdk.outputs import STATE_DIR, InputIdentity
 from actfusion_sdk.pipeline import Pipeline
 from actfusion_sdk.results import SegmentationResult
+
+from .helpers import REPO, TINY_SETTINGS, seeded_i3d, write_moving_square, write_tiny_weights
 
 # Ray's node IP is then 127.0.0.1 and its servers listen on loopback only (read when ray is first imported).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray", reason="the batch tests need the cluster extra (ray)")
+pytestmark = pytest.mark.usefixtures("fast_seeded_weights")
 
-REPO = Path(__file__).resolve().parents[1]
-RAY = Path(sys.executable).with_name("ray")
-CLASSES = ("background", "pick", "place", "pour")
 SEED = 5
 OBJECT_STORE = 100 * 1024 * 1024
-# Tiny features: 8 fps decoded, one 4-frame clip every 4 frames (2 features/s), 32 px crops.
-# (The tiny model and settings follow tests/test_pipeline.py's, copied until shared test helpers exist.)
-SETTINGS = FeatureSettings(
-    fps=8.0,
-    clip_frames=4,
-    frame_stride=1,
-    feature_stride=4,
-    short_side=32,
-    crop_size=32,
-    weights=WeightsSource("seeded", seed=0),
-)
-
-
-def write_video(path: Path, seconds: float, shade: int) -> Path:
-    """A short 48 px mp4 at 8 fps: a bright square moving over a `shade`d background."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=8)
-        stream.width = stream.height = 48
-        stream.pix_fmt = "yuv420p"
-        for index in range(round(seconds * 8)):
-            frame = np.full((48, 48, 3), (shade, 90, 160), dtype=np.uint8)
-            x = index * 3 % 32
-            frame[16:32, x : x + 16] = 255
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-def write_tiny_weights(directory: Path) -> Path:
-    """A randomly initialised tiny ActFusion (2 DDIM steps) whose card names SETTINGS."""
-    config = dataclasses.replace(
-        preset("50salads"),
-        name="tiny",
-        encoder=EncoderConfig(3, 8, 5, 0.5, 0.5, 0.5, (0, 1, 2)),
-        decoder=DecoderConfig(2, 8, 5, 0.1, time_emb_dim=16),
-        diffusion=DiffusionConfig(sampling_timesteps=2, snr_scale=1.0),
-        postprocess=PostprocessConfig("median", 3),
-        sample_rate=2,
-    )
-    torch.manual_seed(0)
-    card = ModelCard(
-        format_version=1,
-        config=config,
-        classes=CLASSES,
-        features=SETTINGS.to_dict(),
-        fps=SETTINGS.features_per_second,
-        description="tiny random model for batch tests",
-        training=None,
-    )
-    save_model(ActFusion(config, num_classes=len(CLASSES)), card, directory)
-    return directory
-
-
-@functools.cache
-def seeded_i3d(seed: int) -> dict[str, torch.Tensor]:
-    return seeded_i3d_state_dict(seed)
-
-
-@pytest.fixture(autouse=True)
-def _fast_seeded_weights(monkeypatch):
-    monkeypatch.setattr(i3d, "seeded_i3d_state_dict", seeded_i3d)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +44,7 @@ def assets(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("batch")
     videos = root / "videos"
     videos.mkdir()
-    good = [write_video(videos / f"take{index}.mp4", 2.0 + index % 3, 30 * index) for index in range(6)]
+    good = [write_moving_square(videos / f"take{index}.mp4", 2.0 + index % 3) for index in range(6)]
     corrupt = videos / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     return {"weights": write_tiny_weights(root / "tiny"), "videos": videos, "good": good, "corrupt": corrupt}
@@ -165,26 +92,36 @@ def test_inputs_are_files_folders_globs_and_list_files(tmp_path):
 
 def test_outputs_follow_the_single_machine_layout(tmp_path):
     job = BatchJob("segment", tmp_path, format="csv", plot=True)
-    assert job.outputs("/videos/take1.mp4") == [
-        tmp_path / "take1.segmentation.csv",
-        tmp_path / "take1.segmentation.png",
-    ]
+    assert job.outputs("take1") == [tmp_path / "take1.segmentation.csv", tmp_path / "take1.segmentation.png"]
+    assert job.record("take1") == tmp_path / "take1.segmentation.record.json"
     anticipation = BatchJob("anticipate", tmp_path, format="activitynet")
-    assert anticipation.outputs("x/take1.mp4") == [tmp_path / "take1.anticipation.activitynet.json"]
-    assert BatchJob("extract", tmp_path).outputs("take1.mp4") == [
-        tmp_path / "features" / "take1.npy",
-        tmp_path / "features" / "take1.json",
-    ]
+    assert anticipation.outputs("take1") == [tmp_path / "take1.anticipation.activitynet.json"]
+    extraction = BatchJob("extract", tmp_path)
+    assert extraction.outputs("take1") == [tmp_path / "features" / "take1.npy"]
+    assert extraction.record("take1") == tmp_path / "features" / "take1.json"
 
 
-def test_a_finished_batch_needs_no_cluster(assets, tmp_path, monkeypatch):
-    job = BatchJob("segment", tmp_path, weights=str(assets["weights"]))
-    for video in assets["good"]:
-        for path in job.outputs(video):
-            path.write_text("{}")
+def test_what_segment_wrote_is_finished_for_the_batch_without_a_cluster(assets, tmp_path, monkeypatch):
+    """Same-stem videos from two folders, segmented by `actfusion segment --out`: the batch finds the same
+    names and records and skips both without starting Ray; another seed would redo them."""
+    clips = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        clips.append(shutil.copy(assets["good"][0], tmp_path / folder / "clip.mp4"))
+    out = tmp_path / "out"
+    argv = ["segment", *clips, "--out", out, "--weights", assets["weights"], "--seed", SEED, "--quiet"]
+    assert main([str(arg) for arg in argv]) == 0
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started for nothing to do"))
-    report = run(assets["good"], job, progress=False)
-    assert len(report.skipped) == 6 and report.ok and report.startup_seconds == 0
+    job = BatchJob("segment", out, weights=str(assets["weights"]), seed=SEED)
+    report = run(clips, job, progress=False)
+    assert report.skipped == tuple(map(Path, clips)) and report.ok and report.startup_seconds == 0
+    written = sorted(path.name for path in out.glob("clip*.segmentation.json"))
+    assert len(written) == 2 and "clip.segmentation.json" in written
+    model = load_card(assets["weights"]).sha256
+    identity = InputIdentity.of(clips[0])
+    assert job.is_finished("clip", identity, job.settings(model))
+    other_seed = BatchJob("segment", out, weights=str(assets["weights"]), seed=SEED + 1)
+    assert not other_seed.is_finished("clip", identity, other_seed.settings(model))
 
 
 # -- an embedded local Ray --------------------------------------------------------------------------------
@@ -199,8 +136,11 @@ def test_embedded_local_ray_segments_and_collects_failures(assets, reference, tm
     assert [failure.video.name for failure in report.failed] == ["corrupt.mp4"]
     assert_equal_to_reference(job.out, reference)
     assert set(failures(job.out)) == {"corrupt.mp4"}
-    leftovers = [path.name for path in job.out.iterdir() if path.name.startswith(".")]
+    leftovers = [path.name for path in job.out.rglob(".*") if path.name != STATE_DIR]
     assert leftovers == []
+    assert sorted(path.name for path in job.out.glob("*.record.json")) == sorted(
+        f"{name}.segmentation.record.json" for name in reference
+    )
 
 
 def test_batch_extract_cli_on_embedded_ray_writes_what_extract_writes(assets, tmp_path, monkeypatch, capsys):
@@ -209,7 +149,7 @@ def test_batch_extract_cli_on_embedded_ray_writes_what_extract_writes(assets, tm
     small = functools.partial(ClusterOptions, local_cpus=2, object_store_bytes=OBJECT_STORE)
     monkeypatch.setattr(batch_package, "ClusterOptions", small)
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps(SETTINGS.to_dict()))
+    settings.write_text(json.dumps(TINY_SETTINGS.to_dict()))
     listing = tmp_path / "videos.txt"
     listing.write_text(f"{assets['good'][0]}\n{assets['good'][1]}\n{assets['corrupt']}\n")
     single = ["extract", *assets["good"][:2], "--out", tmp_path / "one", "--settings", settings, "--quiet"]
@@ -222,7 +162,9 @@ def test_batch_extract_cli_on_embedded_ray_writes_what_extract_writes(assets, tm
         one = np.load(tmp_path / "one" / "features" / f"{video.stem}.npy")
         np.testing.assert_array_equal(np.load(tmp_path / "many" / "features" / f"{video.stem}.npy"), one)
         sidecar = json.loads((tmp_path / "many" / "features" / f"{video.stem}.json").read_text())
-        assert sidecar["settings"] == SETTINGS.to_dict()
+        one_sidecar = json.loads((tmp_path / "one" / "features" / f"{video.stem}.json").read_text())
+        assert sidecar["settings"] == TINY_SETTINGS.to_dict()
+        assert sidecar["input"] == one_sidecar["input"] == InputIdentity.of(video).to_dict()
 
 
 # -- a two-node cluster on this machine -------------------------------------------------------------------
@@ -308,7 +250,9 @@ def test_a_killed_actor_is_retried_and_nothing_is_lost_or_rewritten(assets, refe
     assert_equal_to_reference(out, reference)
     # Nothing extra (no temporary file) and nothing written twice: files there at the kill are untouched.
     assert sorted(path.name for path in out.iterdir()) == sorted(
-        f"{name}.segmentation.json" for name in reference
+        [STATE_DIR]
+        + [f"{name}.segmentation.json" for name in reference]
+        + [f"{name}.segmentation.record.json" for name in reference]
     )
     after = {name: ((out / name).stat().st_ino, (out / name).stat().st_mtime_ns) for name in before}
     assert after == before
