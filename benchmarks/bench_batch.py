@@ -40,7 +40,8 @@ def timed(command: list[str], environment: dict[str, str]) -> tuple[float, str]:
 
 
 def labels(out: Path) -> dict[str, list[int]]:
-    return {path.name: json.loads(path.read_text())["frame_labels"] for path in out.glob("*.json")}
+    results = out.glob("*.segmentation.json")  # not the records beside them
+    return {path.name: json.loads(path.read_text())["frame_labels"] for path in results}
 
 
 def main() -> None:
@@ -74,7 +75,8 @@ def main() -> None:
             environment,
         )
         startup = float(re.search(r"Ray start-up ([0-9.]+) s", report).group(1))
-        timings = [json.loads(path.read_text())["timings"] for path in (root / "seq").glob("*.json")]
+        results = (root / "seq").glob("*.segmentation.json")
+        timings = [json.loads(path.read_text())["timings"] for path in results]
         same = labels(root / "seq") == labels(root / "batch")
 
     features = statistics.mean(timing["features"] for timing in timings)
