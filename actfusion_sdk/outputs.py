@@ -69,8 +69,11 @@ def output_record(
     return {"input": identity.to_dict(), "settings": dict(settings), "outputs": sorted(outputs)}
 
 
-def output_is_finished(record: Path, identity: InputIdentity, settings: Mapping[str, Any]) -> bool:
-    """True when `record` names this very input and these settings, and every output file it lists exists."""
+def output_is_finished(
+    record: Path, identity: InputIdentity, settings: Mapping[str, Any], expected: Iterable[str] = ()
+) -> bool:
+    """True when `record` names this very input and these settings, lists the `expected` output file names
+    (if any are given), and every output file it lists exists."""
     try:
         data = json.loads(Path(record).read_text())
     except (OSError, ValueError):
@@ -78,6 +81,8 @@ def output_is_finished(record: Path, identity: InputIdentity, settings: Mapping[
     if not isinstance(data, dict) or data.get("input") != identity.to_dict():
         return False
     if data.get("settings") != dict(settings) or not data.get("outputs"):
+        return False
+    if not set(expected) <= set(data["outputs"]):
         return False
     return all((Path(record).parent / name).is_file() for name in data["outputs"])
 

@@ -7,7 +7,7 @@
 
 `Pipeline` binds sources to one of these; the CLI, batch workers and the live loop call it directly. The model
 card decides how features are made (card.features -> FeatureSettings), so a model only ever sees features made
-the way it was trained.
+the way it was trained; `VideoFeaturizer.from_card` makes them from the card alone, without loading the model.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from .weights import BUNDLED_DEFAULT, DEMO_VIDEO_TAG, resolve_weights
 if TYPE_CHECKING:
     from .features.i3d import I3DFeatureExtractor
     from .features.settings import FeatureSettings
+    from .model.checkpoint import ModelCard
 
 PathLike = str | os.PathLike[str]
 
@@ -126,36 +127,35 @@ class AnticipationWindow:
         return FrameWindow(total=observed + max(1, round(self.horizon * prepared.fps)), observed=observed)
 
 
-class Predictor:
-    """A model loaded once (and its feature extractor, loaded on first use) that answers per call.
+class VideoFeaturizer:
+    """Decode + I3D features the way a model card says (card.features), without the model itself.
 
-    `weights`: a checkpoint directory, model.json or .safetensors (default: $ACTFUSION_WEIGHTS, then the
-    bundled demo model). `i3d_weights` and `precision` configure the extractor (default: the card's settings).
+    `weights`: the resolved model path whose `card` this is; `i3d_weights` and `precision` configure the
+    extractor (default: the card's settings), which is built on first use.
     """
 
     def __init__(
         self,
-        weights: PathLike | None = None,
-        device: str | torch.device | None = None,
-        attention_impl: str = "auto",
+        weights: Path,
+        card: ModelCard,
+        device: torch.device,
         i3d_weights: PathLike | dict[str, torch.Tensor] | None = None,
         precision: str | None = None,
     ) -> None:
-        from .model.checkpoint import load_model
-
-        self.device = resolve_device(device)
-        self.weights = resolve_weights(weights)
-        loaded = load_model(self.weights, device=self.device)
-        self.model, self.card = loaded.model, loaded.card
-        self.model.attention_impl = attention_impl
-        self.model.eval()
+        self.weights, self.card, self.device = weights, card, device
         self._i3d_weights = i3d_weights
         self._precision = precision
         self._extractor: I3DFeatureExtractor | None = None
 
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return tuple(self.card.classes)
+    @classmethod
+    def from_card(
+        cls, weights: PathLike | None = None, device: str | torch.device | None = None
+    ) -> VideoFeaturizer:
+        """The featurizer of the model at `weights` (resolved as Predictor does), reading only its card."""
+        from .model.checkpoint import load_card
+
+        resolved = resolve_weights(weights)
+        return cls(resolved, load_card(resolved), resolve_device(device))
 
     def feature_settings(self) -> FeatureSettings:
         """The card's feature settings (a model only works on features made the way it was trained)."""
@@ -218,6 +218,36 @@ class Predictor:
             time.perf_counter() - started,
             complete=needed is None or extracted.features.shape[1] < needed,
         )
+
+
+class Predictor(VideoFeaturizer):
+    """A model loaded once (and its feature extractor, loaded on first use) that answers per call.
+
+    `weights`: a checkpoint directory, model.json or .safetensors (default: $ACTFUSION_WEIGHTS, then the
+    bundled demo model). `i3d_weights` and `precision` configure the extractor (default: the card's settings).
+    """
+
+    def __init__(
+        self,
+        weights: PathLike | None = None,
+        device: str | torch.device | None = None,
+        attention_impl: str = "auto",
+        i3d_weights: PathLike | dict[str, torch.Tensor] | None = None,
+        precision: str | None = None,
+    ) -> None:
+        from .model.checkpoint import load_model
+
+        device = resolve_device(device)
+        weights = resolve_weights(weights)
+        loaded = load_model(weights, device=device)
+        super().__init__(weights, loaded.card, device, i3d_weights, precision)
+        self.model = loaded.model
+        self.model.attention_impl = attention_impl
+        self.model.eval()
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.card.classes)
 
     def load_features(
         self, item: np.ndarray | PathLike, fps: float | None = None, duration: float | None = None

@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "anticipate",
     "live",
     "extract",
+    "batch",
     "train",
     "evaluate",
     "selfcheck",

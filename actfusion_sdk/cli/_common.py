@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -82,22 +83,32 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress or file messages on stderr")
 
 
+def result_settings(
+    command: str, seed: int, fmt: str | None, model_sha256: str, window: AnticipationWindow | None = None
+) -> dict[str, Any]:
+    """What decides a segment/anticipate output besides its input: the settings its record holds."""
+    settings: dict[str, Any] = {"command": command, "seed": seed, "format": fmt}
+    if window is not None:
+        settings.update(asdict(window))
+    return {**settings, "model": model_sha256}
+
+
 def run_each(
     args: argparse.Namespace,
+    command: str,
     answer: Callable[[Predictor, PreparedFeatures], Result],
-    settings: dict[str, Any],
     window: AnticipationWindow | None = None,
 ) -> int:
     """Answer every video like `actfusion extract` does: each good one gets its result and its outputs, each
     failure is one line on stderr (and merged into OUT/failures.json); the exit code is 3 if any failed.
 
-    `settings` (what besides the model decides the outputs) goes into each output's record; an
-    observed/horizon `window` limits extraction to the observed part. `--out` without `--format` writes JSON.
+    `command` and `window` (anticipate's) go into each output's record (`result_settings`); the window also
+    limits extraction to the observed part. `--out` without `--format` writes JSON.
     """
     from ..predictor import Predictor
 
     if args.out is not None and args.format is None:
-        args.format = settings["format"] = "json"
+        args.format = "json"
     if len(args.videos) > 1 and args.out is None and args.format in ("csv", "mstcn"):
         raise ConfigError(
             f"--format {args.format} prints one video at a time; add --out DIR to write one file per video"
@@ -119,7 +130,8 @@ def run_each(
         except Exception as err:  # one bad video must not cost the others their results
             failed.append(InputFailure(video, f"{type(err).__name__}: {err}"))
     if answered:
-        emit(answered, args, destination, {**settings, "model": predictor.card.sha256})
+        settings = result_settings(command, args.seed, args.format, predictor.card.sha256, window)
+        emit(answered, args, destination, settings)
     for failure in failed:
         print(f"actfusion: {failure.error}", file=sys.stderr)
     if destination is not None and args.out is not None:
@@ -137,31 +149,50 @@ def emit(
 ) -> None:
     """Print or write the results as the arguments ask; every written set of files gets its input record."""
     results = [result for _, result in answered]
-    kind = results[0].kind
     if destination is not None:
         names = claim_output_names(destination, [video for video, _ in answered])
+        fmt = args.format if args.out is not None else None
         for video, result in answered:
             identity = InputIdentity.of(video)
-            written = []
-            if args.format is not None and args.out is not None:
-                written.append(
-                    result.save(destination / f"{names[video]}.{kind}{_SUFFIXES[args.format]}", args.format)
-                )
-            if args.plot:
-                written.append(result.plot(destination / f"{names[video]}.{kind}.png"))
-            if not written:
-                continue
-            record = destination / f"{names[video]}.{kind}{RECORD_SUFFIX}"
-            with atomic_write(record, "w") as handle:
-                json.dump(
-                    output_record(identity, settings, [path.name for path in written]), handle, indent=1
-                )
-            for path in written:
+            for path in save_result(result, destination, names[video], fmt, args.plot, identity, settings):
                 note(args, f"wrote {path}")
     if args.format is not None and args.out is None:
         print(_stdout_export(results, args.format), end="")
     if args.format is None or args.out is not None:
         print("\n\n".join(result.table() for result in results))
+
+
+def result_files(destination: Path, name: str, kind: str, fmt: str | None, plot: bool) -> dict[str, Path]:
+    """The files of the result named `name`: ``<name>.<kind><suffix>`` for an export `fmt` and
+    ``<name>.<kind>.png`` for a timeline, keyed by their format ("png" for the timeline)."""
+    files = {} if fmt is None else {fmt: destination / f"{name}.{kind}{_SUFFIXES[fmt]}"}
+    if plot:
+        files["png"] = destination / f"{name}.{kind}.png"
+    return files
+
+
+def record_file(destination: Path, name: str, kind: str) -> Path:
+    """The record of the result named `name`: its input and settings (see `output_is_finished`)."""
+    return destination / f"{name}.{kind}{RECORD_SUFFIX}"
+
+
+def save_result(
+    result: Result,
+    destination: Path,
+    name: str,
+    fmt: str | None,
+    plot: bool,
+    identity: InputIdentity,
+    settings: dict[str, Any],
+) -> list[Path]:
+    """Write `result`'s files (`result_files`), each atomically, then their record, so that a record means
+    finished files; returns the files written (none, and no record, when neither an export nor a plot)."""
+    files = result_files(destination, name, result.kind, fmt, plot)
+    written = [result.save(path, file_format) for file_format, path in files.items()]
+    if written:
+        with atomic_write(record_file(destination, name, result.kind), "w") as handle:
+            json.dump(output_record(identity, settings, [path.name for path in written]), handle, indent=1)
+    return written
 
 
 def _stdout_export(results: Sequence[SegmentationResult | AnticipationResult], fmt: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 
 from ._common import add_common_arguments, run_each
 
@@ -20,13 +19,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Exit codes: 0 ok, 2 usage, 3 input error, 4 weights error.",
     )
     add_common_arguments(parser)
+    add_window_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    """--ratio | --observed S --horizon S: what to observe and how far to anticipate."""
     window = parser.add_mutually_exclusive_group()
     window.add_argument(
         "--ratio", type=float, help="observed fraction of each video, in (0, 1) (default 0.3)"
     )
     window.add_argument("--observed", type=float, metavar="S", help="seconds observed (needs --horizon)")
     parser.add_argument("--horizon", type=float, metavar="S", help="seconds to anticipate after --observed")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,10 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
     # Checked before loading weights or decoding, so a bad request fails at once.
     window = AnticipationWindow(args.ratio, args.observed, args.horizon)
-    settings = {"command": "anticipate", "seed": args.seed, "format": args.format, **asdict(window)}
     return run_each(
         args,
+        "anticipate",
         lambda predictor, prepared: predictor.anticipate(prepared, window, seed=args.seed),
-        settings,
         window,
     )

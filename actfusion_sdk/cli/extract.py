@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "file name get distinct output names (see the README)."
         ),
     )
+    add_extract_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    """Inputs, --out and the extractor options of `actfusion extract`."""
     parser.add_argument(
         "inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files or directories of videos"
     )
@@ -40,7 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    parser.set_defaults(handler=run)
+
+
+def extraction_settings(args: argparse.Namespace):
+    """The FeatureSettings named by --settings (demo, kinetics or a JSON file), with --batch-size checked."""
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    return _settings(args.settings, args.i3d_weights is not None)
 
 
 def _settings(choice: str | None, has_weights: bool):
@@ -71,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ..features.i3d import I3DFeatureExtractor
     from ..outputs import prepare_output_dir
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    settings = _settings(args.settings, args.i3d_weights is not None)
+    settings = extraction_settings(args)
     prepare_output_dir(args.out)
     videos = find_videos(args.inputs)
     if not videos:

@@ -19,8 +19,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_each(
-        args,
-        lambda predictor, prepared: predictor.segment(prepared, seed=args.seed),
-        {"command": "segment", "seed": args.seed, "format": args.format},
-    )
+    return run_each(args, "segment", lambda predictor, prepared: predictor.segment(prepared, seed=args.seed))

@@ -83,6 +83,22 @@ def sidecar(result: VideoFeatures, precision: str, identity: InputIdentity, npy_
     }
 
 
+def feature_files(out_dir: Path, name: str) -> tuple[Path, Path]:
+    """Where the features of the video named `name` go: ``out_dir/features/<name>.npy`` and its sidecar."""
+    feature_dir = out_dir / "features"
+    return feature_dir / f"{name}.npy", feature_dir / f"{name}.json"
+
+
+def write_features(
+    npy: Path, meta: Path, result: VideoFeatures, precision: str, identity: InputIdentity
+) -> None:
+    """The features (float32) and then their sidecar, each atomically: a sidecar means finished features."""
+    with atomic_write(npy) as handle:
+        np.save(handle, result.features.astype(np.float32, copy=False))
+    with atomic_write(meta, "w") as handle:
+        json.dump(sidecar(result, precision, identity, npy.name), handle, indent=1)
+
+
 def extract_to_directory(
     videos: Sequence[Path],
     out_dir: str | Path,
@@ -94,8 +110,7 @@ def extract_to_directory(
     """Extract every video into ``out_dir/features``; failures are collected, merged into
     ``out_dir/failures.json`` and never stop the batch. ``on_video(index, video)`` runs before each video."""
     out_dir = prepare_output_dir(out_dir)
-    feature_dir = out_dir / "features"
-    feature_dir.mkdir(exist_ok=True)
+    (out_dir / "features").mkdir(exist_ok=True)
     settings = extractor.settings.to_dict()
     report = ExtractionReport()
     run = Run.begin()
@@ -103,7 +118,7 @@ def extract_to_directory(
     for index, video in enumerate(videos):
         if on_video is not None:
             on_video(index, video)
-        npy, meta = feature_dir / f"{names[video]}.npy", feature_dir / f"{names[video]}.json"
+        npy, meta = feature_files(out_dir, names[video])
         try:
             identity = InputIdentity.of(video)
             if output_is_finished(meta, identity, settings):
@@ -113,10 +128,7 @@ def extract_to_directory(
         except Exception as err:  # one bad video must not stop the batch; the report says what happened
             report.failed.append(InputFailure(video, f"{type(err).__name__}: {err}"))
             continue
-        with atomic_write(npy) as handle:
-            np.save(handle, result.features.astype(np.float32, copy=False))
-        with atomic_write(meta, "w") as handle:
-            json.dump(sidecar(result, extractor.precision, identity, npy.name), handle, indent=1)
+        write_features(npy, meta, result, extractor.precision, identity)
         report.written.append(npy)
     finished = [video for video in videos if video not in {f.video for f in report.failed}]
     report.failures_file = record_failures(out_dir, run, report.failed, finished)

@@ -189,30 +189,46 @@ def _check_torch_file(path: Path) -> None:
         raise WeightsError(f"{path} is not a PyTorch checkpoint (it starts with {head!r})")
 
 
+def load_card(path: str | os.PathLike[str]) -> ModelCard:
+    """The model card of a model in our format (a directory, its model.json or its model.safetensors),
+    read without loading (or verifying) the weights."""
+    card_path = _card_path(Path(path))
+    if not card_path.is_file():
+        raise WeightsError(f"{card_path} does not exist (a saved model needs {CARD_NAME})")
+    return _read_card(card_path)
+
+
+def _card_path(path: Path) -> Path:
+    if path.is_dir():
+        return path / CARD_NAME
+    if path.suffix in (".json", ".safetensors"):
+        return path.with_suffix(".json")
+    raise WeightsError(
+        f"{path} is not a model: give a directory with {CARD_NAME}, a .json model card, "
+        "a .safetensors file, "
+        f"or an official {'/'.join(OFFICIAL_SUFFIXES)} state_dict"
+    )
+
+
+def _read_card(card_path: Path) -> ModelCard:
+    try:
+        return ModelCard.from_dict(json.loads(card_path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, ConfigError) as err:
+        raise WeightsError(f"{card_path} is not a valid model card: {err}") from err
+
+
 def _load_ours(path: Path) -> LoadedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if path.is_dir():
-        card_path = path / CARD_NAME
-    elif path.suffix in (".json", ".safetensors"):
-        card_path = path.with_suffix(".json")
-    else:
-        raise WeightsError(
-            f"{path} is not a model: give a directory with {CARD_NAME}, a .json model card, "
-            "a .safetensors file, "
-            f"or an official {'/'.join(OFFICIAL_SUFFIXES)} state_dict"
-        )
+    card_path = _card_path(path)
     weights_path = card_path.with_suffix(".safetensors")
     for required in (card_path, weights_path):
         if not required.is_file():
             raise WeightsError(
                 f"{required} does not exist (a saved model needs both {CARD_NAME} and {WEIGHTS_NAME})"
             )
-    try:
-        card = ModelCard.from_dict(json.loads(card_path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, ConfigError) as err:
-        raise WeightsError(f"{card_path} is not a valid model card: {err}") from err
+    card = _read_card(card_path)
     digest = sha256_file(weights_path)
     if digest != card.sha256:
         raise WeightsError(

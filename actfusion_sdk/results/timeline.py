@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..errors import ConfigError
+from ..fileio import atomic_write
 from .segments import Segment, build_segments
 from .types import ANTICIPATED_PART
 
@@ -186,5 +187,5 @@ def _draw(result: Result, path: Path, ground_truth: np.ndarray | None, width: in
         fontsize=8,
         handlelength=1.6,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, format="png")
+    with atomic_write(path) as stream:  # a PNG under its final name is a whole one
+        figure.savefig(stream, dpi=dpi, format="png")
