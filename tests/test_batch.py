@@ -4,6 +4,7 @@ used, a re-run skips everything, a killed actor is retried without losing or rew
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -13,11 +14,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from actfusion_sdk.batch import BatchJob, ClusterOptions, find_inputs, run
 from actfusion_sdk.cli import main
@@ -54,11 +56,23 @@ def assets(tmp_path_factory) -> dict[str, Path]:
 def reference(assets) -> dict[str, SegmentationResult]:
     """The single-machine results: Pipeline(video).segment(seed=SEED) for every good video."""
     videos = [video.absolute() for video in assets["good"]]
-    with pytest.MonkeyPatch.context() as patch:
+    with one_torch_thread(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(i3d, "seeded_i3d_state_dict", seeded_i3d)
         pipeline = Pipeline(videos, weights=assets["weights"], device="cpu", progress=False)
         results = pipeline.segment(seed=SEED)
     return {result.video_id: result for result in results}
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run as a batch actor does (one torch thread, cpus_per_worker 1): float sums depend on the thread
+    count, so single-machine references made this way must equal the batch's numbers exactly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def assert_equal_to_reference(out: Path, reference: dict[str, SegmentationResult]) -> None:
@@ -153,7 +167,8 @@ def test_batch_extract_cli_on_embedded_ray_writes_what_extract_writes(assets, tm
     listing = tmp_path / "videos.txt"
     listing.write_text(f"{assets['good'][0]}\n{assets['good'][1]}\n{assets['corrupt']}\n")
     single = ["extract", *assets["good"][:2], "--out", tmp_path / "one", "--settings", settings, "--quiet"]
-    assert main([str(arg) for arg in single]) == 0
+    with one_torch_thread():
+        assert main([str(arg) for arg in single]) == 0
     argv = ["batch", "extract", listing, "--out", tmp_path / "many", "--settings", settings]
     assert main([str(arg) for arg in argv]) == 3
     assert "2 done, 0 skipped, 1 failed of 3" in capsys.readouterr().err
@@ -216,6 +231,17 @@ def batch_cli(cluster, *argv: str) -> subprocess.Popen:
     )
 
 
+def first_video_done(batch: subprocess.Popen) -> str:
+    """Read the batch's stderr until its progress says a video is done (its outputs are written); returns
+    what was read. Event-driven: no sleeping, no polling of the output folder."""
+    seen = []
+    for line in batch.stderr:
+        seen.append(line)
+        if re.match(r"batch: [1-9]\d* done", line):
+            return "".join(seen)
+    raise AssertionError("the batch ended before any video was done:\n" + "".join(seen))
+
+
 def test_two_node_cluster_matches_the_pipeline_and_resumes(assets, reference, cluster, tmp_path):
     out = tmp_path / "out"
     argv = ["segment", assets["videos"], "--out", out, "--weights", assets["weights"], "--seed", SEED]
@@ -237,14 +263,13 @@ def test_a_killed_actor_is_retried_and_nothing_is_lost_or_rewritten(assets, refe
     argv = ["segment", *assets["good"], "--out", out, "--weights", assets["weights"], "--seed", SEED]
     argv += ["--address", cluster["address"], "--cpus-per-worker", "0.5", "--workers", "1"]
     batch = batch_cli(cluster, *argv)
-    deadline = time.monotonic() + 180
-    while not list(out.glob("*.segmentation.json")) and batch.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    first = first_video_done(batch)
     victims = _stage_pids("ModelStage")
     assert victims and len(list(out.glob("*.segmentation.json"))) < 6, "the batch ended before the kill"
     os.kill(victims[0], signal.SIGKILL)
     before = {path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in out.glob("*.json")}
-    _, err = batch.communicate(timeout=240)
+    _, rest = batch.communicate(timeout=240)
+    err = first + rest
     assert batch.returncode == 0, err
     assert "6 done, 0 skipped, 0 failed of 6" in err
     assert_equal_to_reference(out, reference)
@@ -265,9 +290,7 @@ def test_a_killed_driver_leaves_no_partial_output_and_the_rerun_does_the_rest(
     argv = ["segment", *assets["good"], "--out", out, "--weights", assets["weights"], "--seed", SEED]
     argv += ["--address", cluster["address"], "--cpus-per-worker", "0.5", "--workers", "1"]
     interrupted = batch_cli(cluster, *argv)
-    deadline = time.monotonic() + 180
-    while not list(out.glob("*.segmentation.json")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    first_video_done(interrupted)
     interrupted.kill()
     interrupted.communicate()
     finished = {path.name for path in out.glob("*.segmentation.json")}
