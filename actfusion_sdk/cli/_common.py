@@ -210,3 +210,15 @@ def note(args: argparse.Namespace, message: str) -> None:
     """A progress message on stderr, unless --quiet."""
     if not args.quiet:
         print(message, file=sys.stderr)
+
+
+def report_outcome(report: Any, quiet: bool) -> int:
+    """The end of a run over many inputs: its summary on stderr (always when something failed) and where the
+    failures are listed; the exit code (3 when any input failed). `report` has `failed`, `summary()` and
+    `failures_file`."""
+    if report.failed or not quiet:
+        print(report.summary(), file=sys.stderr)
+    if report.failed:
+        print(f"failures listed in {report.failures_file}", file=sys.stderr)
+        return InputError.exit_code
+    return 0

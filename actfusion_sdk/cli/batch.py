@@ -7,10 +7,9 @@ The options and outputs are those of the single-machine commands (results as --f
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..errors import ConfigError, InputError
-from ._common import add_common_arguments
+from ..errors import ConfigError
+from ._common import add_common_arguments, report_outcome
 from .anticipate import add_window_arguments
 from .extract import add_extract_arguments, extraction_settings
 
@@ -109,9 +108,4 @@ def run(args: argparse.Namespace) -> int:
     cluster = ClusterOptions(args.address, args.workers, args.cpus_per_worker, args.gpus_per_worker)
     inputs = args.inputs if args.task == "extract" else args.videos
     report = run_batch(inputs, job, cluster, progress=not args.quiet)
-    if report.failed or not args.quiet:
-        print(report.summary(), file=sys.stderr)
-    if report.failed:
-        print(f"failures listed in {report.failures_file}", file=sys.stderr)
-        return InputError.exit_code
-    return 0
+    return report_outcome(report, args.quiet)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, InputError
+from ._common import report_outcome
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -113,9 +114,4 @@ def run(args: argparse.Namespace) -> int:
         report = extract_to_directory(videos, args.out, extractor, on_video=on_video, progress=progress)
         files_bar.n = len(videos)
         files_bar.refresh()
-    if report.failed or not args.quiet:
-        print(report.summary(), file=sys.stderr)
-    if report.failed:
-        print(f"failures listed in {report.failures_file}", file=sys.stderr)
-        return InputError.exit_code
-    return 0
+    return report_outcome(report, args.quiet)
