@@ -123,21 +123,27 @@ def test_pushed_frames_give_offline_features_and_answers(predictor, assets, offl
     assert updates[-1].current is not None
 
 
+# Copies an MPEG-TS file in 188-byte packets to a path, paced so the whole file takes argv[3] seconds.
+PACED_WRITER = (
+    "import sys, time\n"
+    "data = open(sys.argv[1], 'rb').read(); start = time.monotonic(); chunk = 188 * 8\n"
+    "with open(sys.argv[2], 'wb', buffering=0) as out:\n"
+    "    for at in range(0, len(data), chunk):\n"
+    "        delay = start + float(sys.argv[3]) * at / len(data) - time.monotonic()\n"
+    "        time.sleep(max(0.0, delay)); out.write(data[at : at + chunk])\n"
+)
+
+
+def paced_writer(source: Path, target: Path, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", PACED_WRITER, str(source), str(target), str(seconds)])
+
+
 def test_fifo_mpegts_at_real_time_pace(predictor, assets, offline, tmp_path):
     fifo = tmp_path / "camera.ts"
     os.mkfifo(fifo)
     seconds = 9.0
     size = assets["ts"].stat().st_size
-    # The writer copies the MPEG-TS bytes in 188-byte packets, paced so the whole file takes `seconds`.
-    writer_code = (
-        "import sys, time\n"
-        "data = open(sys.argv[1], 'rb').read(); start = time.monotonic(); chunk = 188 * 8\n"
-        "with open(sys.argv[2], 'wb', buffering=0) as out:\n"
-        "    for at in range(0, len(data), chunk):\n"
-        "        delay = start + float(sys.argv[3]) * at / len(data) - time.monotonic()\n"
-        "        time.sleep(max(0.0, delay)); out.write(data[at : at + chunk])\n"
-    )
-    writer = subprocess.Popen([sys.executable, "-c", writer_code, str(assets["ts"]), str(fifo), str(seconds)])
+    writer = paced_writer(assets["ts"], fifo, seconds)
     try:
         started = time.monotonic()
         updates, features = live_features(predictor, fifo, every=2.0, horizon=5.0, seed=3, format="mpegts")
@@ -148,6 +154,44 @@ def test_fifo_mpegts_at_real_time_pace(predictor, assets, offline, tmp_path):
     np.testing.assert_allclose(features, offline, atol=1e-5, rtol=1e-5)
     assert [u.time for u in updates][:-1] == [2.0, 4.0, 6.0, 8.0]
     assert_equals_offline(updates[-1], predictor, offline, horizon=5.0)
+
+
+def test_a_file_still_being_written_is_followed_to_its_end(predictor, assets, offline, tmp_path):
+    growing = tmp_path / "recording.ts"
+    growing.touch()
+    writer = paced_writer(assets["ts"], growing, 4.0)
+    try:
+        updates, features = live_features(
+            predictor,
+            growing,
+            every=2.0,
+            horizon=5.0,
+            seed=3,
+            format="mpegts",
+            follow=True,
+            stall_seconds=2.0,
+        )
+    finally:
+        writer.wait(timeout=30)
+    np.testing.assert_allclose(features, offline, atol=1e-5, rtol=1e-5)  # nothing lost at the growing end
+    assert [u.time for u in updates][:-1] == [2.0, 4.0, 6.0, 8.0] and updates[-1].final
+
+
+def test_cli_reads_a_stream_from_stdin(assets, tmp_path):
+    jsonl = tmp_path / "stdin.jsonl"
+    command = [sys.executable, "-c", "import sys; from actfusion_sdk.cli import main; sys.exit(main())"]
+    argv = ["live", "pipe:0", "--format", "mpegts", "--weights", str(assets["weights"]), "--device", "cpu"]
+    with open(assets["ts"], "rb") as stdin:
+        run = subprocess.run(
+            [*command, *argv, "--every", "3", "--horizon", "4", "--jsonl", str(jsonl)],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert run.returncode == 0, run.stderr
+    updates = [LiveUpdate.from_json(line) for line in jsonl.read_text().splitlines()]
+    assert [u.time for u in updates][:-1] == [3.0, 6.0] and updates[-1].final
 
 
 def test_stream_that_stops_midway_pads_like_offline(predictor, tmp_path):

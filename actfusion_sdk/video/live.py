@@ -11,6 +11,7 @@ is skipped with a warning; a source that delivers nothing for ``stall_seconds`` 
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import warnings
@@ -71,8 +72,11 @@ class LiveSource:
         self.options = dict(options or {})
         if follow:
             # FFmpeg's file protocol retries at the end of the file; rw_timeout (µs) ends a finished one.
+            # Without skip_estimate_duration_from_pts, opening an MPEG-TS seeks to the file's end for its
+            # duration, i.e. waits until the file stops growing (measured: no frame until then).
             self.options.setdefault("follow", "1")
             self.options.setdefault("rw_timeout", str(int(stall_seconds * 1e6)))
+            self.options.setdefault("skip_estimate_duration_from_pts", "1")
         self.realtime = realtime
         self.stall_seconds = stall_seconds
         self.buffer_frames = buffer_frames
@@ -152,8 +156,11 @@ class LiveSource:
             except StopIteration:
                 return
             except (av.FFmpegError, OSError) as err:
-                if "follow" in self.options and isinstance(err, (av.ExitError, TimeoutError)):
-                    return  # a followed file stopped growing: its end
+                if "follow" in self.options and _ended_growing(err):
+                    for frame in stream.codec_context.decode(None):  # the frames the decoder still holds
+                        frame.time_base = frame.time_base or stream.time_base
+                        yield frame
+                    return  # a followed file stopped growing for rw_timeout: its end
                 raise VideoError(f"live source {self.name!r} broke off: {err}") from err
             try:
                 frames = packet.decode()
@@ -165,6 +172,12 @@ class LiveSource:
                 )
                 continue
             yield from frames
+
+
+def _ended_growing(err: BaseException) -> bool:
+    """Whether a read error of a followed file means it stopped growing: FFmpeg's file protocol gives up
+    after rw_timeout with an exit, a timeout or EIO."""
+    return isinstance(err, (av.ExitError, TimeoutError)) or getattr(err, "errno", None) == errno.EIO
 
 
 def _pushed(frames: PushedFrames) -> Iterator[SourceFrame]:
