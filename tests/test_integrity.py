@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from actfusion_sdk.cli import main
+from actfusion_sdk.features import i3d
 from actfusion_sdk.model.checkpoint import load_model, save_model
 from actfusion_sdk.outputs import InputIdentity, claim_output_names, output_is_finished
 from actfusion_sdk.video.decode import probe_video, read_frames
@@ -134,6 +135,24 @@ def test_segment_over_several_videos_carries_on_past_a_bad_one(tmp_path: Path, c
     record = out / "good.segmentation.record.json"
     settings = json.loads(record.read_text())["settings"]
     assert output_is_finished(record, InputIdentity.of(good), settings)
+
+
+def test_a_video_changed_while_it_is_read_is_a_failure_not_a_result(tmp_path: Path, monkeypatch, capsys):
+    weights = write_small_model(tmp_path / "model")
+    video = write_level_video(tmp_path / "growing.mp4", 1.0)
+    extract = i3d.I3DFeatureExtractor.extract
+
+    def rewritten_meanwhile(self, path, *args, **kwargs):
+        features = extract(self, path, *args, **kwargs)
+        write_level_video(Path(path), 2.0, level=120)  # the recorder rewrote it during extraction
+        return features
+
+    monkeypatch.setattr(i3d.I3DFeatureExtractor, "extract", rewritten_meanwhile)
+    out = tmp_path / "out"
+    argv = ["segment", video, "--weights", weights, "--out", out, "--quiet"]
+    assert main([str(a) for a in argv]) == 3
+    assert "changed while it was read" in capsys.readouterr().err
+    assert not list(out.glob("*.segmentation.json"))
 
 
 def test_equal_weights_give_equal_files(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..errors import ConfigError, InputError, KernelError, WeightsError
 from ..fileio import atomic_write
@@ -119,41 +119,65 @@ def run_each(
     run = Run.begin()
     predictor = Predictor(args.weights, device=args.device)
     predictor.feature_settings()  # a card that cannot run on video fails here, before any work
-    answered: list[tuple[Path, Result]] = []
+    videos = [Path(video) for video in args.videos]
+    # Names for every input up front, as `extract` and `batch` claim them, so all three agree.
+    names = {} if destination is None else claim_output_names(destination, videos)
+    answered: list[Answered] = []
     failed: list[InputFailure] = []
-    for video in map(Path, args.videos):
+    for video in videos:
         try:
+            before = _size_and_mtime(video)
             prepared = predictor.extract(video, progress=not args.quiet, window=window)
-            answered.append((video, answer(predictor, prepared)))
+            identity = InputIdentity.of(video)
+            if before is not None and before != (identity.size, identity.mtime_ns):
+                raise InputError(f"'{video}' changed while it was read; run again when it is complete")
+            answered.append(Answered(video, answer(predictor, prepared), identity))
         except (WeightsError, KernelError):
             raise  # the model or the device, not this video: no other video would fare better
         except Exception as err:  # one bad video must not cost the others their results
             failed.append(InputFailure(video, f"{type(err).__name__}: {err}"))
     if answered:
         settings = result_settings(command, args.seed, args.format, predictor.card.sha256, window)
-        emit(answered, args, destination, settings)
+        emit(answered, args, destination, names, settings)
     for failure in failed:
         print(f"actfusion: {failure.error}", file=sys.stderr)
     if destination is not None and args.out is not None:
-        report = record_failures(destination, run, failed, [video for video, _ in answered])
+        report = record_failures(destination, run, failed, [entry.video for entry in answered])
         if report is not None:
             note(args, f"failures listed in {report}")
     return InputError.exit_code if failed else 0
 
 
+def _size_and_mtime(path: Path) -> tuple[int, int] | None:
+    """The file's size and mtime before it is read, or None where it cannot be read (the decoder says why)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
+class Answered(NamedTuple):
+    """A video's result, with the identity of the input it was computed from."""
+
+    video: Path
+    result: SegmentationResult | AnticipationResult
+    identity: InputIdentity
+
+
 def emit(
-    answered: Sequence[tuple[Path, Result]],
+    answered: Sequence[Answered],
     args: argparse.Namespace,
     destination: Path | None,
+    names: dict[Path, str],
     settings: dict[str, Any],
 ) -> None:
-    """Print or write the results as the arguments ask; every written set of files gets its input record."""
-    results = [result for _, result in answered]
+    """Print or write the results as the arguments ask (files named by `names`); every written set of files
+    gets its input record."""
+    results = [entry.result for entry in answered]
     if destination is not None:
-        names = claim_output_names(destination, [video for video, _ in answered])
         fmt = args.format if args.out is not None else None
-        for video, result in answered:
-            identity = InputIdentity.of(video)
+        for video, result, identity in answered:
             for path in save_result(result, destination, names[video], fmt, args.plot, identity, settings):
                 note(args, f"wrote {path}")
     if args.format is not None and args.out is None:
