@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from .errors import ConfigError, InputError, WeightsError
 from .results import AnticipationResult, SegmentationResult
 from .runtime import resolve_device
 from .weights import BUNDLED_DEFAULT, DEMO_VIDEO_TAG, resolve_weights
+
+Result = TypeVar("Result", SegmentationResult, AnticipationResult)
 
 if TYPE_CHECKING:
     from .features.i3d import I3DFeatureExtractor
@@ -355,7 +357,7 @@ def _demo_model_notice() -> None:
     )
 
 
-def _timed(result, prepared: PreparedFeatures, started: float, predicted: float):
+def _timed(result: Result, prepared: PreparedFeatures, started: float, predicted: float) -> Result:
     """`result` with its stage timings: features (from `prepared`), model, results."""
     timings = {
         "features": prepared.seconds,

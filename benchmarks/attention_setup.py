@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from actfusion_sdk.runtime import resolve_device as resolved
+
 DEFAULT_DILATIONS = ",".join(str(2**i) for i in range(12))
 CUDA_IMPLS = "triton,reference,compiled,flex"
 CPU_IMPLS = ("reference", "torch")
@@ -33,7 +35,7 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, devices: bool = Tr
 
 def resolve_device(requested: str) -> str:
     """'auto' -> cuda when available; on CPU the Triton kernels run in the interpreter."""
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if requested == "auto" else requested
+    device = resolved(None if requested == "auto" else requested).type
     if device == "cpu":
         # The interpreter flag is read when triton's jit decorators run, i.e. before the kernels import.
         os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -130,7 +130,7 @@ def _draw(result: Result, path: Path, ground_truth: np.ndarray | None, width: in
     legend = [Patch(facecolor=colors[i], label=result.classes[i]) for i in shown]
     if anticipated:
         legend.append(Patch(facecolor="0.55", edgecolor=_HATCH_COLOR, hatch=_HATCH, label=ANTICIPATED_PART))
-    video_end = getattr(result, "video_end", None)
+    video_end = result.end_of_video()
     if video_end is not None:
         legend.append(Line2D([], [], color="black", linestyle=":", linewidth=1.5, label="end of video"))
 

@@ -87,6 +87,10 @@ class Result:
         """The table's heading of a part, or None for no heading."""
         return None
 
+    def end_of_video(self) -> float | None:
+        """Where the source video ends, when the result reaches past it (the timeline marks it)."""
+        return None
+
     def _segment_row(self, part: str, segment: Segment) -> dict[str, Any]:
         return segment.to_dict()
 
@@ -322,6 +326,9 @@ class AnticipationResult(Result):
 
     def parts(self) -> tuple[Part, ...]:
         return (("observed", self.observed_segments), (ANTICIPATED_PART, self.anticipated_segments))
+
+    def end_of_video(self) -> float | None:
+        return self.video_end
 
     def part_title(self, part: str) -> str:
         if part == ANTICIPATED_PART:
