@@ -109,7 +109,7 @@ def reference_dilated_attention(
 
 
 @functools.lru_cache(maxsize=256)
-def _tap_ranges(length: int, dilation: int, kernel_size: int) -> tuple[tuple[int, int, int], ...]:
+def tap_ranges(length: int, dilation: int, kernel_size: int) -> tuple[tuple[int, int, int], ...]:
     """Per tap j: (offset, first, stop) such that query t in [first, stop) sees key t + offset in range."""
     ranges = []
     for j in range(kernel_size):
@@ -126,7 +126,7 @@ def _log_mask(
     """The [K, L] term log(valid + 1e-6) of spec §2, built once per shape (the DDIM loop reuses it)."""
     with torch.inference_mode(False):  # a normal tensor, usable under autograd after an inference call
         positions = torch.arange(length, device=device)
-        ranges = _tap_ranges(length, dilation, kernel_size)
+        ranges = tap_ranges(length, dilation, kernel_size)
         valid = torch.stack([(positions >= first) & (positions < stop) for _, first, stop in ranges])
         log_invalid, log_valid = log_mask_terms()
         return torch.where(valid, log_valid, log_invalid).to(dtype)
@@ -148,7 +148,7 @@ def torch_dilated_attention(
     dtype = q.dtype
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     q, k, v = q.to(compute), k.to(compute), v.to(compute)
-    ranges = _tap_ranges(length, dilation, kernel_size)
+    ranges = tap_ranges(length, dilation, kernel_size)
     # Out-of-range taps keep q·k = 0 (zero-padded keys): only the in-range slice of each row is written.
     scores = q.new_zeros((batch, kernel_size, length))
     for j, (offset, first, stop) in enumerate(ranges):

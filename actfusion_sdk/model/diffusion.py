@@ -221,5 +221,7 @@ def _draw(
     """A standard-normal draw of shape [1, *shape[1:]] per batch element, each from its CPU generator."""
     if len(generators) != shape[0]:
         raise ConfigError(f"need one generator per batch element: {len(generators)} for batch {shape[0]}")
-    per_item = (1, *shape[1:])
-    return torch.cat([torch.randn(per_item, generator=g, dtype=dtype) for g in generators]).to(device)
+    draws = torch.empty(tuple(shape), dtype=dtype)
+    for row, generator in zip(draws.split(1), generators, strict=True):
+        torch.randn(row.shape, generator=generator, dtype=dtype, out=row)  # no concatenation copy
+    return draws.to(device)
