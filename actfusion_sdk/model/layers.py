@@ -81,74 +81,40 @@ class DilatedAttentionLayer(nn.Module):
         value_bias = self.att_linear_v.bias[None, :, None].expand(query_key.shape[0], -1, query_key.shape[2])
         return torch.cat([query_key, value_bias], dim=1)
 
-    def input_weights(self, with_conv: bool = True) -> torch.Tensor:
-        """Every matrix applied to xd, stacked as [(K+3)·C, C]: the dilated conv's K taps (tap-major), then
-        the x parts of W_q and W_k, and W_v. One matmul computes them all (with_conv=False: q, k, v only)."""
-        width = self.width
-        matrices = [
-            self.att_linear_q.weight[:, :width, 0],
-            self.att_linear_k.weight[:, :width, 0],
-            self.att_linear_v.weight[:, :, 0],
-        ]
-        if with_conv:
-            taps = self.conv_block[0].weight.permute(2, 0, 1).reshape(-1, width)  # row j·C + o: tap j
-            matrices.insert(0, taps)
-        return torch.cat(matrices)
-
-    def project_input(
-        self, xd: torch.Tensor, cross_projection: torch.Tensor | None, with_conv: bool = True
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(dilated conv output or None, q, k, v) of the dropped-out input xd, from one matmul (spec §1.3).
-
-        The conv is the sum of its taps' products shifted by (j − K//2)·dilation (zero padding); q, k, v
-        get their biases, or the decoder's `project_cross` term that already holds them. (Biases are
-        added to these rows only: a bias over every stacked row costs more than the adds on CPU.)
-        """
-        width = self.width
-        products = pointwise(self.input_weights(with_conv), None, xd)
-        qkv = products[:, -3 * width :]
-        if cross_projection is None:
-            offset = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias, self.att_linear_v.bias])
-            qkv = qkv + offset[:, None]
-        else:
-            qkv = qkv + cross_projection
-        query, key, value = qkv.split(width, dim=1)
-        conv = None
-        if with_conv:
-            conv = shifted_tap_sum(products, self.conv_block[0].bias, self.dilation, self.kernel_size)
-        return conv, query, key, value
-
     def attention(self, xd: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
         """The attention branch on the dropped-out input xd (plus the decoder's `project_cross` term)."""
-        _, query, key, value = self.project_input(xd, cross_projection, with_conv=False)
-        return self.attend(query, key, value)
-
-    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        width = self.width
+        q_weight, k_weight = self.att_linear_q.weight[:, :width], self.att_linear_k.weight[:, :width]
+        weight = torch.cat([q_weight, k_weight, self.att_linear_v.weight])
+        if cross_projection is None:
+            offset = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias, self.att_linear_v.bias])
+        else:
+            offset = cross_projection
+        query, key, value = pointwise(weight, offset, xd).split(width, dim=1)
         return dilated_attention(
             query, key, value, self.tap_bias(), self.dilation, self.kernel_size, impl=self.attention_impl
         )
 
+    def dilated_conv(self, xd: torch.Tensor) -> torch.Tensor:
+        """conv_block (a 'same' dilated conv) on xd. On CPU as K matmuls accumulated in place over the
+        in-range slice of each tap: no padded copy or unfolded buffer, and faster than conv1d here."""
+        conv = self.conv_block[0]
+        if xd.device.type != "cpu":
+            return conv(xd)
+        center = self.kernel_size // 2
+        out = pointwise(conv.weight[:, :, center], conv.bias, xd)
+        for j, (offset, first, stop) in enumerate(tap_ranges(xd.shape[2], self.dilation, self.kernel_size)):
+            if j != center and stop > first:
+                tap = conv.weight[:, :, j].expand(xd.shape[0], -1, -1)
+                out[:, :, first:stop].baddbmm_(tap, xd[:, :, first + offset : stop + offset])
+        return out
+
     def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
         xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
-        conv, query, key, value = self.project_input(xd, cross_projection)
-        mixed = conv + self.attend(query, key, value)
+        mixed = self.dilated_conv(xd) + self.attention(xd, cross_projection)
         hidden = instance_norm(mixed)
         first, _, second = self.ffn_block
         return x + pointwise(second.weight, second.bias, F.relu(pointwise(first.weight, first.bias, hidden)))
-
-
-def shifted_tap_sum(
-    products: torch.Tensor, bias: torch.Tensor, dilation: int, kernel_size: int
-) -> torch.Tensor:
-    """A dilated 'same' convolution from its taps' products: products[:, j·C:(j+1)·C] holds W_j·x for
-    tap j < K (later rows are ignored); out[t] = bias + Σ_j W_j·x[t + (j − K//2)·dilation]."""
-    width = bias.shape[0]
-    center = kernel_size // 2
-    out = products[:, center * width : (center + 1) * width] + bias[:, None]
-    for j, (offset, first, stop) in enumerate(tap_ranges(products.shape[2], dilation, kernel_size)):
-        if j != center and stop > first:
-            out[:, :, first:stop] += products[:, j * width : (j + 1) * width, first + offset : stop + offset]
-    return out
 
 
 def instance_norm(x: torch.Tensor) -> torch.Tensor:
