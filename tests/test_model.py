@@ -449,3 +449,24 @@ def test_encoder_labels_average_the_streams():
 def test_too_short_input_is_an_input_error():
     with pytest.raises(InputError, match="shorter than the sample rate"):
         segment(small_model(), torch.randn(2048, 3))
+
+
+@pytest.mark.parametrize("dilation,length", [(1, 40), (4, 40), (16, 40), (64, 40), (2, 1)])
+def test_dilated_conv_equals_conv1d_forward_and_backward(dilation, length):
+    """The CPU conv (K in-place matmuls over each tap's in-range slice) is conv_block's zero-padded conv:
+    same output and same gradients for the input, weight and bias, in float64; taps that never land in
+    range (dilation ≥ length) included."""
+    torch.manual_seed(0)
+    layer = DilatedAttentionLayer(6, dilation, 5, dropout=0.0).double()
+    x = torch.randn(2, 6, length, dtype=torch.float64, requires_grad=True)
+    conv = layer.conv_block[0]
+    ours, official = layer.dilated_conv(x), conv(x)
+    upstream = torch.randn_like(official)
+    inputs = [x, conv.weight, conv.bias]
+    for mine, theirs in zip(
+        torch.autograd.grad(ours, inputs, upstream),
+        torch.autograd.grad(official, inputs, upstream),
+        strict=True,
+    ):
+        assert torch.allclose(mine, theirs, rtol=0, atol=1e-12)
+    assert torch.allclose(ours, official, rtol=0, atol=1e-12)
