@@ -63,13 +63,19 @@ def strict_float32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def check_file(path: Path, impl: str = "auto", device: str = "cpu") -> tuple[dict[str, float], float]:
-    """Max abs error per output of one test-vector file, and the tolerance that applies to it."""
+def check_file(
+    path: Path, impl: str = "auto", device: str = "cpu", cuda_graphs: bool = False
+) -> tuple[dict[str, float], float]:
+    """Max abs error per output of one test-vector file, and the tolerance that applies to it.
+
+    cuda_graphs: a model file's DDIM outputs are sampled through CUDA-graph replay (CUDA only).
+    """
     data = read_vectors(path)
     if isinstance(data, Mapping) and "state_dict" in data and "config" in data:
-        check = check_loss_vectors if "cases" in data else check_model_vectors
         with strict_float32():
-            return _checked(path, lambda: check(data, impl, device)), TOLERANCE
+            if "cases" in data:
+                return _checked(path, lambda: check_loss_vectors(data, impl, device)), TOLERANCE
+            return _checked(path, lambda: check_model_vectors(data, impl, device, cuda_graphs)), TOLERANCE
     if isinstance(data, Mapping) and ("videos" in data or "cases" in data):
         metrics = check_segmentation_vectors if "videos" in data else check_anticipation_vectors
         return _checked(path, lambda: metrics(data)), METRICS_TOLERANCE
@@ -98,8 +104,11 @@ def read_vectors(path: Path) -> Any:
         raise InputError(f"cannot read {path}: {type(err).__name__}: {first_line}") from err
 
 
-def check_model_vectors(data: Mapping[str, Any], impl: str, device: str) -> dict[str, float]:
-    """Errors of encoder, decoder and DDIM outputs for a model file (model_50salads.pt format)."""
+def check_model_vectors(
+    data: Mapping[str, Any], impl: str, device: str, cuda_graphs: bool = False
+) -> dict[str, float]:
+    """Errors of encoder, decoder and DDIM outputs for a model file (model_50salads.pt format); with
+    cuda_graphs, the DDIM loop replays its decoder from CUDA graphs."""
     model = official_model(data, impl, device)
     features = data["features"].to(device=device, dtype=torch.float32)
     errors = {}
@@ -112,10 +121,12 @@ def check_model_vectors(data: Mapping[str, Any], impl: str, device: str) -> dict
         )
         errors["decoder_logits"] = max_error(logits, data["decoder_logits"])
     seed = int(data["ddim_seed"])
-    probs = sample_probs(model, features, generators=seeded_generators(1, seed))
+    probs = sample_probs(model, features, generators=seeded_generators(1, seed), cuda_graphs=cuda_graphs)
     errors["segment_probs"] = max_error(probs, data["segment_probs"])
     visible = torch.arange(features.shape[2], device=device)[None, :] < int(data["anticipate_observed"])
-    probs = sample_probs(model, features, generators=seeded_generators(1, seed), visible=visible)
+    probs = sample_probs(
+        model, features, generators=seeded_generators(1, seed), visible=visible, cuda_graphs=cuda_graphs
+    )
     errors["anticipate_probs"] = max_error(probs, data["anticipate_probs"])
     return errors
 

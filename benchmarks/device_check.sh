@@ -4,16 +4,22 @@
 #   1. Triton correctness fp32/bf16 with gradients + attention speed (bench_attention.py) and peak memory
 #      (bench_attention_memory.py), triton vs reference, B=4, C=256, L=16384, K=5, d=1..2048, fp32 -> attention.md
 #   2. the same speed and memory in bf16 (triton vs reference)                                   -> attention.md
-#   3. whole-model GPU segmentation timing, breakfast preset, 48 classes                         -> model.md
+#   3. whole-model GPU segmentation timing, breakfast preset, 48 classes, per attention implementation and
+#      with the DDIM loop replayed from CUDA graphs (triton+graphs)                               -> model.md
 #   4. triton vs torch.compile(reference) vs FlexAttention, d=1,2048, speed and memory           -> attention.md
 #   5. launch-configuration timings (tune_attention.py)                                         -> attention_tune.md
-#   6. `actfusion selfcheck` of the official test vectors on the GPU with Triton (when the vectors are there:
-#      $ACTFUSION_TESTVECTORS, else the repository's tests/data/official)
+#   6. `actfusion selfcheck` of the official test vectors on the GPU with Triton, eager and with CUDA graphs
+#      (the vectors: $ACTFUSION_TESTVECTORS, else the repository's tests/data/official)
+#   7. the whole pipeline on the GPU: decode + I3D + model on a generated 60 s video (bench_pipeline.py)
+#      -> pipeline.md. The device's python has torch and triton but no PyAV or pytorchvideo: build the
+#      wheelhouse first (benchmarks/wheelhouse.sh writes .whl/, about 36 MB) and carry `.whl`; this script
+#      installs it into a temporary folder when `import av, pytorchvideo` fails.
 # Each step has its own time limit; a step that fails or runs out is reported and the next one still runs.
 #
 #   benchmarks/device_check.sh            # on the GPU machine
 #   benchmarks/device_check.sh --dry-run  # on a CPU machine: every step at toy sizes (GPU-only parts skipped)
-#   STEPS=model,tune benchmarks/device_check.sh   # only some steps (attention,bf16,model,compare,tune,selfcheck)
+#   STEPS=model,tune benchmarks/device_check.sh   # only some steps:
+#                                                 # attention,bf16,model,compare,tune,selfcheck,pipeline
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,7 +45,7 @@ cp -r "$ROOT/kernels" "$STAGE/actfusion_sdk/kernels"
 cp -r "$ROOT/weights" "$STAGE/actfusion_sdk/weights"
 export PYTHONPATH="$STAGE"
 cd "$STAGE"  # `python -` / `python -c` put the working directory first on sys.path: make it the staged tree
-STEPS=",environment,${STEPS:-attention,bf16,model,compare,tune,selfcheck},"
+STEPS=",environment,${STEPS:-attention,bf16,model,compare,tune,selfcheck,pipeline},"
 
 FAILED=()
 step() {  # step KEY NAME SECONDS COMMAND...
@@ -78,11 +84,12 @@ else
     step bf16 "benchmark bf16" 45 "${SPEED[@]}" --device cuda "${SIZE[@]}" --no-check --dtype bf16 \
         --impls triton,reference
     step bf16 "peak memory bf16" 45 "${MEMORY[@]}" --device cuda "${SIZE[@]}" --dtype bf16 --impls triton,reference
-    MODEL_ARGS=(--device cuda --lengths 2000,10000 --impls triton,torch,reference)
+    MODEL_ARGS=(--device cuda --lengths 2000,10000 --impls triton,triton+graphs,torch,reference)
 fi
 
-step model "whole-model segmentation" 100 "$PYTHON" - "${MODEL_ARGS[@]}" <<'EOF'
-"""Whole-model segmentation time per attention implementation (breakfast preset, random weights/features)."""
+step model "whole-model segmentation" 130 "$PYTHON" - "${MODEL_ARGS[@]}" <<'EOF'
+"""Whole-model segmentation time per attention implementation (breakfast preset, random weights/features);
+an implementation suffixed +graphs replays the DDIM decoder from CUDA graphs."""
 import argparse
 import os
 import time
@@ -111,25 +118,29 @@ name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
 lines = [
     f"### Whole-model segmentation on {name}: breakfast preset, 48 classes, fp32, random weights and features",
     "",
-    "| frames | attention | first call s | second call s | labels equal to first impl |",
-    "|---|---|---|---|---|",
+    "| frames | attention | first call s | second call s | labels equal to first impl | max prob diff |",
+    "|---|---|---|---|---|---|",
 ]
 print("\n".join(lines), flush=True)
 for length in [int(n) for n in args.lengths.split(",")]:
     features = torch.randn(model.config.encoder.input_dim, length, generator=torch.Generator().manual_seed(1))
-    first_labels = None
-    for impl in args.impls.split(","):
+    first = None
+    for variant in args.impls.split(","):
+        impl, _, graphs = variant.partition("+")
         model.attention_impl = impl
         times = []
-        for _ in range(2):  # the first call includes kernel compilation
+        for _ in range(2):  # the first call includes kernel compilation (and graph capture)
             synchronize()
             start = time.perf_counter()
-            prediction = segment(model, features, seed=0)
+            prediction = segment(model, features, seed=0, cuda_graphs=graphs == "graphs")
             synchronize()
             times.append(time.perf_counter() - start)
-        first_labels = prediction.labels if first_labels is None else first_labels
-        agreement = float((prediction.labels == first_labels).mean())
-        lines.append(f"| {length} | {impl} | {times[0]:.2f} | {times[1]:.2f} | {agreement:.4f} |")
+        first = prediction if first is None else first
+        agreement = float((prediction.labels == first.labels).mean())
+        gap = float(abs(prediction.probs - first.probs).max())
+        lines.append(
+            f"| {length} | {variant} | {times[0]:.2f} | {times[1]:.2f} | {agreement:.4f} | {gap:.1e} |"
+        )
         print(lines[-1], flush=True)
 with open(os.path.join(os.environ["OUT"], "model.md"), "a") as handle:
     handle.write("\n".join(lines) + "\n\n")
@@ -152,9 +163,30 @@ if [[ -f "$VECTORS/model_50salads.pt" ]]; then
     step selfcheck "selfcheck of the official vectors" 60 "$PYTHON" -c \
         "import sys; from actfusion_sdk.cli import main; sys.exit(main(sys.argv[1:]))" selfcheck "${SELFCHECK[@]}" \
         "$VECTORS/attention_layers.pt" "$VECTORS/model_50salads.pt"
+    if [[ $DRY_RUN == 0 ]]; then
+        step selfcheck "selfcheck of the official model vectors, DDIM from CUDA graphs" 60 "$PYTHON" -c \
+            "import sys; from actfusion_sdk.cli import main; sys.exit(main(sys.argv[1:]))" selfcheck \
+            "${SELFCHECK[@]}" --cuda-graphs "$VECTORS/model_50salads.pt"
+    fi
 else
     echo "=== selfcheck of the official vectors: skipped, no test vectors at $VECTORS (set ACTFUSION_TESTVECTORS)"
 fi
+
+# The whole pipeline needs PyAV and pytorchvideo: install the carried wheelhouse where they are missing.
+if [[ $STEPS == *",pipeline,"* ]] && ! "$PYTHON" -c "import av, pytorchvideo" 2>/dev/null; then
+    if compgen -G "$ROOT/.whl/*.whl" >/dev/null; then
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target "$STAGE/site" "$ROOT"/.whl/*.whl && export PYTHONPATH="$STAGE:$STAGE/site"
+    else
+        echo "=== pipeline: no PyAV/pytorchvideo and no wheelhouse at $ROOT/.whl (run benchmarks/wheelhouse.sh)"
+    fi
+fi
+PIPELINE=(--device cuda --seconds 60 --threads 8)
+if [[ $DRY_RUN == 1 ]]; then
+    PIPELINE=(--device cpu --seconds 8)
+fi
+step pipeline "whole pipeline: decode + I3D + model" 150 bash -c \
+    'set -o pipefail; "$@" | tee -a "$OUT/pipeline.md"' _ "$PYTHON" "$ROOT/benchmarks/bench_pipeline.py" "${PIPELINE[@]}"
 
 echo "=== tables in $OUT:"
 ls -l "$OUT"

@@ -56,6 +56,7 @@ def cases(root: Path, video: Path, weights: Path) -> list[tuple[list[object], in
         (["segment", video, "--weights", root / "none", "--out", root / "a_file"], 2, "is a file"),
         ([*segment, "--device", "gpu0"], 2, "gpu0"),
         (["anticipate", video, "--weights", weights, "--observed", "30", "--horizon", "1"], 3, "observed=30"),
+        (["selfcheck", root / "a_file", "--cuda-graphs"], 2, "needs --device cuda"),
     ]
     if NO_CUDA:
         rows += [

@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..runtime import resolve_device
 from ..testing import METRICS_TOLERANCE, TOLERANCE, check_file
 
@@ -33,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="sample the model files' DDIM outputs through CUDA-graph replay (needs --device cuda)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print the report as JSON {file: {output: error}}"
     )
     parser.set_defaults(handler=run)
@@ -40,10 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device))  # CUDA on a machine without it is a usage error, not an input's
+    if args.cuda_graphs and not device.startswith("cuda"):
+        raise ConfigError(f"--cuda-graphs replays CUDA graphs and needs --device cuda, not {device}")
     report: dict[str, dict[str, float]] = {}
     failures = 0
     for path in args.files:
-        errors, tolerance = check_file(path, args.attention_impl, device)
+        errors, tolerance = check_file(path, args.attention_impl, device, args.cuda_graphs)
         report[str(path)] = errors
         failures += sum(not error <= tolerance for error in errors.values())
         if not args.json:
