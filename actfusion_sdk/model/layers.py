@@ -111,10 +111,12 @@ class DilatedAttentionLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
         xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
-        mixed = self.dilated_conv(xd) + self.attention(xd, cross_projection)
+        # In place on fresh tensors whose producers keep no outputs for backward: fewer [B, C, L] allocations.
+        mixed = self.dilated_conv(xd).add_(self.attention(xd, cross_projection))
         hidden = instance_norm(mixed)
         first, _, second = self.ffn_block
-        return x + pointwise(second.weight, second.bias, F.relu(pointwise(first.weight, first.bias, hidden)))
+        inner = F.relu_(pointwise(first.weight, first.bias, hidden))
+        return pointwise(second.weight, second.bias, inner).add_(x)
 
 
 def instance_norm(x: torch.Tensor) -> torch.Tensor:
