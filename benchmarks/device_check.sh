@@ -14,12 +14,14 @@
 #      -> pipeline.md. The device's python has torch and triton but no PyAV or pytorchvideo: build the
 #      wheelhouse first (benchmarks/wheelhouse.sh writes .whl/, about 36 MB) and carry `.whl`; this script
 #      installs it into a temporary folder when `import av, pytorchvideo` fails.
+#   8. the tests that need a GPU (CUDA-graph sampling equal to eager, torch and compiled Triton kernels), with
+#      pytest on the staged tree and TRITON_INTERPRET=0 (the suite's default is the interpreter) -> gputests.log
 # Each step has its own time limit; a step that fails or runs out is reported and the next one still runs.
 #
 #   benchmarks/device_check.sh            # on the GPU machine
 #   benchmarks/device_check.sh --dry-run  # on a CPU machine: every step at toy sizes (GPU-only parts skipped)
 #   STEPS=model,tune benchmarks/device_check.sh   # only some steps:
-#                                                 # attention,bf16,model,compare,tune,selfcheck,pipeline
+#                                                 # attention,bf16,model,compare,tune,selfcheck,pipeline,gputests
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -45,7 +47,7 @@ cp -r "$ROOT/kernels" "$STAGE/actfusion_sdk/kernels"
 cp -r "$ROOT/weights" "$STAGE/actfusion_sdk/weights"
 export PYTHONPATH="$STAGE"
 cd "$STAGE"  # `python -` / `python -c` put the working directory first on sys.path: make it the staged tree
-STEPS=",environment,${STEPS:-attention,bf16,model,compare,tune,selfcheck,pipeline},"
+STEPS=",environment,${STEPS:-attention,bf16,model,compare,tune,selfcheck,pipeline,gputests},"
 
 FAILED=()
 step() {  # step KEY NAME SECONDS COMMAND...
@@ -172,8 +174,10 @@ else
     echo "=== selfcheck of the official vectors: skipped, no test vectors at $VECTORS (set ACTFUSION_TESTVECTORS)"
 fi
 
-# The whole pipeline needs PyAV and pytorchvideo: install the carried wheelhouse where they are missing.
-if [[ $STEPS == *",pipeline,"* ]] && ! "$PYTHON" -c "import av, pytorchvideo" 2>/dev/null; then
+# The whole pipeline and the tests' fixtures need PyAV and pytorchvideo: install the carried wheelhouse where
+# they are missing.
+if [[ $STEPS == *",pipeline,"* || $STEPS == *",gputests,"* ]] && ! "$PYTHON" -c "import av, pytorchvideo" 2>/dev/null
+then
     if compgen -G "$ROOT/.whl/*.whl" >/dev/null; then
         "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
             --target "$STAGE/site" "$ROOT"/.whl/*.whl && export PYTHONPATH="$STAGE:$STAGE/site"
@@ -187,6 +191,12 @@ if [[ $DRY_RUN == 1 ]]; then
 fi
 step pipeline "whole pipeline: decode + I3D + model" 150 bash -c \
     'set -o pipefail; "$@" | tee -a "$OUT/pipeline.md"' _ "$PYTHON" "$ROOT/benchmarks/bench_pipeline.py" "${PIPELINE[@]}"
+
+# pytest on a copy of the tests beside the staged package (from $ROOT, the source tree would shadow it).
+cp -r "$ROOT/tests" "$ROOT/pyproject.toml" "$STAGE/"
+step gputests "tests that need a GPU" 150 bash -c \
+    'set -o pipefail; TRITON_INTERPRET=0 "$@" 2>&1 | tee "$OUT/gputests.log"' _ \
+    "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_acceleration.py
 
 echo "=== tables in $OUT:"
 ls -l "$OUT"

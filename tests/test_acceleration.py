@@ -11,7 +11,8 @@ from actfusion_sdk.errors import ConfigError
 from actfusion_sdk.model import acceleration
 from actfusion_sdk.model.acceleration import accelerated, compiled_denoiser
 from actfusion_sdk.model.inference import sample_probs, seeded_generators, segment
-from tests.test_model import small_model
+
+from .helpers import small_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
