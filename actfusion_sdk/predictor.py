@@ -211,7 +211,7 @@ class VideoFeaturizer:
         extractor = self.extractor  # built on first use, outside the features' timing
         started = time.perf_counter()
         with _ProgressBar(Path(video).name, enabled=progress) as report:
-            extracted = extractor.extract(video, progress=report, max_features=needed)
+            extracted = extractor.extract(video, progress=report, max_features=needed, info=info)
         return PreparedFeatures(
             extracted.features,
             extracted.fps_features,

@@ -28,7 +28,7 @@ from ..errors import ConfigError, WeightsError
 from ..fileio import sha256_file
 from ..runtime import resolve_device
 from ..video.clips import ClipSchedule
-from ..video.decode import VideoDecoder
+from ..video.decode import VideoDecoder, VideoInfo
 from ..video.prefetch import prefetch
 from ..video.transforms import normalize_clips
 from .seeded import i3d_r50_skeleton, seeded_i3d_state_dict
@@ -228,16 +228,18 @@ class I3DFeatureExtractor:
         video_path: str | Path,
         progress: Callable[[int, int | None], None] | None = None,
         max_features: int | None = None,
+        info: VideoInfo | None = None,
     ) -> VideoFeatures:
         """Features of one video. ``progress(done, expected)`` is called after each batch (``expected`` is
         the feature count the container's duration predicts, or None).
 
         ``max_features``: stop after that many features, decoding only the frames their clips need (they
         equal the first features of a whole-video extraction; ``duration`` is then the container's).
+        ``info``: the video's header when the caller has probed it already (not read again).
         """
         settings = self.settings
         decoder = VideoDecoder(
-            video_path, settings.fps, short_side=settings.short_side, crop_size=settings.crop_size
+            video_path, settings.fps, short_side=settings.short_side, crop_size=settings.crop_size, info=info
         )
         expected = None
         if decoder.info.duration:

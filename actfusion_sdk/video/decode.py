@@ -178,9 +178,10 @@ class StreamTimeline:
 class VideoDecoder:
     """Iterate a video's frames at ``fps`` as [H, W, 3] uint8 tensors, resized/cropped as they are decoded.
 
-    Opening validates the file (``VideoError`` otherwise). After iteration, ``num_frames`` is the number of
-    frames produced, ``source_frames`` the number decoded from the file and ``duration`` the source duration
-    in seconds (end of the last decoded frame).
+    Opening validates the file (``VideoError`` otherwise); ``info``, when the caller has probed it already,
+    skips that second read of the header. After iteration, ``num_frames`` is the number of frames produced,
+    ``source_frames`` the number decoded from the file and ``duration`` the source duration in seconds (end
+    of the last decoded frame).
     """
 
     def __init__(
@@ -191,13 +192,14 @@ class VideoDecoder:
         short_side: int | None = None,
         crop_size: int | None = None,
         stall_seconds: float = 60.0,
+        info: VideoInfo | None = None,
     ) -> None:
         self.path = Path(path)
         self.fps = fps
         self.short_side = short_side
         self.crop_size = crop_size
         self.stall_seconds = stall_seconds
-        self.info = probe_video(self.path)
+        self.info = info if info is not None else probe_video(self.path)
         self.num_frames = 0
         self.source_frames = 0
         self.duration: float | None = None
