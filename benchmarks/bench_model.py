@@ -131,7 +131,7 @@ def model_table(presets: list[str], lengths: list[int], threads: int, repeats: i
             timings = {}
             for variant, impl, cache in (
                 ("reference, no cache", "reference", False),
-                ("ours", "torch", True),
+                ("ours", "auto", True),
             ):
                 model.attention_impl = impl
                 run = official_equivalent if variant == "reference, no cache" else segment

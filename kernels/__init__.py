@@ -1,5 +1,2 @@
-"""Fused Triton kernels (installed as `actfusion_sdk.kernels`); importing this package imports triton."""
-
-from .autograd import fused_dilated_attention
-
-__all__ = ["fused_dilated_attention"]
+"""Fused kernels, installed as `actfusion_sdk.kernels`: `autograd` and `dilated_attention` (Triton; importing
+them imports triton) and `cpu` (a C kernel compiled on first use; no triton). No model code here."""

@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..model.attention import IMPLEMENTATIONS
 from ..runtime import resolve_device
 from ..testing import METRICS_TOLERANCE, TOLERANCE, check_file
-
-IMPLEMENTATIONS = ("auto", "reference", "torch", "triton")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,8 +7,10 @@ values but stay in the softmax denominator with logit bias_j/sqrt(C) + ln(1e-6);
 before the 1/sqrt(C) scale.
 
 Implementations: "reference" (gather, the test oracle), "torch" (per-tap shifted slices, no gathered copies),
-"triton" (fused kernels in actfusion_sdk.kernels, imported lazily) and "auto" (triton on CUDA when available,
-else torch; float64 always takes torch).
+"triton" (fused kernels in actfusion_sdk.kernels, imported lazily), "cpu" (the fused C kernel of
+actfusion_sdk.kernels.cpu, compiled on first use; inference only) and "auto" (triton on CUDA when available,
+else torch; float64 always takes torch). A layer's inference forward on CPU with "auto" or "cpu" goes further
+and runs its conv, attention and instance norm in one kernel pass (`fused_mixed_norm`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from ..errors import KernelError
 
-IMPLEMENTATIONS = ("auto", "reference", "torch", "triton")
+IMPLEMENTATIONS = ("auto", "reference", "torch", "triton", "cpu")
 # "auto" sends these CUDA dtypes to the Triton kernels; float64 stays on the torch path there.
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -192,11 +194,84 @@ def _triton_dilated_attention(
             "use impl='torch' (or 'auto'), or set TRITON_INTERPRET=1 before triton is imported "
             "to use its interpreter"
         )
-    from ..kernels import fused_dilated_attention
+    from ..kernels.autograd import fused_dilated_attention
 
     log_invalid, log_valid = log_mask_terms()
     return fused_dilated_attention(
         q, k, v, bias, dilation, kernel_size, log_valid=log_valid, log_invalid=log_invalid
+    )
+
+
+@functools.cache
+def cpu_kernel_unavailable() -> str | None:
+    """None when the fused CPU kernel (actfusion_sdk.kernels.cpu) is built and loaded here, else why not."""
+    from ..kernels import cpu
+
+    return cpu.unavailable_reason()
+
+
+def fused_mixed_norm(
+    projections: torch.Tensor,
+    kernel_size: int,
+    dilation: int,
+    *,
+    cross: torch.Tensor | None,
+    query_bias: torch.Tensor | None,
+    key_bias: torch.Tensor | None,
+    value_bias: torch.Tensor,
+    conv_bias: torch.Tensor,
+    tap_bias: torch.Tensor | None,
+    norm_eps: float,
+) -> torch.Tensor:
+    """A layer's IN(conv + attention) by the fused CPU kernel, from its stacked projections
+    [B, (K+3)·C, L] (conv taps, then q, k, v of the input); q and k get `cross` [B, 2C, L] or their biases."""
+    from ..kernels import cpu
+
+    log_invalid, log_valid = log_mask_terms()
+    return cpu.mix(
+        projections,
+        kernel_size,
+        dilation,
+        taps=True,
+        cross=cross,
+        query_bias=query_bias,
+        key_bias=key_bias,
+        value_bias=value_bias,
+        conv_bias=conv_bias,
+        tap_bias=tap_bias,
+        log_valid=log_valid,
+        log_invalid=log_invalid,
+        norm_eps=norm_eps,
+    )
+
+
+def _cpu_dilated_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation: int,
+    kernel_size: int,
+) -> torch.Tensor:
+    problem = cpu_kernel_unavailable()
+    if q.device.type != "cpu" or q.dtype != torch.float32:
+        problem = f"it needs float32 CPU tensors, got {q.dtype} on {q.device}"
+    elif torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        problem = "it has no backward; use impl='torch' for training"
+    if problem is not None:
+        raise KernelError(f"attention impl 'cpu' cannot run here: {problem}")
+    from ..kernels import cpu
+
+    log_invalid, log_valid = log_mask_terms()
+    return cpu.mix(
+        torch.cat([q, k, v], dim=1),
+        kernel_size,
+        dilation,
+        taps=False,
+        tap_bias=None if bias is None else bias.to(torch.float32).contiguous(),
+        log_valid=log_valid,
+        log_invalid=log_invalid,
+        norm_eps=None,
     )
 
 
@@ -220,6 +295,8 @@ def dilated_attention(
         return torch_dilated_attention(q, k, v, bias, dilation, kernel_size)
     if impl == "triton":
         return _triton_dilated_attention(q, k, v, bias, dilation, kernel_size)
+    if impl == "cpu":
+        return _cpu_dilated_attention(q, k, v, bias, dilation, kernel_size)
     raise KernelError(
         f"unknown attention implementation {impl!r}; choose one of {', '.join(IMPLEMENTATIONS)}"
     )

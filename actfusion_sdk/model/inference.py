@@ -20,6 +20,7 @@ from ..postprocess import median_filter_probs, purge, upsample_indices
 from ..runtime import inference
 from .acceleration import accelerated
 from .actfusion import ActFusion
+from .layers import reused_buffers
 
 Features = torch.Tensor | np.ndarray
 
@@ -69,7 +70,7 @@ def sample_probs(
     the decoder through torch.compile and cuda_graphs replays it from a CUDA graph (both off by default,
     see `acceleration`).
     """
-    with inference(model):
+    with inference(model), reused_buffers():
         cross = model.encode(features, visible, with_logits=False).cross
         cache = model.precompute_cross(cross) if cache_cross else None
 

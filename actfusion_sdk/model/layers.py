@@ -6,13 +6,23 @@ Module and parameter names follow the official state_dict (spec §1.2): `conv_bl
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import dilated_attention, rel_tap_bias, tap_ranges
+from ..errors import KernelError
+from .attention import (
+    cpu_kernel_unavailable,
+    dilated_attention,
+    fused_mixed_norm,
+    rel_tap_bias,
+    tap_ranges,
+)
 
 POSITION_TABLE_SIZE = 20000
 NORM_EPS = 1e-5
@@ -69,28 +79,32 @@ class DilatedAttentionLayer(nn.Module):
         return rel_tap_bias(self.rel_pos_emb.weight, self.dilation, self.kernel_size)
 
     def project_cross(self, cross: torch.Tensor) -> torch.Tensor:
-        """[W_q^F·Fd + b_q ; W_k^F·Fd + b_k ; b_v] as [B, 3C, L]: all of the decoder's q, k, v projections
-        that does not depend on x. At inference (no dropout) it is the same for every DDIM step, so it can be
-        computed once (spec §1.4); `attention` adds it to the x part in the same matmul.
+        """[W_q^F·Fd + b_q ; W_k^F·Fd + b_k] as [B, 2C, L]: the decoder's q and k projections of the cross
+        features, i.e. all of q and k that does not depend on x. At inference (no dropout) it is the same for
+        every DDIM step, so it can be computed once (spec §1.4); it is the bias of the x part's matmul.
         """
         width = self.width
         cross = self.dropout(cross)  # its own dropout mask, independent of the one on x (spec §1.4)
         weight = torch.cat([self.att_linear_q.weight[:, width:], self.att_linear_k.weight[:, width:]])
         bias = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias])
-        query_key = pointwise(weight, bias, cross)
-        value_bias = self.att_linear_v.bias[None, :, None].expand(query_key.shape[0], -1, query_key.shape[2])
-        return torch.cat([query_key, value_bias], dim=1)
+        return pointwise(weight, bias, cross)
+
+    def projection_weight(self) -> torch.Tensor:
+        """[W_q^x ; W_k^x ; W_v] as a [3C, C] matrix: the q, k, v projections of the layer input."""
+        width = self.width
+        q_weight, k_weight = self.att_linear_q.weight[:, :width], self.att_linear_k.weight[:, :width]
+        return torch.cat([q_weight, k_weight, self.att_linear_v.weight]).reshape(3 * width, width)
 
     def attention(self, xd: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
         """The attention branch on the dropped-out input xd (plus the decoder's `project_cross` term)."""
         width = self.width
-        q_weight, k_weight = self.att_linear_q.weight[:, :width], self.att_linear_k.weight[:, :width]
-        weight = torch.cat([q_weight, k_weight, self.att_linear_v.weight])
+        weight = self.projection_weight()
         if cross_projection is None:
             offset = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias, self.att_linear_v.bias])
+            query, key, value = pointwise(weight, offset, xd).split(width, dim=1)
         else:
-            offset = cross_projection
-        query, key, value = pointwise(weight, offset, xd).split(width, dim=1)
+            query, key = pointwise(weight[: 2 * width], cross_projection, xd).split(width, dim=1)
+            value = pointwise(weight[2 * width :], self.att_linear_v.bias, xd)
         return dilated_attention(
             query, key, value, self.tap_bias(), self.dilation, self.kernel_size, impl=self.attention_impl
         )
@@ -109,14 +123,86 @@ class DilatedAttentionLayer(nn.Module):
                 out[:, :, first:stop].baddbmm_(tap, xd[:, :, first + offset : stop + offset])
         return out
 
+    def fused_cpu(self, x: torch.Tensor) -> bool:
+        """Whether this forward runs the fused CPU kernel: attention "auto" or "cpu", an inference forward
+        (eval mode, no autograd) of float32 CPU data, and the kernel built. "cpu" where it cannot run is
+        an error; "auto" then takes the torch path."""
+        if self.attention_impl not in ("auto", "cpu"):
+            return False
+        problem = cpu_kernel_unavailable()
+        if x.device.type != "cpu" or x.dtype != torch.float32:
+            problem = f"it runs on float32 CPU tensors, got {x.dtype} on {x.device}"
+        elif self.training or torch.is_grad_enabled():
+            problem = "it runs inference forwards only (eval mode under torch.no_grad or inference_mode)"
+        if problem is not None and self.attention_impl == "cpu":
+            raise KernelError(f"attention impl 'cpu' cannot run this layer: {problem}; use 'torch' or 'auto'")
+        return problem is None
+
+    def mixed_norm_cpu(self, x: torch.Tensor, cross_projection: torch.Tensor | None) -> torch.Tensor:
+        """IN(DilatedConv(x) + DilatedAttn(x)) by the fused CPU kernel, from one matmul of x by the conv
+        taps and the q, k, v weights stacked (inference: no dropout)."""
+        conv = self.conv_block[0]
+        taps = conv.weight.permute(2, 0, 1).reshape(-1, self.width)  # [K·C, C], tap-major
+        weight = torch.cat([taps, self.projection_weight()])
+        shape = (x.shape[0], weight.shape[0], x.shape[2])
+        projections = torch.bmm(weight.expand(x.shape[0], -1, -1), x, out=_reused_buffer(shape))
+        biases = (
+            {"query_bias": None, "key_bias": None}
+            if cross_projection is not None
+            else {"query_bias": self.att_linear_q.bias, "key_bias": self.att_linear_k.bias}
+        )
+        return fused_mixed_norm(
+            projections,
+            self.kernel_size,
+            self.dilation,
+            cross=cross_projection,
+            value_bias=self.att_linear_v.bias,
+            conv_bias=conv.bias,
+            tap_bias=self.tap_bias(),
+            norm_eps=NORM_EPS,
+            **biases,
+        )
+
     def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
-        xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
-        # In place on fresh tensors whose producers keep no outputs for backward: fewer [B, C, L] allocations.
-        mixed = self.dilated_conv(xd).add_(self.attention(xd, cross_projection))
-        hidden = instance_norm(mixed)
+        if self.fused_cpu(x):
+            hidden = self.mixed_norm_cpu(x, cross_projection)
+        else:
+            xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
+            # In place on fresh tensors whose producers keep no outputs for backward: fewer allocations.
+            hidden = instance_norm(self.dilated_conv(xd).add_(self.attention(xd, cross_projection)))
         first, _, second = self.ffn_block
         inner = F.relu_(pointwise(first.weight, first.bias, hidden))
         return pointwise(second.weight, second.bias, inner).add_(x)
+
+
+_reuse = threading.local()
+
+
+@contextlib.contextmanager
+def reused_buffers() -> Iterator[None]:
+    """Within this block, the fused CPU path reuses one buffer per thread for its stacked projections
+    (a forward's largest tensor, [B, (K+3)·C, L]) instead of allocating one per layer call: allocations
+    above glibc's mmap threshold (32 MiB) are page-faulted afresh every time. The buffer is dropped at
+    the end of the outermost block."""
+    outermost = getattr(_reuse, "buffer", None) is None
+    if outermost:
+        _reuse.buffer = torch.empty(0)
+    try:
+        yield
+    finally:
+        if outermost:
+            _reuse.buffer = None
+
+
+def _reused_buffer(shape: tuple[int, int, int]) -> torch.Tensor | None:
+    """A float32 CPU tensor of `shape` from the thread's reused buffer, or None outside `reused_buffers`."""
+    buffer = getattr(_reuse, "buffer", None)
+    if buffer is None:
+        return None
+    size = math.prod(shape)
+    if buffer.numel() < size:
+        buffer = _reuse.buffer = torch.empty(size)
+    return buffer[:size].view(shape)
 
 
 def instance_norm(x: torch.Tensor) -> torch.Tensor:

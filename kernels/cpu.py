@@ -1,0 +1,182 @@
+"""The fused CPU kernel of one layer's inference forward (`cpu_layer.c`), built on first use.
+
+The C source is compiled with the system C compiler (`$CC`, else cc/gcc/clang) for this machine's CPU into a
+per-user cache (`$ACTFUSION_KERNEL_CACHE`, else `$XDG_CACHE_HOME/actfusion-sdk/kernels`), keyed by the
+source, the compiler and the CPU's flags, and loaded with ctypes. Its OpenMP calls bind to the runtime that
+torch has already loaded, so it shares torch's threads. Without a compiler, `unavailable_reason()` says why
+and callers use the torch path. Importing this module does not import triton.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("cpu_layer.c")
+TILE = 256  # columns per tile: TILE in cpu_layer.c
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11")
+_POINTER = ctypes.c_void_p
+_SIGNATURE = (
+    [_POINTER, ctypes.c_long, _POINTER, ctypes.c_long]  # y, its batch stride, p, its batch stride
+    + [_POINTER] * 5  # bq, bk, bv, bconv, beta
+    + [ctypes.c_long] * 6  # B, C, L, K, taps, dilation
+    + [ctypes.c_float] * 3  # log_valid, log_invalid, eps
+    + [_POINTER, _POINTER, ctypes.c_int]  # out, stats, threads
+)
+
+
+class CpuKernelError(RuntimeError):
+    """The CPU kernel could not be built or loaded here; the message says why."""
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("ACTFUSION_KERNEL_CACHE"):
+        return Path(os.environ["ACTFUSION_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "actfusion-sdk" / "kernels"
+
+
+def _cpu_flags() -> str:
+    """The CPU's feature flags (what -march=native compiles for); empty where /proc/cpuinfo is absent."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return ""
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    compiler = _compiler()
+    if compiler is None:
+        raise CpuKernelError("no C compiler found (set CC, or install gcc)")
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(
+        "\0".join([SOURCE.read_text(), version, " ".join(FLAGS), _cpu_flags()]).encode()
+    ).hexdigest()[:16]
+    target = _cache_dir() / f"cpu_layer-{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            built = Path(scratch) / target.name
+            command = [compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lm"]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise CpuKernelError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+            os.replace(built, target)  # atomic: concurrent builders leave one complete file
+    library = ctypes.CDLL(str(target))
+    library.actfusion_mix.argtypes = _SIGNATURE
+    library.actfusion_mix.restype = ctypes.c_int
+    return library
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """None when the kernel is built and loaded, else why not (it is then never tried again)."""
+    if os.environ.get("ACTFUSION_CPU_KERNEL", "1") == "0":
+        return "disabled by ACTFUSION_CPU_KERNEL=0"
+    try:
+        _library()
+    except (CpuKernelError, OSError) as error:
+        return str(error)
+    return None
+
+
+def _address(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+def _check(name: str, tensor: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+    if tensor is None:
+        return
+    if tensor.dtype != torch.float32 or tensor.device.type != "cpu" or tensor.shape != shape:
+        raise CpuKernelError(
+            f"{name} must be a float32 CPU tensor of shape {shape}, got {tensor.dtype} on {tensor.device} "
+            f"with shape {tuple(tensor.shape)}"
+        )
+    if tensor.stride(-1) != 1 or (tensor.dim() == 3 and tensor.stride(1) != tensor.shape[2]):
+        raise CpuKernelError(f"{name} must be contiguous within each batch element")
+
+
+def mix(
+    projections: torch.Tensor,
+    kernel_size: int,
+    dilation: int,
+    *,
+    taps: bool,
+    cross: torch.Tensor | None = None,
+    query_bias: torch.Tensor | None = None,
+    key_bias: torch.Tensor | None = None,
+    value_bias: torch.Tensor | None = None,
+    conv_bias: torch.Tensor | None = None,
+    tap_bias: torch.Tensor | None = None,
+    log_valid: float,
+    log_invalid: float,
+    norm_eps: float | None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """conv + dilated attention (and instance norm when norm_eps is given) from stacked projections.
+
+    projections [B, (K+3)·C, L] holds W_j·x for the K conv taps (when `taps`), then W_q·x, W_k·x, W_v·x.
+    `cross` [B, 2C, L] is a per-position bias of q and k (instead of query_bias, key_bias). Returns
+    out [B, C, L] (allocated when not given).
+    """
+    library = _library()
+    blocks = (kernel_size if taps else 0) + 3
+    batch, rows, length = projections.shape
+    channels = rows // blocks
+    _check("projections", projections, (batch, blocks * channels, length))
+    _check("cross", cross, (batch, 2 * channels, length))
+    for name, vector in (("query_bias", query_bias), ("key_bias", key_bias), ("value_bias", value_bias)):
+        _check(name, vector, (channels,))
+    _check("conv_bias", conv_bias, (channels,))
+    _check("tap_bias", tap_bias, (kernel_size,))
+    if out is None:
+        out = projections.new_empty((batch, channels, length))
+    _check("out", out, (batch, channels, length))
+    if not out.is_contiguous():
+        raise CpuKernelError("out must be contiguous")
+    tiles = -(-length // TILE)
+    stats = None if norm_eps is None else torch.empty(2 * batch * tiles * channels, dtype=torch.float64)
+    status = library.actfusion_mix(
+        projections.data_ptr(),
+        projections.stride(0),
+        _address(cross),
+        0 if cross is None else cross.stride(0),
+        *(_address(v) for v in (query_bias, key_bias, value_bias, conv_bias, tap_bias)),
+        batch,
+        channels,
+        length,
+        kernel_size,
+        kernel_size if taps else 0,
+        dilation,
+        log_valid,
+        log_invalid,
+        0.0 if norm_eps is None else norm_eps,
+        out.data_ptr(),
+        _address(stats),
+        torch.get_num_threads(),
+    )
+    if status != 0:
+        raise CpuKernelError(
+            f"the CPU kernel does not handle kernel_size {kernel_size}, dilation {dilation}, "
+            f"shape {tuple(projections.shape)}"
+        )
+    return out

@@ -1,0 +1,175 @@
+/* Fused CPU kernel for the inference forward of one ActFusion layer (spec §1.3, §1.4, §2).
+ *
+ * Given the stacked projections Y = [W_0; ...; W_{K-1}; W_q; W_k; W_v] · x of one layer input x [B, C, L]
+ * (one matmul, done by the caller), it computes in one pass over Y:
+ *   conv  = b_conv + sum_j W_j · x[t + o_j]                  (the 'same' dilated conv, zero padding)
+ *   attn  = sum_j a_j(t) · v[t + o_j]                          (dilated local attention, spec §2)
+ *   mixed = conv + attn, and its per-channel mean and variance over time,
+ * then writes the instance-normalised mixed (biased variance, eps) to `out` [B, C, L].
+ * q and k get a per-position bias P [B, 2C, L] (the decoder's cached cross projection) or per-channel
+ * biases; v gets b_v. Out-of-range taps keep zero keys and values and stay in the softmax denominator with
+ * logit beta_j / sqrt(C) + log_invalid; valid taps get (q·k + beta_j) / sqrt(C) + log_valid; invalid taps
+ * are then given weight 0, as in the official code.
+ *
+ * fp32 data, double accumulators for the statistics; threads from the OpenMP runtime already loaded by
+ * torch. No allocation of tensor-sized memory: the caller passes every buffer.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define TILE 256
+#define MAX_TAPS 16
+
+/* exp(x) for x <= 0 to ~1 ulp: x = n·ln2 + r, |r| <= ln2/2, degree-7 Taylor polynomial of exp(r).
+ * Written with plain arithmetic so the compiler vectorises the softmax loops. */
+static inline float exp_nonpositive(float x) {
+    if (x < -87.0f) x = -87.0f;
+    const float n = nearbyintf(x * 1.44269504088896341f);
+    const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { int32_t i; float f; } scale;
+    scale.i = ((int32_t)n + 127) << 23;
+    return p * scale.f;
+}
+
+/* The taps' valid query range inside [t0, t1): t + o in [0, length). */
+static inline void tap_window(long t0, long t1, long offset, long length, long *lo, long *hi) {
+    long first = -offset > t0 ? -offset : t0;
+    long stop = length - offset < t1 ? length - offset : t1;
+    *lo = first;
+    *hi = stop > first ? stop : first;
+}
+
+/* One tile [t0, t1) of one batch element: mixed values into out, per-channel sum and sum of squares. */
+static void mix_tile(const float *restrict y, const float *restrict p, const float *restrict bq,
+                     const float *restrict bk, const float *restrict bv, const float *restrict bconv,
+                     const float *restrict beta, long C, long L, long K, long taps, long dilation,
+                     float log_valid, float log_invalid, long t0, long t1, float *restrict out,
+                     double *restrict stats) {
+    const long width = t1 - t0;
+    const float inv_sqrt_c = 1.0f / sqrtf((float)C);
+    const float *yq = y + taps * C * L, *yk = yq + C * L, *yv = yk + C * L;
+    long lo[MAX_TAPS], hi[MAX_TAPS], offset[MAX_TAPS];
+    float scores[MAX_TAPS][TILE], weights[MAX_TAPS][TILE], query[TILE];
+    for (long j = 0; j < K; j++) {
+        offset[j] = (j - K / 2) * dilation;
+        tap_window(t0, t1, offset[j], L, &lo[j], &hi[j]);
+        memset(scores[j], 0, sizeof(float) * TILE);
+    }
+    /* Scores: q_t · k_{t+o_j} over channels, for the taps in range. */
+    for (long c = 0; c < C; c++) {
+        const float *qrow = yq + c * L, *krow = yk + c * L;
+        const float *pq = p ? p + c * L : NULL, *pk = p ? p + (C + c) * L : NULL;
+        const float b_q = bq ? bq[c] : 0.0f;
+        for (long t = t0; t < t1; t++) query[t - t0] = qrow[t] + (pq ? pq[t] : b_q);
+        for (long j = 0; j < K; j++) {
+            const long o = offset[j];
+            float *restrict s = scores[j];
+            if (pk) {
+                for (long t = lo[j]; t < hi[j]; t++) s[t - t0] += query[t - t0] * (krow[t + o] + pk[t + o]);
+            } else {
+                const float b = bk ? bk[c] : 0.0f;
+                for (long t = lo[j]; t < hi[j]; t++) s[t - t0] += query[t - t0] * (krow[t + o] + b);
+            }
+        }
+    }
+    /* Softmax over the K taps (all of them in the denominator), then invalid taps get weight 0. */
+    for (long t = 0; t < width; t++) {
+        const long tt = t0 + t;
+        float maximum = -INFINITY;
+        for (long j = 0; j < K; j++) {
+            const int valid = tt >= lo[j] && tt < hi[j];
+            const float bias = beta ? beta[j] : 0.0f;
+            const float logit = (scores[j][t] + bias) * inv_sqrt_c + (valid ? log_valid : log_invalid);
+            weights[j][t] = logit;
+            maximum = logit > maximum ? logit : maximum;
+        }
+        float total = 0.0f;
+        for (long j = 0; j < K; j++) {
+            const float e = exp_nonpositive(weights[j][t] - maximum);
+            weights[j][t] = e;
+            total += e;
+        }
+        const float inv_total = 1.0f / total;
+        for (long j = 0; j < K; j++) {
+            const int valid = tt >= lo[j] && tt < hi[j];
+            weights[j][t] = valid ? weights[j][t] * inv_total : 0.0f;
+        }
+    }
+    /* mixed = conv + attention, channel by channel, with the statistics of the result. */
+    for (long c = 0; c < C; c++) {
+        float *restrict row = out + c * L;
+        const float b_conv = bconv ? bconv[c] : 0.0f, b_v = bv ? bv[c] : 0.0f;
+        const float *vrow = yv + c * L;
+        for (long t = t0; t < t1; t++) row[t] = b_conv;
+        for (long j = 0; j < K; j++) {
+            const long o = offset[j];
+            const float *restrict w = weights[j];
+            if (taps) {
+                const float *tap = y + (j * C + c) * L;
+                for (long t = lo[j]; t < hi[j]; t++) row[t] += tap[t + o] + w[t - t0] * (vrow[t + o] + b_v);
+            } else {
+                for (long t = lo[j]; t < hi[j]; t++) row[t] += w[t - t0] * (vrow[t + o] + b_v);
+            }
+        }
+        if (!stats) continue;
+        double sum = 0.0, squares = 0.0;
+        for (long t = t0; t < t1; t++) {
+            sum += row[t];
+            squares += (double)row[t] * row[t];
+        }
+        stats[2 * c] = sum;
+        stats[2 * c + 1] = squares;
+    }
+}
+
+/* y [B, (taps+3)C, L] (batch stride y_stride; taps is K, or 0 for attention alone), p [B, 2C, L] (batch
+ * stride p_stride) or NULL with per-channel bq, bk; any bias pointer may be NULL (zero). out [B, C, L]
+ * contiguous. stats: NULL (no normalisation: out = conv + attention) or a scratch of 2·B·ceil(L/TILE)·C
+ * doubles (out = instance_norm(conv + attention)). Returns 0, or 1 for sizes it does not handle. */
+int actfusion_mix(const float *y, long y_stride, const float *p, long p_stride, const float *bq,
+                  const float *bk, const float *bv, const float *bconv, const float *beta, long B, long C,
+                  long L, long K, long taps, long dilation, float log_valid, float log_invalid, float eps,
+                  float *out, double *stats, int threads) {
+    if (K < 1 || K > MAX_TAPS || C < 1 || L < 1 || B < 1 || dilation < 1 || (taps != 0 && taps != K))
+        return 1;
+    const long tiles = (L + TILE - 1) / TILE;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (long index = 0; index < B * tiles; index++) {
+            const long b = index / tiles, tile = index % tiles;
+            const long t0 = tile * TILE, t1 = t0 + TILE < L ? t0 + TILE : L;
+            mix_tile(y + b * y_stride, p ? p + b * p_stride : NULL, bq, bk, bv, bconv, beta, C, L, K, taps,
+                     dilation, log_valid, log_invalid, t0, t1, out + b * C * L,
+                     stats ? stats + 2 * C * index : NULL);
+        }
+        if (stats) {
+#pragma omp for schedule(static)
+        for (long row = 0; row < B * C; row++) {
+            const long b = row / C, c = row % C;
+            double sum = 0.0, squares = 0.0;
+            for (long tile = 0; tile < tiles; tile++) {
+                const double *s = stats + 2 * C * (b * tiles + tile) + 2 * c;
+                sum += s[0];
+                squares += s[1];
+            }
+            const double mean = sum / L;
+            double variance = squares / L - mean * mean;
+            variance = variance > 0.0 ? variance : 0.0;
+            const float m = (float)mean, inv_std = (float)(1.0 / sqrt(variance + eps));
+            float *restrict values = out + row * L;
+            for (long t = 0; t < L; t++) values[t] = (values[t] - m) * inv_std;
+        }
+        }
+    }
+    return 0;
+}
