@@ -84,6 +84,8 @@ def _library() -> ctypes.CDLL:
     library = ctypes.CDLL(str(target))
     library.actfusion_mix.argtypes = _SIGNATURE
     library.actfusion_mix.restype = ctypes.c_int
+    library.actfusion_bias_act.argtypes = [_POINTER] * 3 + [ctypes.c_long] * 3 + [ctypes.c_int] * 2
+    library.actfusion_bias_act.restype = None
     return library
 
 
@@ -180,3 +182,25 @@ def mix(
             f"shape {tuple(projections.shape)}"
         )
     return out
+
+
+def bias_act(values: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> None:
+    """In place: values = act(values + bias[channel] (+ residual)), for contiguous [B, C, L] values."""
+    batch, channels, length = values.shape
+    if not values.is_contiguous():
+        raise CpuKernelError("values must be contiguous")
+    _check("values", values, (batch, channels, length))
+    _check("bias", bias, (channels,))
+    if residual is not None and not residual.is_contiguous():
+        raise CpuKernelError("residual must be contiguous")
+    _check("residual", residual, (batch, channels, length))
+    _library().actfusion_bias_act(
+        values.data_ptr(),
+        bias.data_ptr(),
+        _address(residual),
+        batch,
+        channels,
+        length,
+        int(relu),
+        torch.get_num_threads(),
+    )

@@ -20,6 +20,7 @@
 
 #define TILE 256
 #define MAX_TAPS 16
+#define LANES 8
 
 /* exp(x) for x <= 0 to ~1 ulp: x = n·ln2 + r, |r| <= ln2/2, degree-7 Taylor polynomial of exp(r).
  * Written with plain arithmetic so the compiler vectorises the softmax loops. */
@@ -81,28 +82,34 @@ static void mix_tile(const float *restrict y, const float *restrict p, const flo
             }
         }
     }
-    /* Softmax over the K taps (all of them in the denominator), then invalid taps get weight 0. */
-    for (long t = 0; t < width; t++) {
-        const long tt = t0 + t;
-        float maximum = -INFINITY;
-        for (long j = 0; j < K; j++) {
-            const int valid = tt >= lo[j] && tt < hi[j];
-            const float bias = beta ? beta[j] : 0.0f;
-            const float logit = (scores[j][t] + bias) * inv_sqrt_c + (valid ? log_valid : log_invalid);
-            weights[j][t] = logit;
-            maximum = logit > maximum ? logit : maximum;
+    /* Softmax over the K taps (all of them in the denominator), then invalid taps get weight 0. Loops run
+     * over time innermost so that they vectorise. */
+    float maximum[TILE], total[TILE];
+    for (long t = 0; t < width; t++) maximum[t] = -INFINITY;
+    for (long j = 0; j < K; j++) {
+        const float bias = beta ? beta[j] : 0.0f;
+        const long first = lo[j] - t0, stop = hi[j] - t0;
+        float *restrict logit = weights[j];
+        const float *restrict score = scores[j];
+        for (long t = 0; t < width; t++) {
+            const float mask = t >= first && t < stop ? log_valid : log_invalid;
+            logit[t] = (score[t] + bias) * inv_sqrt_c + mask;
+            maximum[t] = logit[t] > maximum[t] ? logit[t] : maximum[t];
         }
-        float total = 0.0f;
-        for (long j = 0; j < K; j++) {
-            const float e = exp_nonpositive(weights[j][t] - maximum);
-            weights[j][t] = e;
-            total += e;
+    }
+    for (long t = 0; t < width; t++) total[t] = 0.0f;
+    for (long j = 0; j < K; j++) {
+        float *restrict weight = weights[j];
+        for (long t = 0; t < width; t++) {
+            weight[t] = exp_nonpositive(weight[t] - maximum[t]);
+            total[t] += weight[t];
         }
-        const float inv_total = 1.0f / total;
-        for (long j = 0; j < K; j++) {
-            const int valid = tt >= lo[j] && tt < hi[j];
-            weights[j][t] = valid ? weights[j][t] * inv_total : 0.0f;
-        }
+    }
+    for (long t = 0; t < width; t++) total[t] = 1.0f / total[t];
+    for (long j = 0; j < K; j++) {
+        const long first = lo[j] - t0, stop = hi[j] - t0;
+        float *restrict weight = weights[j];
+        for (long t = 0; t < width; t++) weight[t] = t >= first && t < stop ? weight[t] * total[t] : 0.0f;
     }
     /* mixed = conv + attention, channel by channel, with the statistics of the result. */
     for (long c = 0; c < C; c++) {
@@ -121,13 +128,25 @@ static void mix_tile(const float *restrict y, const float *restrict p, const flo
             }
         }
         if (!stats) continue;
-        double sum = 0.0, squares = 0.0;
-        for (long t = t0; t < t1; t++) {
-            sum += row[t];
-            squares += (double)row[t] * row[t];
+        /* Eight independent double accumulators: a vector, where one running sum would be a serial chain. */
+        double sum[LANES] = {0.0}, squares[LANES] = {0.0};
+        long t = t0;
+        for (; t + LANES <= t1; t += LANES) {
+            for (long lane = 0; lane < LANES; lane++) {
+                const double value = row[t + lane];
+                sum[lane] += value;
+                squares[lane] += value * value;
+            }
         }
-        stats[2 * c] = sum;
-        stats[2 * c + 1] = squares;
+        for (; t < t1; t++) {
+            sum[0] += row[t];
+            squares[0] += (double)row[t] * row[t];
+        }
+        stats[2 * c] = stats[2 * c + 1] = 0.0;
+        for (long lane = 0; lane < LANES; lane++) {
+            stats[2 * c] += sum[lane];
+            stats[2 * c + 1] += squares[lane];
+        }
     }
 }
 
@@ -172,4 +191,24 @@ int actfusion_mix(const float *y, long y_stride, const float *p, long p_stride, 
         }
     }
     return 0;
+}
+
+/* y[b, c, t] = act(y[b, c, t] + bias[c] (+ residual[b, c, t])), act = ReLU or identity; y and residual
+ * contiguous [B, C, L]. The epilogue of a 1×1 convolution computed without its bias. */
+void actfusion_bias_act(float *y, const float *bias, const float *residual, long B, long C, long L, int relu,
+                        int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (long row = 0; row < B * C; row++) {
+        const float b = bias[row % C];
+        float *restrict values = y + row * L;
+        const float *restrict extra = residual ? residual + row * L : NULL;
+        if (extra) {
+            for (long t = 0; t < L; t++) values[t] = (values[t] + b) + extra[t];
+        } else {
+            for (long t = 0; t < L; t++) values[t] = values[t] + b;
+        }
+        if (relu) {
+            for (long t = 0; t < L; t++) values[t] = values[t] > 0.0f ? values[t] : 0.0f;
+        }
+    }
 }

@@ -222,6 +222,7 @@ def fused_mixed_norm(
     conv_bias: torch.Tensor,
     tap_bias: torch.Tensor | None,
     norm_eps: float,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A layer's IN(conv + attention) by the fused CPU kernel, from its stacked projections
     [B, (K+3)·C, L] (conv taps, then q, k, v of the input); q and k get `cross` [B, 2C, L] or their biases."""
@@ -242,7 +243,17 @@ def fused_mixed_norm(
         log_valid=log_valid,
         log_invalid=log_invalid,
         norm_eps=norm_eps,
+        out=out,
     )
+
+
+def fused_bias_act(
+    values: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None, *, relu: bool
+) -> None:
+    """In place on [B, C, L]: values = act(values + bias (+ residual)), the CPU kernel's 1×1-conv epilogue."""
+    from ..kernels import cpu
+
+    cpu.bias_act(values, bias, residual, relu)
 
 
 def _cpu_dilated_attention(

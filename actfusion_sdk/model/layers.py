@@ -19,6 +19,7 @@ from ..errors import KernelError
 from .attention import (
     cpu_kernel_unavailable,
     dilated_attention,
+    fused_bias_act,
     fused_mixed_norm,
     rel_tap_bias,
     tap_ranges,
@@ -138,38 +139,64 @@ class DilatedAttentionLayer(nn.Module):
             raise KernelError(f"attention impl 'cpu' cannot run this layer: {problem}; use 'torch' or 'auto'")
         return problem is None
 
-    def mixed_norm_cpu(self, x: torch.Tensor, cross_projection: torch.Tensor | None) -> torch.Tensor:
-        """IN(DilatedConv(x) + DilatedAttn(x)) by the fused CPU kernel, from one matmul of x by the conv
-        taps and the q, k, v weights stacked (inference: no dropout)."""
-        conv = self.conv_block[0]
-        taps = conv.weight.permute(2, 0, 1).reshape(-1, self.width)  # [K·C, C], tap-major
-        weight = torch.cat([taps, self.projection_weight()])
-        shape = (x.shape[0], weight.shape[0], x.shape[2])
-        projections = torch.bmm(weight.expand(x.shape[0], -1, -1), x, out=_reused_buffer(shape))
-        biases = (
-            {"query_bias": None, "key_bias": None}
-            if cross_projection is not None
-            else {"query_bias": self.att_linear_q.bias, "key_bias": self.att_linear_k.bias}
+    def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The fused CPU path's matrices: conv taps and q, k, v weights stacked ([(K+3)·C, C], tap-major),
+        the FFN's two [C, C] matrices, and the tap bias. Built once per `reused_buffers` block."""
+        cache = getattr(_reuse, "weights", None)
+        if cache is not None and id(self) in cache:
+            return cache[id(self)]
+        width = self.width
+        taps = self.conv_block[0].weight.permute(2, 0, 1).reshape(-1, width)
+        first, _, second = self.ffn_block
+        weights = (
+            torch.cat([taps, self.projection_weight()]),
+            first.weight.reshape(width, width),
+            second.weight.reshape(width, width),
+            self.tap_bias(),
         )
-        return fused_mixed_norm(
+        if cache is not None:
+            cache[id(self)] = weights
+        return weights
+
+    def forward_cpu(self, x: torch.Tensor, cross_projection: torch.Tensor | None) -> torch.Tensor:
+        """The inference forward by the fused CPU kernel: one matmul of x by the stacked conv taps and
+        q, k, v weights, then conv + attention + instance norm in one kernel pass; the FFN's biases, ReLU
+        and the residual are applied in place after its matmuls."""
+        x = x.contiguous()
+        batch, width, length = x.shape
+        stacked, first_weight, second_weight, tap_bias = self.inference_weights()
+        conv, (first, _, second) = self.conv_block[0], self.ffn_block
+        projections = torch.bmm(
+            stacked.expand(batch, -1, -1), x, out=_reused_buffer("projections", (batch, len(stacked), length))
+        )
+        biases = (
+            (None, None) if cross_projection is not None else (self.att_linear_q.bias, self.att_linear_k.bias)
+        )
+        hidden = fused_mixed_norm(
             projections,
             self.kernel_size,
             self.dilation,
             cross=cross_projection,
+            query_bias=biases[0],
+            key_bias=biases[1],
             value_bias=self.att_linear_v.bias,
             conv_bias=conv.bias,
-            tap_bias=self.tap_bias(),
+            tap_bias=tap_bias,
             norm_eps=NORM_EPS,
-            **biases,
+            out=_reused_buffer("hidden", x.shape),
         )
+        inner = torch.bmm(first_weight.expand(batch, -1, -1), hidden, out=_reused_buffer("inner", x.shape))
+        fused_bias_act(inner, first.bias, None, relu=True)
+        out = torch.bmm(second_weight.expand(batch, -1, -1), inner)
+        fused_bias_act(out, second.bias, x, relu=False)
+        return out
 
     def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
         if self.fused_cpu(x):
-            hidden = self.mixed_norm_cpu(x, cross_projection)
-        else:
-            xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
-            # In place on fresh tensors whose producers keep no outputs for backward: fewer allocations.
-            hidden = instance_norm(self.dilated_conv(xd).add_(self.attention(xd, cross_projection)))
+            return self.forward_cpu(x, cross_projection)
+        xd = self.dropout(x)  # one mask shared by the conv and attention branches; the residual uses x
+        # In place on fresh tensors whose producers keep no outputs for backward: fewer allocations.
+        hidden = instance_norm(self.dilated_conv(xd).add_(self.attention(xd, cross_projection)))
         first, _, second = self.ffn_block
         inner = F.relu_(pointwise(first.weight, first.bias, hidden))
         return pointwise(second.weight, second.bias, inner).add_(x)
@@ -180,29 +207,30 @@ _reuse = threading.local()
 
 @contextlib.contextmanager
 def reused_buffers() -> Iterator[None]:
-    """Within this block, the fused CPU path reuses one buffer per thread for its stacked projections
-    (a forward's largest tensor, [B, (K+3)·C, L]) instead of allocating one per layer call: allocations
-    above glibc's mmap threshold (32 MiB) are page-faulted afresh every time. The buffer is dropped at
-    the end of the outermost block."""
-    outermost = getattr(_reuse, "buffer", None) is None
+    """Within this block, layers on the fused CPU path build their stacked weights once and reuse one
+    buffer per thread for each of their within-layer intermediates (the stacked projections, the
+    normalised mix, the FFN's inner activation) instead of allocating them per call: allocations above
+    glibc's mmap threshold (32 MiB) are page-faulted afresh every time. All is dropped at the end of the
+    outermost block, which must not outlive a change of the weights."""
+    outermost = getattr(_reuse, "buffers", None) is None
     if outermost:
-        _reuse.buffer = torch.empty(0)
+        _reuse.buffers, _reuse.weights = {}, {}
     try:
         yield
     finally:
         if outermost:
-            _reuse.buffer = None
+            _reuse.buffers = _reuse.weights = None
 
 
-def _reused_buffer(shape: tuple[int, int, int]) -> torch.Tensor | None:
-    """A float32 CPU tensor of `shape` from the thread's reused buffer, or None outside `reused_buffers`."""
-    buffer = getattr(_reuse, "buffer", None)
-    if buffer is None:
+def _reused_buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """A float32 CPU tensor of `shape` from the thread's buffer `name`, or None outside `reused_buffers`."""
+    buffers = getattr(_reuse, "buffers", None)
+    if buffers is None:
         return None
     size = math.prod(shape)
-    if buffer.numel() < size:
-        buffer = _reuse.buffer = torch.empty(size)
-    return buffer[:size].view(shape)
+    if name not in buffers or buffers[name].numel() < size:
+        buffers[name] = torch.empty(size)
+    return buffers[name][:size].view(shape)
 
 
 def instance_norm(x: torch.Tensor) -> torch.Tensor:
