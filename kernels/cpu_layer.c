@@ -49,6 +49,80 @@ static inline void tap_window(long t0, long t1, long offset, long length, long *
     *hi = stop > first ? stop : first;
 }
 
+/* Scores and outputs of a tile whose taps are all in range (most tiles), with the tap count a
+ * compile-time constant once inlined: the tap loop unrolls inside the vectorised time loop, so each
+ * output is written once instead of read and written once per tap. Same operation order as the general
+ * loops in mix_tile, so both give the same numbers. */
+static inline __attribute__((always_inline)) void interior_scores(
+    const float *restrict yq, const float *restrict yk, const float *restrict p, const float *restrict bq,
+    const float *restrict bk, long C, long L, const long K, const long *restrict offset, long t0, long t1,
+    float scores[][TILE]) {
+    for (long c = 0; c < C; c++) {
+        const float *restrict qrow = yq + c * L, *restrict krow = yk + c * L;
+        if (p) {
+            const float *restrict pq = p + c * L, *restrict pk = p + (C + c) * L;
+            for (long t = t0; t < t1; t++) {
+                const float query = qrow[t] + pq[t];
+                for (long j = 0; j < K; j++)
+                    scores[j][t - t0] += query * (krow[t + offset[j]] + pk[t + offset[j]]);
+            }
+        } else {
+            const float b_q = bq ? bq[c] : 0.0f, b_k = bk ? bk[c] : 0.0f;
+            for (long t = t0; t < t1; t++) {
+                const float query = qrow[t] + b_q;
+                for (long j = 0; j < K; j++) scores[j][t - t0] += query * (krow[t + offset[j]] + b_k);
+            }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void interior_output(
+    const float *restrict y, const float *restrict yv, const float *restrict bv,
+    const float *restrict bconv, long C, long L, const long K, long taps, const long *restrict offset,
+    long t0, long t1, float weights[][TILE], float *restrict out) {
+    for (long c = 0; c < C; c++) {
+        float *restrict row = out + c * L;
+        const float *restrict vrow = yv + c * L;
+        const float b_conv = bconv ? bconv[c] : 0.0f, b_v = bv ? bv[c] : 0.0f;
+        if (taps) {
+            const float *restrict tap = y + c * L;
+            for (long t = t0; t < t1; t++) {
+                float value = b_conv;
+                for (long j = 0; j < K; j++)
+                    value += tap[j * C * L + t + offset[j]] + weights[j][t - t0] * (vrow[t + offset[j]] + b_v);
+                row[t] = value;
+            }
+        } else {
+            for (long t = t0; t < t1; t++) {
+                float value = b_conv;
+                for (long j = 0; j < K; j++) value += weights[j][t - t0] * (vrow[t + offset[j]] + b_v);
+                row[t] = value;
+            }
+        }
+    }
+}
+
+#define INTERIOR(K_)                                                                                     \
+    case K_:                                                                                             \
+        if (phase == 0) interior_scores(yq, yk, p, bq, bk, C, L, K_, offset, t0, t1, scores);            \
+        else interior_output(y, yv, bv, bconv, C, L, K_, taps, offset, t0, t1, weights, out);            \
+        return 1;
+
+/* Phase 0 (scores) or 1 (outputs) of an interior tile for the common tap counts; 0 for others. */
+static int interior_phase(int phase, const float *y, const float *yq, const float *yk, const float *yv,
+                          const float *p, const float *bq, const float *bk, const float *bv,
+                          const float *bconv, long C, long L, long K, long taps, const long *offset, long t0,
+                          long t1, float scores[][TILE], float weights[][TILE], float *out) {
+    switch (K) {
+        INTERIOR(3)
+        INTERIOR(5)
+        INTERIOR(7)
+        INTERIOR(9)
+    default:
+        return 0;
+    }
+}
+
 /* One tile [t0, t1) of one batch element: mixed values into out, per-channel sum and sum of squares. */
 static void mix_tile(const float *restrict y, const float *restrict p, const float *restrict bq,
                      const float *restrict bk, const float *restrict bv, const float *restrict bconv,
@@ -60,13 +134,17 @@ static void mix_tile(const float *restrict y, const float *restrict p, const flo
     const float *yq = y + taps * C * L, *yk = yq + C * L, *yv = yk + C * L;
     long lo[MAX_TAPS], hi[MAX_TAPS], offset[MAX_TAPS];
     float scores[MAX_TAPS][TILE], weights[MAX_TAPS][TILE], query[TILE];
+    int interior = 1;
     for (long j = 0; j < K; j++) {
         offset[j] = (j - K / 2) * dilation;
         tap_window(t0, t1, offset[j], L, &lo[j], &hi[j]);
+        interior = interior && lo[j] == t0 && hi[j] == t1;
         memset(scores[j], 0, sizeof(float) * TILE);
     }
+    interior = interior && interior_phase(0, y, yq, yk, yv, p, bq, bk, bv, bconv, C, L, K, taps, offset, t0,
+                                          t1, scores, weights, out);
     /* Scores: q_t · k_{t+o_j} over channels, for the taps in range. */
-    for (long c = 0; c < C; c++) {
+    for (long c = 0; c < C && !interior; c++) {
         const float *qrow = yq + c * L, *krow = yk + c * L;
         const float *pq = p ? p + c * L : NULL, *pk = p ? p + (C + c) * L : NULL;
         const float b_q = bq ? bq[c] : 0.0f;
@@ -112,12 +190,14 @@ static void mix_tile(const float *restrict y, const float *restrict p, const flo
         for (long t = 0; t < width; t++) weight[t] = t >= first && t < stop ? weight[t] * total[t] : 0.0f;
     }
     /* mixed = conv + attention, channel by channel, with the statistics of the result. */
+    if (interior) interior_phase(1, y, yq, yk, yv, p, bq, bk, bv, bconv, C, L, K, taps, offset, t0, t1,
+                                 scores, weights, out);
     for (long c = 0; c < C; c++) {
         float *restrict row = out + c * L;
         const float b_conv = bconv ? bconv[c] : 0.0f, b_v = bv ? bv[c] : 0.0f;
         const float *vrow = yv + c * L;
-        for (long t = t0; t < t1; t++) row[t] = b_conv;
-        for (long j = 0; j < K; j++) {
+        for (long t = t0; t < t1 && !interior; t++) row[t] = b_conv;
+        for (long j = 0; j < K && !interior; j++) {
             const long o = offset[j];
             const float *restrict w = weights[j];
             if (taps) {
