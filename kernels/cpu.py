@@ -22,6 +22,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("cpu_layer.c")
 TILE = 256  # columns per tile: TILE in cpu_layer.c
+MAX_TAPS = 16  # the largest kernel_size it handles: MAX_TAPS in cpu_layer.c
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11")
 _POINTER = ctypes.c_void_p
 _SIGNATURE = (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -15,6 +17,27 @@ from actfusion_sdk.features import i3d  # noqa: E402
 from .helpers import REPO, seeded_i3d  # noqa: E402
 
 TESTVECTORS = Path(os.environ.get("ACTFUSION_TESTVECTORS", REPO / "tests" / "data" / "official"))
+
+
+_KERNEL_CACHE: dict[str, str | None] = {}
+
+
+def pytest_configure(config) -> None:
+    """The fused CPU kernel (actfusion_sdk.kernels.cpu) is built afresh into a per-session directory, never
+    the user's cache: the run exercises the real build, and test subprocesses inherit the directory."""
+    _KERNEL_CACHE["previous"] = os.environ.get("ACTFUSION_KERNEL_CACHE")
+    _KERNEL_CACHE["session"] = tempfile.mkdtemp(prefix="actfusion-kernels-")
+    os.environ["ACTFUSION_KERNEL_CACHE"] = _KERNEL_CACHE["session"]
+
+
+def pytest_unconfigure(config) -> None:
+    if _KERNEL_CACHE.get("session") is None:
+        return
+    shutil.rmtree(_KERNEL_CACHE["session"], ignore_errors=True)
+    if _KERNEL_CACHE["previous"] is None:
+        os.environ.pop("ACTFUSION_KERNEL_CACHE", None)
+    else:
+        os.environ["ACTFUSION_KERNEL_CACHE"] = _KERNEL_CACHE["previous"]
 
 
 @pytest.fixture(scope="session")

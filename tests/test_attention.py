@@ -12,7 +12,12 @@ from actfusion_sdk.errors import KernelError
 from actfusion_sdk.model import attention
 from actfusion_sdk.model.attention import dilated_attention, reference_dilated_attention, rel_tap_bias
 
-from .helpers import assert_matches_reference, assert_official_cases_pass, random_inputs
+from .helpers import (
+    assert_matches_reference,
+    assert_official_cases_pass,
+    official_attention_inputs,
+    random_inputs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +25,12 @@ def attention_cases(testvectors) -> list[dict]:
     return torch.load(testvectors / "attention_layers.pt", weights_only=True)
 
 
-@pytest.mark.parametrize("impl", ["reference", "torch"])
+@pytest.mark.parametrize("impl", ["reference", "torch", "cpu"])
 def test_every_official_attention_case(attention_cases, impl):
+    if impl == "cpu" and "no C compiler" in (attention.cpu_kernel_unavailable() or ""):
+        pytest.skip(attention.cpu_kernel_unavailable())
+    # The vectors' q, k, v need no gradient, so impl "cpu" runs with autograd enabled too.
+    assert not any(t.requires_grad for t in official_attention_inputs(attention_cases[0]))
     assert_official_cases_pass(attention_cases, impl)
 
 

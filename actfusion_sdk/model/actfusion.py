@@ -29,7 +29,7 @@ class EncoderOutput:
 
 @dataclass(frozen=True)
 class CrossCache:
-    """Per decoder layer, its `project_cross` term [B, 3C, L], reused by all DDIM steps (spec §1.4)."""
+    """Per decoder layer, its `project_cross` term [B, 2C, L], reused by all DDIM steps (spec §1.4)."""
 
     projections: tuple[torch.Tensor, ...]
 

@@ -210,6 +210,20 @@ def cpu_kernel_unavailable() -> str | None:
     return cpu.unavailable_reason()
 
 
+def cpu_kernel_problem(x: torch.Tensor, kernel_size: int) -> str | None:
+    """None when the fused CPU kernel can run on `x` with `kernel_size` taps, else why not."""
+    problem = cpu_kernel_unavailable()
+    if problem is not None:
+        return problem
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return f"it runs on float32 CPU tensors, got {x.dtype} on {x.device}"
+    from ..kernels import cpu
+
+    if kernel_size > cpu.MAX_TAPS:
+        return f"it handles up to {cpu.MAX_TAPS} taps, got kernel_size {kernel_size}"
+    return None
+
+
 def fused_mixed_norm(
     projections: torch.Tensor,
     kernel_size: int,
@@ -264,10 +278,10 @@ def _cpu_dilated_attention(
     dilation: int,
     kernel_size: int,
 ) -> torch.Tensor:
-    problem = cpu_kernel_unavailable()
-    if q.device.type != "cpu" or q.dtype != torch.float32:
-        problem = f"it needs float32 CPU tensors, got {q.dtype} on {q.device}"
-    elif torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+    problem = cpu_kernel_problem(q, kernel_size)
+    if problem is None and v.shape[1] != q.shape[1]:
+        problem = f"it needs v as wide as q and k, got {v.shape[1]} and {q.shape[1]} channels"
+    elif problem is None and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         problem = "it has no backward; use impl='torch' for training"
     if problem is not None:
         raise KernelError(f"attention impl 'cpu' cannot run here: {problem}")

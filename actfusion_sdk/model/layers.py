@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import KernelError
 from .attention import (
-    cpu_kernel_unavailable,
+    cpu_kernel_problem,
     dilated_attention,
     fused_bias_act,
     fused_mixed_norm,
@@ -126,14 +126,12 @@ class DilatedAttentionLayer(nn.Module):
 
     def fused_cpu(self, x: torch.Tensor) -> bool:
         """Whether this forward runs the fused CPU kernel: attention "auto" or "cpu", an inference forward
-        (eval mode, no autograd) of float32 CPU data, and the kernel built. "cpu" where it cannot run is
-        an error; "auto" then takes the torch path."""
+        (eval mode, no autograd) of float32 CPU data, a kernel size it handles, and the kernel built.
+        "cpu" where it cannot run is an error; "auto" then takes the torch path."""
         if self.attention_impl not in ("auto", "cpu"):
             return False
-        problem = cpu_kernel_unavailable()
-        if x.device.type != "cpu" or x.dtype != torch.float32:
-            problem = f"it runs on float32 CPU tensors, got {x.dtype} on {x.device}"
-        elif self.training or torch.is_grad_enabled():
+        problem = cpu_kernel_problem(x, self.kernel_size)
+        if problem is None and (self.training or torch.is_grad_enabled()):
             problem = "it runs inference forwards only (eval mode under torch.no_grad or inference_mode)"
         if problem is not None and self.attention_impl == "cpu":
             raise KernelError(f"attention impl 'cpu' cannot run this layer: {problem}; use 'torch' or 'auto'")

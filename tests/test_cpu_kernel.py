@@ -1,0 +1,561 @@
+"""The fused CPU kernel (kernels/cpu_layer.c via actfusion_sdk.kernels.cpu): attention impl "cpu", a layer's
+fused inference forward, the whole model on that path, its errors, buffer reuse, fallback and build cache.
+
+Every result is compared with an independent float64 computation (the reference attention, or the layer's
+torch path run in float64)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from actfusion_sdk.errors import KernelError
+from actfusion_sdk.kernels import cpu
+from actfusion_sdk.model import layers as layers_module
+from actfusion_sdk.model.attention import IMPLEMENTATIONS, dilated_attention
+from actfusion_sdk.model.inference import anticipate, segment
+from actfusion_sdk.model.layers import DilatedAttentionLayer, reused_buffers
+
+from .helpers import REPO, small_model
+
+pytestmark = pytest.mark.usefixtures("single_thread", "kernel")
+
+
+@pytest.fixture(scope="module")
+def kernel() -> None:
+    """The kernel is built (into the session's cache, see conftest); only a missing compiler skips."""
+    reason = cpu.unavailable_reason()
+    if reason is not None and "no C compiler" in reason:
+        pytest.skip(reason)
+    assert reason is None, reason
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Max abs error, relative to the expected tensor's max magnitude where that exceeds 1."""
+    scale = max(want.abs().max().item(), 1.0) if want.numel() else 1.0
+    return (got.double() - want.double()).abs().max().item() / scale if want.numel() else 0.0
+
+
+# ---- dilated_attention(impl="cpu") against the float64 reference ------------------------------------
+
+
+def attention_inputs(generator, batch, channels, length, kernel_size):
+    """float32 q, k, v and tap bias, scaled so that softmaxes are neither flat nor one-hot."""
+    q = torch.randn(batch, channels, length, generator=generator) * 2
+    k = torch.randn(batch, channels, length, generator=generator)
+    v = torch.randn(batch, channels, length, generator=generator)
+    bias = torch.randn(kernel_size, generator=generator) * 3
+    return q, k, v, bias
+
+
+# 11 and 15 take the generic loops everywhere; 3, 5, 7 and 9 have specialised interior tiles (L = 700 has
+# interior tiles where (K//2)·d <= 188); 1 has no neighbour taps at all.
+SWEEP_KERNELS = (1, 3, 5, 7, 9, 11, 15)
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("kernel_size", SWEEP_KERNELS)
+def test_cpu_attention_matches_float64_reference(kernel_size, with_bias):
+    generator = torch.Generator().manual_seed(kernel_size * 2 + with_bias)
+    for batch in (1, 3):
+        for channels in (1, 8, 24):
+            for length in (1, 2, 5, 37, 300, 700):
+                for dilation in (1, 2, 64, 512):
+                    q, k, v, bias = attention_inputs(generator, batch, channels, length, kernel_size)
+                    bias = bias if with_bias else None
+                    got = dilated_attention(q, k, v, bias, dilation, kernel_size, impl="cpu")
+                    want = dilated_attention(
+                        q.double(),
+                        k.double(),
+                        v.double(),
+                        None if bias is None else bias.double(),
+                        dilation,
+                        kernel_size,
+                        impl="reference",
+                    )
+                    where = f"B={batch} C={channels} L={length} d={dilation} K={kernel_size}"
+                    assert got.dtype == torch.float32 and got.shape == want.shape, where
+                    assert relative_error(got, want) <= 1e-5, where
+
+
+def test_cpu_attention_accepts_non_contiguous_inputs():
+    generator = torch.Generator().manual_seed(11)
+    q, k, v, bias = attention_inputs(generator, 2, 6, 80, 5)
+    # [B, L, C] storage seen as [B, C, L]: every tensor is a transposed view.
+    q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v))
+    assert not q.is_contiguous()
+    got = dilated_attention(q, k, v, bias, 3, 5, impl="cpu")
+    want = dilated_attention(q.double(), k.double(), v.double(), bias.double(), 3, 5, impl="reference")
+    assert relative_error(got, want) <= 1e-5
+
+
+def test_cpu_is_a_listed_implementation():
+    assert "cpu" in IMPLEMENTATIONS
+
+
+# ---- a whole layer on the fused path against its torch path in float64 ----------------------------
+
+WIDTH, CROSS_DIM = 12, 10
+
+
+def make_layer(kernel_size: int, dilation: int, cross_dim: int, pos: str, seed: int) -> DilatedAttentionLayer:
+    torch.manual_seed(seed)
+    layer = DilatedAttentionLayer(WIDTH, dilation, kernel_size, 0.5, cross_dim=cross_dim, pos=pos)
+    with torch.no_grad():  # sharper attention than the default init: softmaxes that are not flat
+        layer.att_linear_q.weight.mul_(4)
+        layer.att_linear_k.weight.mul_(2)
+    return layer.eval()
+
+
+def float64_torch_forward(layer: DilatedAttentionLayer, x: torch.Tensor, cross: torch.Tensor | None):
+    twin = copy.deepcopy(layer).double()
+    twin.attention_impl = "torch"
+    with torch.inference_mode():
+        projection = None if cross is None else twin.project_cross(cross.double())
+        assert not twin.fused_cpu(x.double())
+        return twin(x.double(), projection)
+
+
+@pytest.mark.parametrize("pos", ["rel", "none"])
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_fused_layer_matches_float64_torch_path(kind, pos):
+    cross_dim = CROSS_DIM if kind == "decoder" else 0
+    generator = torch.Generator().manual_seed(3)
+    for kernel_size in (3, 5, 7, 11):
+        for dilation in (1, 4, 64):
+            layer = make_layer(kernel_size, dilation, cross_dim, pos, seed=kernel_size * 100 + dilation)
+            for batch in (1, 2):
+                # 700: interior tiles (all taps in range) for the specialised K = 3, 5, 7 at small d.
+                for length in (1, 5, 300, 700):
+                    x = torch.randn(batch, WIDTH, length, generator=generator)
+                    cross = torch.randn(batch, cross_dim, length, generator=generator) if cross_dim else None
+                    want = float64_torch_forward(layer, x, cross)
+                    for impl in ("cpu", "auto"):
+                        layer.attention_impl = impl
+                        with torch.inference_mode():
+                            projection = None if cross is None else layer.project_cross(cross)
+                            assert projection is None or projection.shape == (batch, 2 * WIDTH, length)
+                            assert layer.fused_cpu(x), impl
+                            got = layer(x, projection)
+                        where = f"{impl} K={kernel_size} d={dilation} B={batch} L={length}"
+                        assert got.dtype == torch.float32 and got.shape == want.shape, where
+                        assert relative_error(got, want) <= 1e-5, where
+
+
+def test_fused_layer_is_taken_under_no_grad_and_matches_official_layers(testvectors):
+    cases = torch.load(testvectors / "attention_layers.pt", weights_only=True)
+    calls = []
+    for case in cases:
+        decoder = case["kind"] == "decoder"
+        layer = DilatedAttentionLayer(
+            case["C"], case["dilation"], case["K"], 0.1, cross_dim=case["x_cross"].shape[1] if decoder else 0
+        )
+        layer.load_state_dict(case["state_dict"], strict=True)
+        layer.attention_impl = "cpu"
+        layer.eval()
+        original = layer.forward_cpu
+        layer.forward_cpu = lambda x, p, original=original: calls.append(1) or original(x, p)
+        with torch.no_grad():
+            projection = layer.project_cross(case["x_cross"]) if decoder else None
+            got = layer(case["x"], projection)
+        where = f"{case['kind']} K={case['K']} d={case['dilation']} L={case['L']}"
+        assert (got.double() - case["layer"].double()).abs().max().item() <= 1e-5, where
+    assert len(calls) == len(cases) == 60
+
+
+def test_fused_layer_gives_the_same_numbers_on_one_or_two_threads():
+    layer = make_layer(5, 2, CROSS_DIM, "rel", seed=1)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(2, WIDTH, 1100, generator=generator)
+    cross = torch.randn(2, CROSS_DIM, 1100, generator=generator)
+    outputs = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            with torch.inference_mode():
+                outputs.append(layer(x, layer.project_cross(cross)))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outputs[0], outputs[1])
+    assert relative_error(outputs[0], float64_torch_forward(layer, x, cross)) <= 1e-5
+
+
+def test_fused_path_is_not_taken_for_torch_reference_or_float64():
+    layer = make_layer(5, 1, 0, "rel", seed=2)
+    x = torch.randn(1, WIDTH, 20)
+    with torch.inference_mode():
+        for impl in ("torch", "reference"):
+            layer.attention_impl = impl
+            assert not layer.fused_cpu(x)
+        layer.attention_impl = "auto"
+        assert layer.fused_cpu(x)
+        assert not layer.fused_cpu(x.double())
+    assert not layer.fused_cpu(x)  # autograd on
+
+
+# ---- the whole model: fused ("auto") against the torch path ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_and_features():
+    model = small_model(seed=4)
+    features = torch.randn(model.config.encoder.input_dim, 1030, generator=torch.Generator().manual_seed(4))
+    return model, features.numpy()
+
+
+def count_fused_calls(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    original = DilatedAttentionLayer.forward_cpu
+
+    def spy(self, x, cross_projection):
+        calls.append(x.shape[2])
+        return original(self, x, cross_projection)
+
+    monkeypatch.setattr(DilatedAttentionLayer, "forward_cpu", spy)
+    return calls
+
+
+@pytest.mark.parametrize("task", ["segment", "anticipate"])
+def test_model_on_fused_path_matches_torch_path(model_and_features, monkeypatch, task):
+    model, features = model_and_features
+    calls = count_fused_calls(monkeypatch)
+
+    def run(impl: str):
+        model.attention_impl = impl
+        if task == "segment":
+            return segment(model, features, seed=3)
+        return anticipate(model, features, total_frames=features.shape[1] + 40, observation_ratio=0.6, seed=3)
+
+    torch_result = run("torch")
+    assert calls == []
+    fused_result = run("auto")
+    layer_count = model.config.encoder.num_layers + model.config.decoder.num_layers
+    assert len(calls) >= layer_count and max(calls) > cpu.TILE  # several tiles per sequence
+    np.testing.assert_array_less(np.abs(fused_result.probs - torch_result.probs), 1e-5)
+    assert np.array_equal(fused_result.labels, torch_result.labels)
+
+
+# ---- errors -------------------------------------------------------------------------------------------
+
+
+def test_cpu_attention_refuses_float64():
+    q = torch.randn(1, 4, 10, dtype=torch.float64)
+    with pytest.raises(KernelError, match="float32 CPU tensors.*float64"):
+        dilated_attention(q, q, q, None, 1, 3, impl="cpu")
+
+
+def test_cpu_attention_refuses_inputs_requiring_grad_under_autograd():
+    q, k, v, bias = attention_inputs(torch.Generator().manual_seed(0), 1, 4, 10, 3)
+    q.requires_grad_(True)
+    with pytest.raises(KernelError, match="no backward.*impl='torch'"):
+        dilated_attention(q, k, v, bias, 1, 3, impl="cpu")
+    with torch.no_grad():  # the same inputs without autograd: fine
+        got = dilated_attention(q, k, v, bias, 1, 3, impl="cpu")
+    want = dilated_attention(q.double(), k.double(), v.double(), bias.double(), 1, 3, impl="reference")
+    assert relative_error(got, want.detach()) <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["training", "autograd", "float64"])
+def test_cpu_layer_where_it_cannot_run_says_what_to_use(mode):
+    layer = make_layer(5, 2, 0, "rel", seed=5)
+    layer.attention_impl = "cpu"
+    x = torch.randn(1, WIDTH, 30)
+    if mode == "training":
+        layer.train()
+    elif mode == "float64":
+        layer.double()
+        x = x.double()
+    context = torch.enable_grad() if mode != "float64" else torch.inference_mode()
+    with context, pytest.raises(KernelError, match="attention impl 'cpu' cannot run.*use 'torch' or 'auto'"):
+        layer(x)
+
+
+def test_auto_trains_on_the_torch_path_and_gradients_reach_every_parameter():
+    layer = make_layer(5, 2, CROSS_DIM, "rel", seed=6).train()
+    generator = torch.Generator().manual_seed(6)
+    x = torch.randn(2, WIDTH, 40, generator=generator)
+    cross = torch.randn(2, CROSS_DIM, 40, generator=generator)
+    outputs = {}
+    for impl in ("torch", "auto"):
+        layer.attention_impl = impl
+        layer.zero_grad()
+        assert not layer.fused_cpu(x)
+        torch.manual_seed(0)  # the same dropout masks for both
+        out = layer(x, layer.project_cross(cross))
+        out.square().sum().backward()
+        outputs[impl] = (out.detach(), {name: p.grad.clone() for name, p in layer.named_parameters()})
+    assert torch.equal(outputs["auto"][0], outputs["torch"][0])
+    grads = outputs["auto"][1]
+    assert set(grads) == {name for name, _ in layer.named_parameters()}
+    for name, grad in grads.items():
+        assert torch.equal(grad, outputs["torch"][1][name]), name
+        assert grad.abs().sum() > 0, name
+
+
+def test_auto_layer_with_more_taps_than_the_kernel_handles_falls_back():
+    kernel_size = cpu.MAX_TAPS + 1
+    layer = make_layer(kernel_size, 1, 0, "rel", seed=7)
+    x = torch.randn(1, WIDTH, 40)
+    with torch.inference_mode():
+        assert not layer.fused_cpu(x)
+        got = layer(x)
+        layer.attention_impl = "cpu"
+        with pytest.raises(KernelError, match=f"up to {cpu.MAX_TAPS} taps"):
+            layer(x)
+        q = torch.randn(1, 4, 40)
+        with pytest.raises(KernelError, match=f"up to {cpu.MAX_TAPS} taps"):
+            dilated_attention(q, q, q, None, 1, kernel_size, impl="cpu")
+    layer.attention_impl = "auto"
+    assert relative_error(got, float64_torch_forward(layer, x, None)) <= 1e-5
+
+
+def test_cpu_attention_with_other_value_width_is_a_kernel_error():
+    generator = torch.Generator().manual_seed(8)
+    q, k, _, _ = attention_inputs(generator, 1, 8, 20, 3)
+    v = torch.randn(1, 4, 20, generator=generator)
+    with pytest.raises(KernelError, match="v as wide as q and k, got 4 and 8 channels"):
+        dilated_attention(q, k, v, None, 1, 3, impl="cpu")
+    assert dilated_attention(q, k, v, None, 1, 3, impl="torch").shape == (1, 4, 20)
+
+
+# ---- the FFN epilogue ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_bias_act_matches_torch(relu, with_residual):
+    generator = torch.Generator().manual_seed(relu * 2 + with_residual)
+    values = torch.randn(3, 7, 301, generator=generator)
+    bias = torch.randn(7, generator=generator)
+    residual = torch.randn(3, 7, 301, generator=generator) if with_residual else None
+    want = values.double() + bias.double()[:, None]
+    if residual is not None:
+        want = want + residual.double()
+    if relu:
+        want = want.clamp(min=0)
+    before = values.data_ptr()
+    cpu.bias_act(values, bias, residual, relu)
+    assert values.data_ptr() == before  # in place
+    assert relative_error(values, want) <= 1e-6
+    if relu:
+        assert (values >= 0).all() and (values == 0).any()
+
+
+def test_bias_act_refuses_non_contiguous_values():
+    values = torch.zeros(2, 5, 4).transpose(1, 2)
+    with pytest.raises(cpu.CpuKernelError, match="contiguous"):
+        cpu.bias_act(values, torch.zeros(4), None, True)
+    with pytest.raises(cpu.CpuKernelError, match="float32 CPU tensor"):
+        cpu.bias_act(torch.zeros(2, 4, 5), torch.zeros(5), None, True)  # bias of the wrong length
+
+
+# ---- reused_buffers ---------------------------------------------------------------------------------
+
+
+def test_reused_buffers_give_the_same_results_and_never_alias_outputs():
+    encoder = make_layer(5, 2, 0, "rel", seed=9)
+    decoder = make_layer(7, 1, CROSS_DIM, "rel", seed=10)
+    generator = torch.Generator().manual_seed(9)
+    shapes = ((2, 300), (1, 5), (2, 700), (1, 300))  # growing and shrinking buffers
+    inputs = [torch.randn(b, WIDTH, n, generator=generator) for b, n in shapes]
+    crosses = [torch.randn(x.shape[0], CROSS_DIM, x.shape[2], generator=generator) for x in inputs]
+
+    def run_all() -> list[torch.Tensor]:
+        pairs = zip(inputs, crosses, strict=True)
+        return [decoder(encoder(x), decoder.project_cross(cross)) for x, cross in pairs]
+
+    with torch.inference_mode():
+        outside = run_all()
+        with reused_buffers():
+            inside = run_all()
+            assert {"projections", "hidden", "inner"} <= set(layers_module._reuse.buffers)
+            assert set(layers_module._reuse.weights) == {id(encoder), id(decoder)}
+    # Every earlier result survives the later calls: none is a view of a reused buffer.
+    for index, (got, want) in enumerate(zip(inside, outside, strict=True)):
+        assert torch.equal(got, want), index
+    for x, got, cross in zip(inputs, inside, crosses, strict=True):
+        hidden = float64_torch_forward(encoder, x, None)
+        want = float64_torch_forward(decoder, hidden.float(), cross)
+        assert relative_error(got, want) <= 1e-5
+
+
+def test_nested_reused_buffers_clear_only_at_the_outermost_exit():
+    layer = make_layer(3, 1, 0, "none", seed=12)
+    x = torch.randn(1, WIDTH, 50)
+    assert getattr(layers_module._reuse, "buffers", None) is None
+    with torch.inference_mode():
+        expected = layer(x)
+        with reused_buffers():
+            buffers = layers_module._reuse.buffers
+            with reused_buffers():
+                assert layers_module._reuse.buffers is buffers  # the inner block shares the outer's state
+                assert torch.equal(layer(x), expected)
+            assert layers_module._reuse.buffers is buffers and buffers
+            assert id(layer) in layers_module._reuse.weights
+            seen_elsewhere = []
+            worker = threading.Thread(
+                target=lambda: seen_elsewhere.append(getattr(layers_module._reuse, "buffers", None))
+            )
+            worker.start()
+            worker.join()
+            assert seen_elsewhere == [None]  # per thread
+            assert torch.equal(layer(x), expected)
+    assert layers_module._reuse.buffers is None and layers_module._reuse.weights is None
+    with pytest.raises(ValueError), reused_buffers():  # cleared on an exception too
+        raise ValueError
+    assert layers_module._reuse.buffers is None and layers_module._reuse.weights is None
+
+
+# ---- build, cache and fallback, each in a fresh interpreter ------------------------------------------
+
+
+def test_session_builds_the_kernel_into_its_own_cache():
+    directory = Path(os.environ["ACTFUSION_KERNEL_CACHE"])
+    assert cpu._cache_dir() == directory
+    assert len(list(directory.glob("cpu_layer-*.so"))) == 1
+
+
+def run_python(code: str, env: dict[str, str]) -> dict:
+    """Run `code` in a fresh interpreter (empty functools caches); it prints one JSON object last."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def child_env(**changes: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+# The child's check: a small model segments the same with "auto" as with "torch", and impl "cpu" raises.
+FALLBACK_CHECK = """
+    import json, sys
+    import numpy as np, torch
+    sys.path.insert(0, {repo!r})
+    from actfusion_sdk.errors import KernelError
+    from actfusion_sdk.kernels import cpu
+    from actfusion_sdk.model.attention import dilated_attention
+    from actfusion_sdk.model.inference import segment
+    from tests.helpers import small_model
+
+    torch.set_num_threads(1)
+    reason = cpu.unavailable_reason()
+    model = small_model(seed=1)
+    layer = model.encoder.encoder.layers[0]
+    features = torch.randn(model.config.encoder.input_dim, 60, generator=torch.Generator().manual_seed(0))
+    results = {{}}
+    for impl in ("torch", "auto"):
+        model.attention_impl = impl
+        results[impl] = segment(model, features, seed=0).probs
+    with torch.inference_mode():
+        fused = layer.fused_cpu(torch.zeros(1, layer.width, 8))
+    q = torch.randn(1, 4, 10)
+    try:
+        dilated_attention(q, q, q, None, 1, 3, impl="cpu")
+        message = None
+    except KernelError as error:
+        message = str(error)
+    print(json.dumps({{
+        "reason": reason,
+        "fused": fused,
+        "difference": float(np.abs(results["auto"] - results["torch"]).max()),
+        "message": message,
+    }}))
+"""
+
+
+def assert_falls_back(report: dict) -> None:
+    assert report["reason"], report
+    assert report["fused"] is False
+    assert report["difference"] == 0.0  # "auto" is the torch path itself
+    assert report["message"] is not None and report["reason"] in report["message"]
+
+
+@pytest.mark.slow
+def test_disabled_by_environment_falls_back(tmp_path):
+    cache = tmp_path / "cache"
+    env = child_env(ACTFUSION_CPU_KERNEL="0", ACTFUSION_KERNEL_CACHE=str(cache))
+    report = run_python(FALLBACK_CHECK.format(repo=str(REPO)), env)
+    assert "ACTFUSION_CPU_KERNEL=0" in report["reason"]
+    assert_falls_back(report)
+    assert not cache.exists() or not any(cache.iterdir())  # nothing was built
+
+
+@pytest.mark.slow
+def test_without_a_compiler_falls_back(tmp_path):
+    empty_bin, cache = tmp_path / "bin", tmp_path / "cache"
+    empty_bin.mkdir()
+    cache.mkdir()
+    env = child_env(CC=None, PATH=str(empty_bin), ACTFUSION_KERNEL_CACHE=str(cache))
+    report = run_python(FALLBACK_CHECK.format(repo=str(REPO)), env)
+    assert "no C compiler" in report["reason"]
+    assert_falls_back(report)
+    assert not any(cache.iterdir())
+
+
+@pytest.mark.slow
+def test_a_failing_compiler_is_reported_and_leaves_no_file(tmp_path):
+    compiler, cache = tmp_path / "broken-cc", tmp_path / "cache"
+    compiler.write_text("#!/bin/sh\necho 'broken-cc: deliberate failure' >&2\nexit 1\n")
+    compiler.chmod(compiler.stat().st_mode | stat.S_IXUSR)
+    # PATH keeps the real cc/gcc: CC must take precedence over them.
+    env = child_env(CC=str(compiler), ACTFUSION_KERNEL_CACHE=str(cache))
+    code = """
+        import json
+        from actfusion_sdk.kernels import cpu
+        print(json.dumps({"reason": cpu.unavailable_reason()}))
+    """
+    reason = run_python(code, env)["reason"]
+    assert reason is not None and "failed" in reason
+    assert str(compiler) in reason and "deliberate failure" in reason
+    assert not cache.exists() or not any(cache.rglob("*"))  # no .so, no scratch directory left
+
+
+@pytest.mark.slow
+def test_build_cache_is_built_once_and_reused(tmp_path):
+    cache = tmp_path / "cache"
+    env = child_env(ACTFUSION_KERNEL_CACHE=str(cache))
+    code = """
+        import json, subprocess
+        commands = []
+        real_run = subprocess.run
+
+        def spy(command, *args, **kwargs):
+            commands.append(list(map(str, command)))
+            return real_run(command, *args, **kwargs)
+
+        subprocess.run = spy
+        from actfusion_sdk.kernels import cpu
+        print(json.dumps({
+            "reason": cpu.unavailable_reason(),
+            "builds": sum("-shared" in command for command in commands),
+        }))
+    """
+    first = run_python(code, env)
+    assert first == {"reason": None, "builds": 1}
+    built = sorted(cache.iterdir())
+    assert len(built) == 1 and built[0].name.startswith("cpu_layer-") and built[0].suffix == ".so"
+    stamp = built[0].stat().st_mtime_ns
+    second = run_python(code, env)
+    assert second == {"reason": None, "builds": 0}
+    assert sorted(cache.iterdir()) == built and built[0].stat().st_mtime_ns == stamp
