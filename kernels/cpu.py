@@ -25,13 +25,25 @@ TILE = 256  # columns per tile: TILE in cpu_layer.c
 MAX_TAPS = 16  # the largest kernel_size it handles: MAX_TAPS in cpu_layer.c
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11")
 _POINTER = ctypes.c_void_p
-_SIGNATURE = (
-    [_POINTER, ctypes.c_long, _POINTER, ctypes.c_long]  # y, its batch stride, p, its batch stride
-    + [_POINTER] * 5  # bq, bk, bv, bconv, beta
-    + [ctypes.c_long] * 6  # B, C, L, K, taps, dilation
-    + [ctypes.c_float] * 3  # log_valid, log_invalid, eps
-    + [_POINTER, _POINTER, ctypes.c_int]  # out, stats, threads
-)
+
+
+class MixArgs(ctypes.Structure):
+    """struct mix_args of cpu_layer.c, field for field."""
+
+    _fields_ = [
+        *(
+            field
+            for name in ("y", "x", "p", "pair")
+            for field in ((name, _POINTER), (f"{name}_stride", ctypes.c_long))
+        ),
+        *((name, _POINTER) for name in ("bq", "bk", "bv", "bconv", "beta")),
+        *((name, ctypes.c_long) for name in ("B", "C", "L", "K", "taps", "dilation")),
+        ("expanded", ctypes.c_int),
+        *((name, ctypes.c_float) for name in ("log_valid", "log_invalid", "eps")),
+        ("out", _POINTER),
+        ("stats", _POINTER),
+        ("threads", ctypes.c_int),
+    ]
 
 
 class CpuKernelError(RuntimeError):
@@ -83,7 +95,7 @@ def _library() -> ctypes.CDLL:
                 raise CpuKernelError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
             os.replace(built, target)  # atomic: concurrent builders leave one complete file
     library = ctypes.CDLL(str(target))
-    library.actfusion_mix.argtypes = _SIGNATURE
+    library.actfusion_mix.argtypes = [ctypes.POINTER(MixArgs)]
     library.actfusion_mix.restype = ctypes.c_int
     library.actfusion_bias_act.argtypes = [_POINTER] * 3 + [ctypes.c_long] * 3 + [ctypes.c_int] * 2
     library.actfusion_bias_act.restype = None
@@ -130,6 +142,8 @@ def mix(
     value_bias: torch.Tensor | None = None,
     conv_bias: torch.Tensor | None = None,
     tap_bias: torch.Tensor | None = None,
+    expanded_input: torch.Tensor | None = None,
+    pair: torch.Tensor | None = None,
     log_valid: float,
     log_invalid: float,
     norm_eps: float | None,
@@ -137,16 +151,23 @@ def mix(
 ) -> torch.Tensor:
     """conv + dilated attention (and instance norm when norm_eps is given) from stacked projections.
 
-    projections [B, (K+3)·C, L] holds W_j·x for the K conv taps (when `taps`), then W_q·x, W_k·x, W_v·x.
-    `cross` [B, 2C, L] is a per-position bias of q and k (instead of query_bias, key_bias). Returns
-    out [B, C, L] (allocated when not given).
+    Plain: projections [B, (K+3)·C, L] holds W_j·x for the K conv taps (when `taps`), then W_q·x, W_k·x,
+    W_v·x; `cross` [B, 2C, L] is a per-position bias of q and k (instead of query_bias, key_bias).
+    Expanded (`expanded_input` is x [B, C, L]): projections hold the taps, then W_q^T W_k·x, W_v·x;
+    `cross` holds [W_k^T p_q; W_q^T p_k] and `pair` [B, K, L] p_q(t)·p_k(t + o_j) (cpu_layer.c explains).
+    Returns out [B, C, L] (allocated when not given).
     """
     library = _library()
-    blocks = (kernel_size if taps else 0) + 3
+    expanded = expanded_input is not None
+    blocks = (kernel_size if taps else 0) + (2 if expanded else 3)
     batch, rows, length = projections.shape
     channels = rows // blocks
     _check("projections", projections, (batch, blocks * channels, length))
     _check("cross", cross, (batch, 2 * channels, length))
+    _check("expanded_input", expanded_input, (batch, channels, length))
+    _check("pair", pair, (batch, kernel_size, length))
+    if expanded and (cross is None or pair is None):
+        raise CpuKernelError("the expanded form needs cross and pair")
     for name, vector in (("query_bias", query_bias), ("key_bias", key_bias), ("value_bias", value_bias)):
         _check(name, vector, (channels,))
     _check("conv_bias", conv_bias, (channels,))
@@ -158,31 +179,45 @@ def mix(
         raise CpuKernelError("out must be contiguous")
     tiles = -(-length // TILE)
     stats = None if norm_eps is None else torch.empty(2 * batch * tiles * channels, dtype=torch.float64)
-    status = library.actfusion_mix(
-        projections.data_ptr(),
-        projections.stride(0),
-        _address(cross),
-        0 if cross is None else cross.stride(0),
-        *(_address(v) for v in (query_bias, key_bias, value_bias, conv_bias, tap_bias)),
-        batch,
-        channels,
-        length,
-        kernel_size,
-        kernel_size if taps else 0,
-        dilation,
-        log_valid,
-        log_invalid,
-        0.0 if norm_eps is None else norm_eps,
-        out.data_ptr(),
-        _address(stats),
-        torch.get_num_threads(),
+    arguments = MixArgs(
+        y=projections.data_ptr(),
+        y_stride=projections.stride(0),
+        **_batched("x", expanded_input),
+        **_batched("p", cross),
+        **_batched("pair", pair),
+        **{
+            name: _address(v)
+            for name, v in zip(
+                ("bq", "bk", "bv", "bconv", "beta"),
+                (query_bias, key_bias, value_bias, conv_bias, tap_bias),
+                strict=True,
+            )
+        },
+        B=batch,
+        C=channels,
+        L=length,
+        K=kernel_size,
+        taps=kernel_size if taps else 0,
+        dilation=dilation,
+        expanded=int(expanded),
+        log_valid=log_valid,
+        log_invalid=log_invalid,
+        eps=0.0 if norm_eps is None else norm_eps,
+        out=out.data_ptr(),
+        stats=_address(stats),
+        threads=torch.get_num_threads(),
     )
-    if status != 0:
+    if library.actfusion_mix(ctypes.byref(arguments)) != 0:
         raise CpuKernelError(
             f"the CPU kernel does not handle kernel_size {kernel_size}, dilation {dilation}, "
             f"shape {tuple(projections.shape)}"
         )
     return out
+
+
+def _batched(name: str, tensor: torch.Tensor | None) -> dict[str, int | None]:
+    """A MixArgs pointer field and its batch stride."""
+    return {name: _address(tensor), f"{name}_stride": 0 if tensor is None else tensor.stride(0)}
 
 
 def bias_act(values: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> None:

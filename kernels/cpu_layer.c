@@ -1,15 +1,23 @@
 /* Fused CPU kernel for the inference forward of one ActFusion layer (spec §1.3, §1.4, §2).
  *
- * Given the stacked projections Y = [W_0; ...; W_{K-1}; W_q; W_k; W_v] · x of one layer input x [B, C, L]
- * (one matmul, done by the caller), it computes in one pass over Y:
+ * From the stacked projections Y of a layer input x [B, C, L] (one matmul, done by the caller) it computes,
+ * in one pass over Y:
  *   conv  = b_conv + sum_j W_j · x[t + o_j]                  (the 'same' dilated conv, zero padding)
  *   attn  = sum_j a_j(t) · v[t + o_j]                          (dilated local attention, spec §2)
  *   mixed = conv + attn, and its per-channel mean and variance over time,
  * then writes the instance-normalised mixed (biased variance, eps) to `out` [B, C, L].
- * q and k get a per-position bias P [B, 2C, L] (the decoder's cached cross projection) or per-channel
- * biases; v gets b_v. Out-of-range taps keep zero keys and values and stay in the softmax denominator with
- * logit beta_j / sqrt(C) + log_invalid; valid taps get (q·k + beta_j) / sqrt(C) + log_valid; invalid taps
- * are then given weight 0, as in the official code.
+ * Out-of-range taps keep zero keys and values and stay in the softmax denominator with logit
+ * beta_j / sqrt(C) + log_invalid; valid taps get (q·k + beta_j) / sqrt(C) + log_valid; invalid taps are then
+ * given weight 0, as in the official code.
+ *
+ * Two ways to get q·k:
+ *   plain:    Y = [W_0; ...; W_{K-1}; W_q; W_k; W_v] · x, and q = W_q·x + (p_q or b_q), k = W_k·x + (p_k or b_k)
+ *             with p = [p_q; p_k] per-position biases [B, 2C, L] (the decoder's cached cross projection);
+ *   expanded: Y = [W_0; ...; W_{K-1}; W_q^T W_k; W_v] · x, p = [W_k^T p_q; W_q^T p_k] and
+ *             pair[j][t] = p_q(t) · p_k(t + o_j), so that q_t·k_s = x_t·(g_s + W_q^T p_k(s)) +
+ *             (W_k^T p_q(t))·x_s + p_q(t)·p_k(s) with g = W_q^T W_k x: one C×C matrix fewer per DDIM step,
+ *             the per-position terms computed once per sampling by the caller.
+ * v = W_v·x + b_v. With taps = 0 there are no conv rows (attention alone).
  *
  * fp32 data, double accumulators for the statistics; threads from the OpenMP runtime already loaded by
  * torch. No allocation of tensor-sized memory: the caller passes every buffer.
@@ -21,6 +29,28 @@
 #define TILE 256
 #define MAX_TAPS 16
 #define LANES 8
+
+/* Keep in step with MixArgs in cpu.py. Pointers marked "may be NULL" mean zero. */
+struct mix_args {
+    const float *y;       /* [B, (taps + 3)C, L], or (taps + 2)C rows when expanded */
+    long y_stride;        /* batch stride of y */
+    const float *x;       /* expanded: the layer input [B, C, L] */
+    long x_stride;
+    const float *p;       /* [B, 2C, L] per-position q- and k-side terms, may be NULL (plain) */
+    long p_stride;
+    const float *pair;    /* expanded: [B, K, L] p_q(t)·p_k(t + o_j) */
+    long pair_stride;
+    const float *bq, *bk; /* plain without p: per-channel biases of q and k, may be NULL */
+    const float *bv;      /* [C] bias of v, may be NULL */
+    const float *bconv;   /* [C] conv bias, may be NULL */
+    const float *beta;    /* [K] tap bias, may be NULL */
+    long B, C, L, K, taps, dilation;
+    int expanded;
+    float log_valid, log_invalid, eps;
+    float *out;           /* [B, C, L] contiguous */
+    double *stats;        /* NULL (no normalisation) or 2·B·ceil(L/TILE)·C doubles of scratch */
+    int threads;
+};
 
 /* exp(x) for x <= 0 to ~1 ulp: x = n·ln2 + r, |r| <= ln2/2, degree-7 Taylor polynomial of exp(r).
  * Written with plain arithmetic so the compiler vectorises the softmax loops. */
@@ -49,25 +79,56 @@ static inline void tap_window(long t0, long t1, long offset, long length, long *
     *hi = stop > first ? stop : first;
 }
 
+/* The per-batch-element view of the rows the tile loops read. */
+struct rows {
+    const float *y, *query, *key, *value, *x, *p_query, *p_key, *pair;
+};
+
+static struct rows rows_of(const struct mix_args *a, long b) {
+    const long plane = a->C * a->L;
+    struct rows r;
+    r.y = a->y + b * a->y_stride;
+    r.query = a->expanded ? NULL : r.y + a->taps * plane;
+    r.key = r.y + (a->taps + (a->expanded ? 0 : 1)) * plane;
+    r.value = r.key + plane;
+    r.x = a->expanded ? a->x + b * a->x_stride : NULL;
+    r.p_query = a->p ? a->p + b * a->p_stride : NULL;
+    r.p_key = a->p ? r.p_query + plane : NULL;
+    r.pair = a->expanded ? a->pair + b * a->pair_stride : NULL;
+    return r;
+}
+
 /* Scores and outputs of a tile whose taps are all in range (most tiles), with the tap count a
  * compile-time constant once inlined: the tap loop unrolls inside the vectorised time loop, so each
  * output is written once instead of read and written once per tap. Same operation order as the general
  * loops in mix_tile, so both give the same numbers. */
-static inline __attribute__((always_inline)) void interior_scores(
-    const float *restrict yq, const float *restrict yk, const float *restrict p, const float *restrict bq,
-    const float *restrict bk, long C, long L, const long K, const long *restrict offset, long t0, long t1,
-    float scores[][TILE]) {
+static inline __attribute__((always_inline)) void interior_scores(const struct mix_args *a,
+                                                                  const struct rows *r, const long K,
+                                                                  const long *restrict offset, long t0,
+                                                                  long t1, float scores[][TILE]) {
+    const long C = a->C, L = a->L;
     for (long c = 0; c < C; c++) {
-        const float *restrict qrow = yq + c * L, *restrict krow = yk + c * L;
-        if (p) {
-            const float *restrict pq = p + c * L, *restrict pk = p + (C + c) * L;
+        const float *restrict krow = r->key + c * L;
+        if (r->x) {
+            const float *restrict xrow = r->x + c * L, *restrict pq = r->p_query + c * L,
+                                  *restrict pk = r->p_key + c * L;
+            for (long t = t0; t < t1; t++) {
+                const float query = xrow[t], side = pq[t];
+                for (long j = 0; j < K; j++)
+                    scores[j][t - t0] +=
+                        query * (krow[t + offset[j]] + pk[t + offset[j]]) + side * xrow[t + offset[j]];
+            }
+        } else if (r->p_query) {
+            const float *restrict qrow = r->query + c * L, *restrict pq = r->p_query + c * L,
+                                  *restrict pk = r->p_key + c * L;
             for (long t = t0; t < t1; t++) {
                 const float query = qrow[t] + pq[t];
                 for (long j = 0; j < K; j++)
                     scores[j][t - t0] += query * (krow[t + offset[j]] + pk[t + offset[j]]);
             }
         } else {
-            const float b_q = bq ? bq[c] : 0.0f, b_k = bk ? bk[c] : 0.0f;
+            const float *restrict qrow = r->query + c * L;
+            const float b_q = a->bq ? a->bq[c] : 0.0f, b_k = a->bk ? a->bk[c] : 0.0f;
             for (long t = t0; t < t1; t++) {
                 const float query = qrow[t] + b_q;
                 for (long j = 0; j < K; j++) scores[j][t - t0] += query * (krow[t + offset[j]] + b_k);
@@ -76,16 +137,18 @@ static inline __attribute__((always_inline)) void interior_scores(
     }
 }
 
-static inline __attribute__((always_inline)) void interior_output(
-    const float *restrict y, const float *restrict yv, const float *restrict bv,
-    const float *restrict bconv, long C, long L, const long K, long taps, const long *restrict offset,
-    long t0, long t1, float weights[][TILE], float *restrict out) {
+static inline __attribute__((always_inline)) void interior_output(const struct mix_args *a,
+                                                                  const struct rows *r, const long K,
+                                                                  const long *restrict offset, long t0,
+                                                                  long t1, float weights[][TILE],
+                                                                  float *restrict out) {
+    const long C = a->C, L = a->L;
     for (long c = 0; c < C; c++) {
         float *restrict row = out + c * L;
-        const float *restrict vrow = yv + c * L;
-        const float b_conv = bconv ? bconv[c] : 0.0f, b_v = bv ? bv[c] : 0.0f;
-        if (taps) {
-            const float *restrict tap = y + c * L;
+        const float *restrict vrow = r->value + c * L;
+        const float b_conv = a->bconv ? a->bconv[c] : 0.0f, b_v = a->bv ? a->bv[c] : 0.0f;
+        if (a->taps) {
+            const float *restrict tap = r->y + c * L;
             for (long t = t0; t < t1; t++) {
                 float value = b_conv;
                 for (long j = 0; j < K; j++)
@@ -104,16 +167,14 @@ static inline __attribute__((always_inline)) void interior_output(
 
 #define INTERIOR(K_)                                                                                     \
     case K_:                                                                                             \
-        if (phase == 0) interior_scores(yq, yk, p, bq, bk, C, L, K_, offset, t0, t1, scores);            \
-        else interior_output(y, yv, bv, bconv, C, L, K_, taps, offset, t0, t1, weights, out);            \
+        if (phase == 0) interior_scores(a, r, K_, offset, t0, t1, scores);                               \
+        else interior_output(a, r, K_, offset, t0, t1, weights, out);                                    \
         return 1;
 
 /* Phase 0 (scores) or 1 (outputs) of an interior tile for the common tap counts; 0 for others. */
-static int interior_phase(int phase, const float *y, const float *yq, const float *yk, const float *yv,
-                          const float *p, const float *bq, const float *bk, const float *bv,
-                          const float *bconv, long C, long L, long K, long taps, const long *offset, long t0,
-                          long t1, float scores[][TILE], float weights[][TILE], float *out) {
-    switch (K) {
+static int interior_phase(int phase, const struct mix_args *a, const struct rows *r, const long *offset,
+                          long t0, long t1, float scores[][TILE], float weights[][TILE], float *out) {
+    switch (a->K) {
         INTERIOR(3)
         INTERIOR(5)
         INTERIOR(7)
@@ -123,40 +184,39 @@ static int interior_phase(int phase, const float *y, const float *yq, const floa
     }
 }
 
-/* One tile [t0, t1) of one batch element: mixed values into out, per-channel sum and sum of squares. */
-static void mix_tile(const float *restrict y, const float *restrict p, const float *restrict bq,
-                     const float *restrict bk, const float *restrict bv, const float *restrict bconv,
-                     const float *restrict beta, long C, long L, long K, long taps, long dilation,
-                     float log_valid, float log_invalid, long t0, long t1, float *restrict out,
-                     double *restrict stats) {
-    const long width = t1 - t0;
+/* One tile [t0, t1) of batch element b: mixed values into out, per-channel sum and sum of squares. */
+static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double *restrict stats) {
+    const long C = a->C, L = a->L, K = a->K, width = t1 - t0;
     const float inv_sqrt_c = 1.0f / sqrtf((float)C);
-    const float *yq = y + taps * C * L, *yk = yq + C * L, *yv = yk + C * L;
+    const struct rows r = rows_of(a, b);
+    float *restrict out = a->out + b * C * L;
     long lo[MAX_TAPS], hi[MAX_TAPS], offset[MAX_TAPS];
     float scores[MAX_TAPS][TILE], weights[MAX_TAPS][TILE], query[TILE];
     int interior = 1;
     for (long j = 0; j < K; j++) {
-        offset[j] = (j - K / 2) * dilation;
+        offset[j] = (j - K / 2) * a->dilation;
         tap_window(t0, t1, offset[j], L, &lo[j], &hi[j]);
         interior = interior && lo[j] == t0 && hi[j] == t1;
         memset(scores[j], 0, sizeof(float) * TILE);
     }
-    interior = interior && interior_phase(0, y, yq, yk, yv, p, bq, bk, bv, bconv, C, L, K, taps, offset, t0,
-                                          t1, scores, weights, out);
-    /* Scores: q_t · k_{t+o_j} over channels, for the taps in range. */
+    interior = interior && interior_phase(0, a, &r, offset, t0, t1, scores, weights, out);
+    /* Scores over channels, for the taps in range: q_t · k_{t+o_j}, or its expanded form. */
     for (long c = 0; c < C && !interior; c++) {
-        const float *qrow = yq + c * L, *krow = yk + c * L;
-        const float *pq = p ? p + c * L : NULL, *pk = p ? p + (C + c) * L : NULL;
-        const float b_q = bq ? bq[c] : 0.0f;
-        for (long t = t0; t < t1; t++) query[t - t0] = qrow[t] + (pq ? pq[t] : b_q);
+        const float *krow = r.key + c * L, *xrow = r.x ? r.x + c * L : NULL;
+        const float *pq = r.p_query ? r.p_query + c * L : NULL, *pk = r.p_key ? r.p_key + c * L : NULL;
+        const float b_q = a->bq ? a->bq[c] : 0.0f, b_k = a->bk ? a->bk[c] : 0.0f;
+        for (long t = t0; t < t1; t++)
+            query[t - t0] = xrow ? xrow[t] : r.query[c * L + t] + (pq ? pq[t] : b_q);
         for (long j = 0; j < K; j++) {
             const long o = offset[j];
             float *restrict s = scores[j];
-            if (pk) {
+            if (xrow) {
+                for (long t = lo[j]; t < hi[j]; t++)
+                    s[t - t0] += query[t - t0] * (krow[t + o] + pk[t + o]) + pq[t] * xrow[t + o];
+            } else if (pk) {
                 for (long t = lo[j]; t < hi[j]; t++) s[t - t0] += query[t - t0] * (krow[t + o] + pk[t + o]);
             } else {
-                const float b = bk ? bk[c] : 0.0f;
-                for (long t = lo[j]; t < hi[j]; t++) s[t - t0] += query[t - t0] * (krow[t + o] + b);
+                for (long t = lo[j]; t < hi[j]; t++) s[t - t0] += query[t - t0] * (krow[t + o] + b_k);
             }
         }
     }
@@ -165,13 +225,15 @@ static void mix_tile(const float *restrict y, const float *restrict p, const flo
     float maximum[TILE], total[TILE];
     for (long t = 0; t < width; t++) maximum[t] = -INFINITY;
     for (long j = 0; j < K; j++) {
-        const float bias = beta ? beta[j] : 0.0f;
+        const float bias = a->beta ? a->beta[j] : 0.0f;
         const long first = lo[j] - t0, stop = hi[j] - t0;
         float *restrict logit = weights[j];
         const float *restrict score = scores[j];
+        const float *restrict pair = r.pair ? r.pair + j * L + t0 : NULL;
         for (long t = 0; t < width; t++) {
-            const float mask = t >= first && t < stop ? log_valid : log_invalid;
-            logit[t] = (score[t] + bias) * inv_sqrt_c + mask;
+            const int valid = t >= first && t < stop;
+            const float dot = pair && valid ? score[t] + pair[t] : score[t];
+            logit[t] = (dot + bias) * inv_sqrt_c + (valid ? a->log_valid : a->log_invalid);
             maximum[t] = logit[t] > maximum[t] ? logit[t] : maximum[t];
         }
     }
@@ -190,18 +252,17 @@ static void mix_tile(const float *restrict y, const float *restrict p, const flo
         for (long t = 0; t < width; t++) weight[t] = t >= first && t < stop ? weight[t] * total[t] : 0.0f;
     }
     /* mixed = conv + attention, channel by channel, with the statistics of the result. */
-    if (interior) interior_phase(1, y, yq, yk, yv, p, bq, bk, bv, bconv, C, L, K, taps, offset, t0, t1,
-                                 scores, weights, out);
+    if (interior) interior_phase(1, a, &r, offset, t0, t1, scores, weights, out);
     for (long c = 0; c < C; c++) {
         float *restrict row = out + c * L;
-        const float b_conv = bconv ? bconv[c] : 0.0f, b_v = bv ? bv[c] : 0.0f;
-        const float *vrow = yv + c * L;
+        const float b_conv = a->bconv ? a->bconv[c] : 0.0f, b_v = a->bv ? a->bv[c] : 0.0f;
+        const float *vrow = r.value + c * L;
         for (long t = t0; t < t1 && !interior; t++) row[t] = b_conv;
         for (long j = 0; j < K && !interior; j++) {
             const long o = offset[j];
             const float *restrict w = weights[j];
-            if (taps) {
-                const float *tap = y + (j * C + c) * L;
+            if (a->taps) {
+                const float *tap = r.y + (j * C + c) * L;
                 for (long t = lo[j]; t < hi[j]; t++) row[t] += tap[t + o] + w[t - t0] * (vrow[t + o] + b_v);
             } else {
                 for (long t = lo[j]; t < hi[j]; t++) row[t] += w[t - t0] * (vrow[t + o] + b_v);
@@ -230,44 +291,39 @@ static void mix_tile(const float *restrict y, const float *restrict p, const flo
     }
 }
 
-/* y [B, (taps+3)C, L] (batch stride y_stride; taps is K, or 0 for attention alone), p [B, 2C, L] (batch
- * stride p_stride) or NULL with per-channel bq, bk; any bias pointer may be NULL (zero). out [B, C, L]
- * contiguous. stats: NULL (no normalisation: out = conv + attention) or a scratch of 2·B·ceil(L/TILE)·C
- * doubles (out = instance_norm(conv + attention)). Returns 0, or 1 for sizes it does not handle. */
-int actfusion_mix(const float *y, long y_stride, const float *p, long p_stride, const float *bq,
-                  const float *bk, const float *bv, const float *bconv, const float *beta, long B, long C,
-                  long L, long K, long taps, long dilation, float log_valid, float log_invalid, float eps,
-                  float *out, double *stats, int threads) {
-    if (K < 1 || K > MAX_TAPS || C < 1 || L < 1 || B < 1 || dilation < 1 || (taps != 0 && taps != K))
+/* out = [instance_norm](conv + attention), see the top of this file. Returns 0, or 1 for arguments it does
+ * not handle. */
+int actfusion_mix(const struct mix_args *a) {
+    const long B = a->B, C = a->C, L = a->L, K = a->K;
+    if (K < 1 || K > MAX_TAPS || C < 1 || L < 1 || B < 1 || a->dilation < 1 || (a->taps != 0 && a->taps != K))
         return 1;
+    if (a->expanded && (!a->x || !a->p || !a->pair)) return 1;
     const long tiles = (L + TILE - 1) / TILE;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(a->threads)
     {
 #pragma omp for schedule(static)
         for (long index = 0; index < B * tiles; index++) {
             const long b = index / tiles, tile = index % tiles;
             const long t0 = tile * TILE, t1 = t0 + TILE < L ? t0 + TILE : L;
-            mix_tile(y + b * y_stride, p ? p + b * p_stride : NULL, bq, bk, bv, bconv, beta, C, L, K, taps,
-                     dilation, log_valid, log_invalid, t0, t1, out + b * C * L,
-                     stats ? stats + 2 * C * index : NULL);
+            mix_tile(a, b, t0, t1, a->stats ? a->stats + 2 * C * index : NULL);
         }
-        if (stats) {
+        if (a->stats) {
 #pragma omp for schedule(static)
-        for (long row = 0; row < B * C; row++) {
-            const long b = row / C, c = row % C;
-            double sum = 0.0, squares = 0.0;
-            for (long tile = 0; tile < tiles; tile++) {
-                const double *s = stats + 2 * C * (b * tiles + tile) + 2 * c;
-                sum += s[0];
-                squares += s[1];
+            for (long row = 0; row < B * C; row++) {
+                const long b = row / C, c = row % C;
+                double sum = 0.0, squares = 0.0;
+                for (long tile = 0; tile < tiles; tile++) {
+                    const double *s = a->stats + 2 * C * (b * tiles + tile) + 2 * c;
+                    sum += s[0];
+                    squares += s[1];
+                }
+                const double mean = sum / L;
+                double variance = squares / L - mean * mean;
+                variance = variance > 0.0 ? variance : 0.0;
+                const float m = (float)mean, inv_std = (float)(1.0 / sqrt(variance + a->eps));
+                float *restrict values = a->out + row * L;
+                for (long t = 0; t < L; t++) values[t] = (values[t] - m) * inv_std;
             }
-            const double mean = sum / L;
-            double variance = squares / L - mean * mean;
-            variance = variance > 0.0 ? variance : 0.0;
-            const float m = (float)mean, inv_std = (float)(1.0 / sqrt(variance + eps));
-            float *restrict values = out + row * L;
-            for (long t = 0; t < L; t++) values[t] = (values[t] - m) * inv_std;
-        }
         }
     }
     return 0;

@@ -153,6 +153,41 @@ def test_fused_layer_matches_float64_torch_path(kind, pos):
                         assert relative_error(got, want) <= 1e-5, where
 
 
+def test_expanded_query_key_matches_float64_torch_path():
+    """Decoder layers wide enough for the expanded q·k (C >= 8K) take it within `reused_buffers` and give
+    the float64 torch path's numbers, on boundary and interior tiles; a new cross projection in the same
+    block gets its own terms, and a narrow layer keeps the plain form."""
+    width, cross_dim = 40, 10
+    generator = torch.Generator().manual_seed(11)
+    for kernel_size, dilation in ((3, 1), (5, 4), (5, 64), (11, 2)):
+        torch.manual_seed(kernel_size + dilation)
+        layer = DilatedAttentionLayer(width, dilation, kernel_size, 0.5, cross_dim=cross_dim).eval()
+        with torch.no_grad():
+            layer.att_linear_q.weight.mul_(4)
+            layer.att_linear_k.weight.mul_(2)
+        assert layer.expands_query_key() == (width >= 8 * kernel_size)
+        for batch, length in ((1, 1), (2, 5), (1, 300), (2, 700)):
+            with torch.inference_mode(), reused_buffers():
+                for _ in range(
+                    2
+                ):  # a second cross projection in the same block must not reuse the first's terms
+                    x = torch.randn(batch, width, length, generator=generator)
+                    cross = torch.randn(batch, cross_dim, length, generator=generator)
+                    projection = layer.project_cross(cross)
+                    got = layer(x, projection)
+                    expanded = layer.expanded_cross(projection)
+                    assert (expanded is not None) == layer.expands_query_key()
+                    assert expanded is None or expanded.source is projection
+                    assert relative_error(got, float64_torch_forward(layer, x, cross)) <= 1e-5, (
+                        kernel_size,
+                        dilation,
+                        batch,
+                        length,
+                    )
+    narrow = DilatedAttentionLayer(24, 1, 7, 0.0, cross_dim=cross_dim).eval()
+    assert not narrow.expands_query_key()
+
+
 def test_fused_layer_is_taken_under_no_grad_and_matches_official_layers(testvectors):
     cases = torch.load(testvectors / "attention_layers.pt", weights_only=True)
     calls = []

@@ -229,17 +229,21 @@ def fused_mixed_norm(
     kernel_size: int,
     dilation: int,
     *,
-    cross: torch.Tensor | None,
-    query_bias: torch.Tensor | None,
-    key_bias: torch.Tensor | None,
     value_bias: torch.Tensor,
     conv_bias: torch.Tensor,
     tap_bias: torch.Tensor | None,
     norm_eps: float,
+    cross: torch.Tensor | None = None,
+    query_bias: torch.Tensor | None = None,
+    key_bias: torch.Tensor | None = None,
+    expanded_input: torch.Tensor | None = None,
+    pair: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """A layer's IN(conv + attention) by the fused CPU kernel, from its stacked projections
-    [B, (K+3)·C, L] (conv taps, then q, k, v of the input); q and k get `cross` [B, 2C, L] or their biases."""
+    """A layer's IN(conv + attention) by the fused CPU kernel, from its stacked projections: conv taps, then
+    q, k, v of the input, with q and k biased by `cross` [B, 2C, L] or by query_bias, key_bias; or, with
+    `expanded_input` (the input x), the taps, W_q^T W_k x and v, with `cross` and `pair` the expanded
+    q·k's per-position terms (kernels/cpu_layer.c)."""
     from ..kernels import cpu
 
     log_invalid, log_valid = log_mask_terms()
@@ -258,6 +262,8 @@ def fused_mixed_norm(
         log_invalid=log_invalid,
         norm_eps=norm_eps,
         out=out,
+        expanded_input=expanded_input,
+        pair=pair,
     )
 
 

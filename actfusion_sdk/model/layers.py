@@ -10,6 +10,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,29 @@ def pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) 
     if bias is None:
         return torch.bmm(matrix, x)
     return torch.baddbmm(bias[:, None] if bias.dim() == 1 else bias, matrix, x)
+
+
+@dataclass(frozen=True)
+class FusedWeights:
+    """A layer's matrices on the fused CPU path: conv taps (tap-major) and W_q, W_k, W_v stacked
+    [(K+3)·C, C]; for decoder layers also the taps, W_q^T W_k and W_v [(K+2)·C, C] (the expanded q·k);
+    the FFN's two [C, C] matrices; the tap bias."""
+
+    stacked: torch.Tensor
+    expanded: torch.Tensor | None
+    ffn_first: torch.Tensor
+    ffn_second: torch.Tensor
+    tap_bias: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class ExpandedCross:
+    """The expanded q·k's per-position terms for one cross projection `source` (kept, so that its
+    identity stays valid): side [B, 2C, L] = [W_k^T p_q; W_q^T p_k], pair [B, K, L] = p_q(t)·p_k(t + o_j)."""
+
+    source: torch.Tensor
+    side: torch.Tensor
+    pair: torch.Tensor
 
 
 class DilatedAttentionLayer(nn.Module):
@@ -137,55 +161,96 @@ class DilatedAttentionLayer(nn.Module):
             raise KernelError(f"attention impl 'cpu' cannot run this layer: {problem}; use 'torch' or 'auto'")
         return problem is None
 
-    def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The fused CPU path's matrices: conv taps and q, k, v weights stacked ([(K+3)·C, C], tap-major),
-        the FFN's two [C, C] matrices, and the tap bias. Built once per `reused_buffers` block."""
+    def inference_weights(self) -> FusedWeights:
+        """The fused CPU path's matrices, built once per `reused_buffers` block."""
         cache = getattr(_reuse, "weights", None)
         if cache is not None and id(self) in cache:
             return cache[id(self)]
         width = self.width
         taps = self.conv_block[0].weight.permute(2, 0, 1).reshape(-1, width)
+        q_weight, k_weight, v_weight = self.projection_weight().split(width)
+        # W_q^T W_k in float64, rounded once: the expanded form's single C×C stand-in for W_q and W_k.
+        query_key = (q_weight.double().T @ k_weight.double()).to(q_weight.dtype)
         first, _, second = self.ffn_block
-        weights = (
-            torch.cat([taps, self.projection_weight()]),
-            first.weight.reshape(width, width),
-            second.weight.reshape(width, width),
-            self.tap_bias(),
+        weights = FusedWeights(
+            stacked=torch.cat([taps, q_weight, k_weight, v_weight]),
+            expanded=torch.cat([taps, query_key, v_weight]) if self.expands_query_key() else None,
+            ffn_first=first.weight.reshape(width, width),
+            ffn_second=second.weight.reshape(width, width),
+            tap_bias=self.tap_bias(),
         )
         if cache is not None:
             cache[id(self)] = weights
         return weights
 
+    def expands_query_key(self) -> bool:
+        """Whether the fused CPU path uses the expanded q·k (a decoder layer only): it saves a C×C matmul
+        per step and costs about 3K multiply-adds per channel and position in the kernel, so it pays
+        where C is well above K (measured per decoder call: -6 % at breakfast's C = 128, K = 5,
+        L = 10k; +5 % at 50salads' C = 24, K = 7)."""
+        return self.cross_dim > 0 and self.width >= 8 * self.kernel_size
+
+    def expanded_cross(self, cross_projection: torch.Tensor) -> ExpandedCross | None:
+        """The per-position terms of the expanded q·k (kernels/cpu_layer.c) for one cached cross
+        projection [p_q; p_k]: [W_k^T p_q; W_q^T p_k] and p_q(t)·p_k(t + o_j). Built once per
+        `reused_buffers` block; None outside one (they cost more than they save in a single call) or
+        where the layer does not expand q·k."""
+        cache = getattr(_reuse, "cross", None)
+        if cache is None or not self.expands_query_key():
+            return None
+        cached = cache.get(id(self))
+        if cached is not None and cached.source is cross_projection:
+            return cached
+        width = self.width
+        q_weight, k_weight, _ = self.projection_weight().split(width)
+        p_query, p_key = cross_projection.split(width, dim=1)
+        side = torch.cat([torch.matmul(k_weight.T, p_query), torch.matmul(q_weight.T, p_key)], dim=1)
+        length = cross_projection.shape[2]
+        pair = p_query.new_zeros((p_query.shape[0], self.kernel_size, length))
+        for j, (offset, first, stop) in enumerate(tap_ranges(length, self.dilation, self.kernel_size)):
+            if stop > first:
+                pair[:, j, first:stop] = (
+                    p_query[:, :, first:stop] * p_key[:, :, first + offset : stop + offset]
+                ).sum(1)
+        cache[id(self)] = ExpandedCross(source=cross_projection, side=side, pair=pair)
+        return cache[id(self)]
+
     def forward_cpu(self, x: torch.Tensor, cross_projection: torch.Tensor | None) -> torch.Tensor:
         """The inference forward by the fused CPU kernel: one matmul of x by the stacked conv taps and
-        q, k, v weights, then conv + attention + instance norm in one kernel pass; the FFN's biases, ReLU
-        and the residual are applied in place after its matmuls."""
+        q, k, v weights (or, for the decoder within a `reused_buffers` block, by the taps, W_q^T W_k and
+        W_v), then conv + attention + instance norm in one kernel pass; the FFN's biases, ReLU and the
+        residual are applied in place after its matmuls."""
         x = x.contiguous()
         batch, width, length = x.shape
-        stacked, first_weight, second_weight, tap_bias = self.inference_weights()
+        weights = self.inference_weights()
         conv, (first, _, second) = self.conv_block[0], self.ffn_block
+        expansion = None if cross_projection is None else self.expanded_cross(cross_projection)
+        stacked = weights.stacked if expansion is None else weights.expanded
         projections = torch.bmm(
             stacked.expand(batch, -1, -1), x, out=_reused_buffer("projections", (batch, len(stacked), length))
         )
-        biases = (
-            (None, None) if cross_projection is not None else (self.att_linear_q.bias, self.att_linear_k.bias)
-        )
+        if expansion is not None:
+            terms = {"cross": expansion.side, "expanded_input": x, "pair": expansion.pair}
+        elif cross_projection is not None:
+            terms = {"cross": cross_projection}
+        else:
+            terms = {"query_bias": self.att_linear_q.bias, "key_bias": self.att_linear_k.bias}
         hidden = fused_mixed_norm(
             projections,
             self.kernel_size,
             self.dilation,
-            cross=cross_projection,
-            query_bias=biases[0],
-            key_bias=biases[1],
             value_bias=self.att_linear_v.bias,
             conv_bias=conv.bias,
-            tap_bias=tap_bias,
+            tap_bias=weights.tap_bias,
             norm_eps=NORM_EPS,
             out=_reused_buffer("hidden", x.shape),
+            **terms,
         )
-        inner = torch.bmm(first_weight.expand(batch, -1, -1), hidden, out=_reused_buffer("inner", x.shape))
+        inner = torch.bmm(
+            weights.ffn_first.expand(batch, -1, -1), hidden, out=_reused_buffer("inner", x.shape)
+        )
         fused_bias_act(inner, first.bias, None, relu=True)
-        out = torch.bmm(second_weight.expand(batch, -1, -1), inner)
+        out = torch.bmm(weights.ffn_second.expand(batch, -1, -1), inner)
         fused_bias_act(out, second.bias, x, relu=False)
         return out
 
@@ -212,12 +277,12 @@ def reused_buffers() -> Iterator[None]:
     outermost block, which must not outlive a change of the weights."""
     outermost = getattr(_reuse, "buffers", None) is None
     if outermost:
-        _reuse.buffers, _reuse.weights = {}, {}
+        _reuse.buffers, _reuse.weights, _reuse.cross = {}, {}, {}
     try:
         yield
     finally:
         if outermost:
-            _reuse.buffers = _reuse.weights = None
+            _reuse.buffers = _reuse.weights = _reuse.cross = None
 
 
 def _reused_buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor | None:
