@@ -23,6 +23,7 @@ A float32 matmul rate is measured in the same run for scale.
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 from harness import best_seconds, matmul_gflops, peak_rss, reply_to_parent, run_child, timed
@@ -83,11 +84,15 @@ def attention_table(lengths: list[int], threads: int, repeats: int) -> None:
     print()
 
 
-def model_flops(config: ActFusionConfig, num_classes: int, length: int, optimized: bool) -> float:
+def model_flops(
+    config: ActFusionConfig, num_classes: int, length: int, optimized: bool, expanded: bool = False
+) -> float:
     """FLOPs of one segmentation (all streams), spec §2 per-layer formulas.
 
     optimized: encoder stops at the last kept layer without conv_out; the decoder's cross projections
-    (4·C·X·L per layer) are computed once instead of at every DDIM step.
+    (4·C·X·L per layer) are computed once instead of at every DDIM step. expanded: the fused CPU kernel's
+    expanded q·k in decoder layers with C >= 8K (one C×C matmul fewer per step, 3K more multiply-adds per
+    channel in the kernel, its per-position terms once per call).
     """
     enc, dec = config.encoder, config.decoder
     frames = length  # the streams together cover every frame once
@@ -99,6 +104,9 @@ def model_flops(config: ActFusionConfig, num_classes: int, length: int, optimize
     c, k = dec.width, dec.kernel_size
     per_layer = 2 * c * c * (k + 3) + 4 * c * c + 4 * c * k + 10 * c
     cross = 4 * c * cross_dim
+    if expanded and c >= 8 * k:
+        per_layer += -2 * c * c + 6 * c * k
+        cross += 4 * c * c + 2 * c * k
     steps = config.diffusion.sampling_timesteps
     decoder_step = dec.num_layers * per_layer + 2 * 2 * num_classes * c
     decoder = steps * decoder_step + dec.num_layers * cross * (1 if optimized else steps)
@@ -124,8 +132,8 @@ def model_table(cases: list[tuple[str, int]], threads: int, repeats: int) -> Non
         f"## Whole-model segmentation on CPU (fp32, random weights, {threads} threads, best of {repeats} "
         "after a warm-up call, the variants timed in turn)\n"
     )
-    print("| preset | L | variant | time s | GFLOP | GFLOP/s | speed-up |")
-    print("|---|---|---|---|---|---|---|")
+    print("| preset | L | variant | best s | median s | GFLOP | GFLOP/s (best) | speed-up (best) |")
+    print("|---|---|---|---|---|---|---|---|")
     models: dict[str, ActFusion] = {}
     for name, length in cases:
         config = preset(name)
@@ -149,12 +157,16 @@ def model_table(cases: list[tuple[str, int]], threads: int, repeats: int) -> Non
         stand_in = min(timings["reference, no cache"])
         for variant, seconds in timings.items():
             flops = model_flops(
-                config, PRESET_CLASSES[name], length, optimized=variant != "reference, no cache"
+                config,
+                PRESET_CLASSES[name],
+                length,
+                optimized=variant != "reference, no cache",
+                expanded=variant.startswith("ours (fused"),
             )
             best = min(seconds)
             print(
-                f"| {name} | {length} | {variant} | {best:.2f} | {flops / 1e9:.0f} | "
-                f"{flops / best / 1e9:.1f} | {stand_in / best:.2f}x |"
+                f"| {name} | {length} | {variant} | {best:.2f} | {statistics.median(seconds):.2f} | "
+                f"{flops / 1e9:.0f} | {flops / best / 1e9:.1f} | {stand_in / best:.2f}x |"
             )
     print()
 
