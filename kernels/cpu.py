@@ -31,9 +31,13 @@ class MixArgs(ctypes.Structure):
     """struct mix_args of cpu_layer.c, field for field."""
 
     _fields_ = [
+        ("y", _POINTER),
+        ("y_stride", ctypes.c_long),
+        *((name, _POINTER) for name in ("q", "k", "v")),
+        *((f"{name}_stride", ctypes.c_long) for name in ("q", "k", "v")),
         *(
             field
-            for name in ("y", "x", "p", "pair")
+            for name in ("x", "p", "pair")
             for field in ((name, _POINTER), (f"{name}_stride", ctypes.c_long))
         ),
         *((name, _POINTER) for name in ("bq", "bk", "bv", "bconv", "beta")),
@@ -126,8 +130,13 @@ def _check(name: str, tensor: torch.Tensor | None, shape: tuple[int, ...]) -> No
             f"{name} must be a float32 CPU tensor of shape {shape}, got {tensor.dtype} on {tensor.device} "
             f"with shape {tuple(tensor.shape)}"
         )
-    if tensor.stride(-1) != 1 or (tensor.dim() == 3 and tensor.stride(1) != tensor.shape[2]):
+    if not _rows_contiguous(tensor):
         raise CpuKernelError(f"{name} must be contiguous within each batch element")
+
+
+def _rows_contiguous(tensor: torch.Tensor) -> bool:
+    """Whether each batch element of a [B, C, L] tensor (or a vector) is one contiguous block."""
+    return tensor.stride(-1) == 1 and (tensor.dim() != 3 or tensor.stride(1) == tensor.shape[2])
 
 
 def mix(
@@ -157,7 +166,6 @@ def mix(
     `cross` holds [W_k^T p_q; W_q^T p_k] and `pair` [B, K, L] p_q(t)·p_k(t + o_j) (cpu_layer.c explains).
     Returns out [B, C, L] (allocated when not given).
     """
-    library = _library()
     expanded = expanded_input is not None
     blocks = (kernel_size if taps else 0) + (2 if expanded else 3)
     batch, rows, length = projections.shape
@@ -179,20 +187,17 @@ def mix(
         raise CpuKernelError("out must be contiguous")
     tiles = -(-length // TILE)
     stats = None if norm_eps is None else torch.empty(2 * batch * tiles * channels, dtype=torch.float64)
-    arguments = MixArgs(
+    _run(
         y=projections.data_ptr(),
         y_stride=projections.stride(0),
         **_batched("x", expanded_input),
         **_batched("p", cross),
         **_batched("pair", pair),
-        **{
-            name: _address(v)
-            for name, v in zip(
-                ("bq", "bk", "bv", "bconv", "beta"),
-                (query_bias, key_bias, value_bias, conv_bias, tap_bias),
-                strict=True,
-            )
-        },
+        bq=_address(query_bias),
+        bk=_address(key_bias),
+        bv=_address(value_bias),
+        bconv=_address(conv_bias),
+        beta=_address(tap_bias),
         B=batch,
         C=channels,
         L=length,
@@ -205,14 +210,53 @@ def mix(
         eps=0.0 if norm_eps is None else norm_eps,
         out=out.data_ptr(),
         stats=_address(stats),
-        threads=torch.get_num_threads(),
     )
-    if library.actfusion_mix(ctypes.byref(arguments)) != 0:
-        raise CpuKernelError(
-            f"the CPU kernel does not handle kernel_size {kernel_size}, dilation {dilation}, "
-            f"shape {tuple(projections.shape)}"
-        )
     return out
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kernel_size: int,
+    dilation: int,
+    *,
+    tap_bias: torch.Tensor | None,
+    log_valid: float,
+    log_invalid: float,
+) -> torch.Tensor:
+    """Dilated attention alone on q, k, v [B, C, L] (copied where not contiguous within a batch element)."""
+    q, k, v = (tensor if _rows_contiguous(tensor) else tensor.contiguous() for tensor in (q, k, v))
+    shape = tuple(q.shape)
+    for name, tensor in (("q", q), ("k", k), ("v", v)):
+        _check(name, tensor, shape)
+    _check("tap_bias", tap_bias, (kernel_size,))
+    out = q.new_empty(shape)
+    _run(
+        **_batched("q", q),
+        **_batched("k", k),
+        **_batched("v", v),
+        beta=_address(tap_bias),
+        B=shape[0],
+        C=shape[1],
+        L=shape[2],
+        K=kernel_size,
+        dilation=dilation,
+        log_valid=log_valid,
+        log_invalid=log_invalid,
+        out=out.data_ptr(),
+    )
+    return out
+
+
+def _run(**fields: int | float | None) -> None:
+    """actfusion_mix on the given MixArgs fields (the rest zero/NULL), on torch's thread count."""
+    arguments = MixArgs(**fields, threads=torch.get_num_threads())
+    if _library().actfusion_mix(ctypes.byref(arguments)) != 0:
+        raise CpuKernelError(
+            f"the CPU kernel does not handle kernel_size {fields['K']}, dilation {fields['dilation']}, "
+            f"{fields['B']} x {fields['C']} channels x {fields['L']} frames"
+        )
 
 
 def _batched(name: str, tensor: torch.Tensor | None) -> dict[str, int | None]:

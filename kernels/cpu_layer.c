@@ -32,8 +32,10 @@
 
 /* Keep in step with MixArgs in cpu.py. Pointers marked "may be NULL" mean zero. */
 struct mix_args {
-    const float *y;       /* [B, (taps + 3)C, L], or (taps + 2)C rows when expanded */
+    const float *y;       /* [B, (taps + 3)C, L], or (taps + 2)C rows when expanded; NULL: q, k, v below */
     long y_stride;        /* batch stride of y */
+    const float *q, *k, *v; /* without y (plain, taps = 0): q, k, v [B, C, L] */
+    long q_stride, k_stride, v_stride;
     const float *x;       /* expanded: the layer input [B, C, L] */
     long x_stride;
     const float *p;       /* [B, 2C, L] per-position q- and k-side terms, may be NULL (plain) */
@@ -87,10 +89,17 @@ struct rows {
 static struct rows rows_of(const struct mix_args *a, long b) {
     const long plane = a->C * a->L;
     struct rows r;
-    r.y = a->y + b * a->y_stride;
-    r.query = a->expanded ? NULL : r.y + a->taps * plane;
-    r.key = r.y + (a->taps + (a->expanded ? 0 : 1)) * plane;
-    r.value = r.key + plane;
+    if (a->y) {
+        r.y = a->y + b * a->y_stride;
+        r.query = a->expanded ? NULL : r.y + a->taps * plane;
+        r.key = r.y + (a->taps + (a->expanded ? 0 : 1)) * plane;
+        r.value = r.key + plane;
+    } else {
+        r.y = NULL;
+        r.query = a->q + b * a->q_stride;
+        r.key = a->k + b * a->k_stride;
+        r.value = a->v + b * a->v_stride;
+    }
     r.x = a->expanded ? a->x + b * a->x_stride : NULL;
     r.p_query = a->p ? a->p + b * a->p_stride : NULL;
     r.p_key = a->p ? r.p_query + plane : NULL;
@@ -298,6 +307,7 @@ int actfusion_mix(const struct mix_args *a) {
     if (K < 1 || K > MAX_TAPS || C < 1 || L < 1 || B < 1 || a->dilation < 1 || (a->taps != 0 && a->taps != K))
         return 1;
     if (a->expanded && (!a->x || !a->p || !a->pair)) return 1;
+    if (!a->y && (a->expanded || a->taps || !a->q || !a->k || !a->v)) return 1;
     const long tiles = (L + TILE - 1) / TILE;
 #pragma omp parallel num_threads(a->threads)
     {

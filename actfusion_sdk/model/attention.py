@@ -294,15 +294,15 @@ def _cpu_dilated_attention(
     from ..kernels import cpu
 
     log_invalid, log_valid = log_mask_terms()
-    return cpu.mix(
-        torch.cat([q, k, v], dim=1),
+    return cpu.attention(
+        q,
+        k,
+        v,
         kernel_size,
         dilation,
-        taps=False,
         tap_bias=None if bias is None else bias.to(torch.float32).contiguous(),
         log_valid=log_valid,
         log_invalid=log_invalid,
-        norm_eps=None,
     )
 
 

@@ -165,7 +165,7 @@ class DilatedAttentionLayer(nn.Module):
         """The fused CPU path's matrices, built once per `reused_buffers` block."""
         cache = getattr(_reuse, "weights", None)
         if cache is not None and id(self) in cache:
-            return cache[id(self)]
+            return cache[id(self)][1]
         width = self.width
         taps = self.conv_block[0].weight.permute(2, 0, 1).reshape(-1, width)
         q_weight, k_weight, v_weight = self.projection_weight().split(width)
@@ -180,7 +180,7 @@ class DilatedAttentionLayer(nn.Module):
             tap_bias=self.tap_bias(),
         )
         if cache is not None:
-            cache[id(self)] = weights
+            cache[id(self)] = (self, weights)  # the layer is kept so that its id stays its own
         return weights
 
     def expands_query_key(self) -> bool:
@@ -270,11 +270,12 @@ _reuse = threading.local()
 
 @contextlib.contextmanager
 def reused_buffers() -> Iterator[None]:
-    """Within this block, layers on the fused CPU path build their stacked weights once and reuse one
-    buffer per thread for each of their within-layer intermediates (the stacked projections, the
-    normalised mix, the FFN's inner activation) instead of allocating them per call: allocations above
-    glibc's mmap threshold (32 MiB) are page-faulted afresh every time. All is dropped at the end of the
-    outermost block, which must not outlive a change of the weights."""
+    """Within this block, layers on the fused CPU path build their stacked weights (and a decoder layer
+    the expanded q·k's terms of its cross projection) once, and reuse one buffer per thread for each of
+    their within-layer intermediates (the stacked projections, the normalised mix, the FFN's inner
+    activation) instead of allocating them per call: allocations above glibc's mmap threshold (32 MiB)
+    are page-faulted afresh every time. All is dropped at the end of the outermost block, which must not
+    outlive a change of the weights."""
     outermost = getattr(_reuse, "buffers", None) is None
     if outermost:
         _reuse.buffers, _reuse.weights, _reuse.cross = {}, {}, {}
