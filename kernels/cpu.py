@@ -3,8 +3,9 @@
 The C source is compiled with the system C compiler (`$CC`, else cc/gcc/clang) for this machine's CPU into a
 per-user cache (`$ACTFUSION_KERNEL_CACHE`, else `$XDG_CACHE_HOME/actfusion-sdk/kernels`), keyed by the
 source, the compiler and the CPU's flags, and loaded with ctypes. Its OpenMP calls bind to the runtime that
-torch has already loaded, so it shares torch's threads. Without a compiler, `unavailable_reason()` says why
-and callers use the torch path. Importing this module does not import triton.
+torch has already loaded, so it shares torch's threads. Without a compiler, when the build fails, or with
+ACTFUSION_CPU_KERNEL=0, `unavailable_reason()` says why and callers use the torch path. Importing this
+module does not import triton.
 """
 
 from __future__ import annotations
