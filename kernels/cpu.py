@@ -145,7 +145,6 @@ def mix(
     kernel_size: int,
     dilation: int,
     *,
-    taps: bool,
     cross: torch.Tensor | None = None,
     query_bias: torch.Tensor | None = None,
     key_bias: torch.Tensor | None = None,
@@ -161,14 +160,14 @@ def mix(
 ) -> torch.Tensor:
     """conv + dilated attention (and instance norm when norm_eps is given) from stacked projections.
 
-    Plain: projections [B, (K+3)·C, L] holds W_j·x for the K conv taps (when `taps`), then W_q·x, W_k·x,
+    Plain: projections [B, (K+3)·C, L] holds W_j·x for the K conv taps, then W_q·x, W_k·x,
     W_v·x; `cross` [B, 2C, L] is a per-position bias of q and k (instead of query_bias, key_bias).
     Expanded (`expanded_input` is x [B, C, L]): projections hold the taps, then W_q^T W_k·x, W_v·x;
     `cross` holds [W_k^T p_q; W_q^T p_k] and `pair` [B, K, L] p_q(t)·p_k(t + o_j) (cpu_layer.c explains).
     Returns out [B, C, L] (allocated when not given).
     """
     expanded = expanded_input is not None
-    blocks = (kernel_size if taps else 0) + (2 if expanded else 3)
+    blocks = kernel_size + (2 if expanded else 3)
     batch, rows, length = projections.shape
     channels = rows // blocks
     _check("projections", projections, (batch, blocks * channels, length))
@@ -203,7 +202,7 @@ def mix(
         C=channels,
         L=length,
         K=kernel_size,
-        taps=kernel_size if taps else 0,
+        taps=kernel_size,
         dilation=dilation,
         expanded=int(expanded),
         log_valid=log_valid,

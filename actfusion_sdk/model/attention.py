@@ -251,7 +251,6 @@ def fused_mixed_norm(
         projections,
         kernel_size,
         dilation,
-        taps=True,
         cross=cross,
         query_bias=query_bias,
         key_bias=key_bias,
