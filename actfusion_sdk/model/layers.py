@@ -169,12 +169,15 @@ class DilatedAttentionLayer(nn.Module):
         width = self.width
         taps = self.conv_block[0].weight.permute(2, 0, 1).reshape(-1, width)
         q_weight, k_weight, v_weight = self.projection_weight().split(width)
-        # W_q^T W_k in float64, rounded once: the expanded form's single C×C stand-in for W_q and W_k.
-        query_key = (q_weight.double().T @ k_weight.double()).to(q_weight.dtype)
+        expanded = None
+        if self.expands_query_key():
+            # W_q^T W_k in float64, rounded once: the expanded form's single C×C stand-in for W_q and W_k.
+            query_key = (q_weight.double().T @ k_weight.double()).to(q_weight.dtype)
+            expanded = torch.cat([taps, query_key, v_weight])
         first, _, second = self.ffn_block
         weights = FusedWeights(
             stacked=torch.cat([taps, q_weight, k_weight, v_weight]),
-            expanded=torch.cat([taps, query_key, v_weight]) if self.expands_query_key() else None,
+            expanded=expanded,
             ffn_first=first.weight.reshape(width, width),
             ffn_second=second.weight.reshape(width, width),
             tap_bias=self.tap_bias(),
