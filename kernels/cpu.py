@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("cpu_layer.c")
-TILE = 256  # columns per tile: TILE in cpu_layer.c
-MAX_TAPS = 16  # the largest kernel_size it handles: MAX_TAPS in cpu_layer.c
+TILE = 256  # columns per tile (sizes the statistics scratch): checked against cpu_layer.c when it loads
+MAX_TAPS = 16  # the largest kernel_size it handles: checked against cpu_layer.c when it loads
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11")
 _POINTER = ctypes.c_void_p
 
@@ -104,6 +104,12 @@ def _library() -> ctypes.CDLL:
     library.actfusion_mix.restype = ctypes.c_int
     library.actfusion_bias_act.argtypes = [_POINTER] * 3 + [ctypes.c_long] * 3 + [ctypes.c_int] * 2
     library.actfusion_bias_act.restype = None
+    for name, expected in (("actfusion_tile", TILE), ("actfusion_max_taps", MAX_TAPS)):
+        getattr(library, name).restype = ctypes.c_long
+        if getattr(library, name)() != expected:
+            raise CpuKernelError(
+                f"{target} disagrees with cpu.py on {name} ({getattr(library, name)()} vs {expected})"
+            )
     return library
 
 

@@ -300,6 +300,10 @@ static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double 
     }
 }
 
+/* The compile-time sizes the Python side must agree with: columns per tile, the most taps. */
+long actfusion_tile(void) { return TILE; }
+long actfusion_max_taps(void) { return MAX_TAPS; }
+
 /* out = [instance_norm](conv + attention), see the top of this file. Returns 0, or 1 for arguments it does
  * not handle. */
 int actfusion_mix(const struct mix_args *a) {

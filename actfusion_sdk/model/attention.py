@@ -202,9 +202,9 @@ def _triton_dilated_attention(
     )
 
 
-@functools.cache
 def cpu_kernel_unavailable() -> str | None:
-    """None when the fused CPU kernel (actfusion_sdk.kernels.cpu) is built and loaded here, else why not."""
+    """None when the fused CPU kernel (actfusion_sdk.kernels.cpu) is built and loaded here, else why not
+    (decided once per process, by the kernel module)."""
     from ..kernels import cpu
 
     return cpu.unavailable_reason()
@@ -229,21 +229,13 @@ def fused_mixed_norm(
     kernel_size: int,
     dilation: int,
     *,
-    value_bias: torch.Tensor,
-    conv_bias: torch.Tensor,
-    tap_bias: torch.Tensor | None,
     norm_eps: float,
-    cross: torch.Tensor | None = None,
-    query_bias: torch.Tensor | None = None,
-    key_bias: torch.Tensor | None = None,
-    expanded_input: torch.Tensor | None = None,
-    pair: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
+    **terms: torch.Tensor | None,
 ) -> torch.Tensor:
-    """A layer's IN(conv + attention) by the fused CPU kernel, from its stacked projections: conv taps, then
-    q, k, v of the input, with q and k biased by `cross` [B, 2C, L] or by query_bias, key_bias; or, with
-    `expanded_input` (the input x), the taps, W_q^T W_k x and v, with `cross` and `pair` the expanded
-    q·k's per-position terms (kernels/cpu_layer.c)."""
+    """A layer's IN(conv + attention) by the fused CPU kernel from its stacked projections; `terms` are the
+    biases and expanded-q·k tensors of `actfusion_sdk.kernels.cpu.mix`, which says what each holds. The
+    official log-mask terms (spec §2) are added here."""
     from ..kernels import cpu
 
     log_invalid, log_valid = log_mask_terms()
@@ -251,18 +243,11 @@ def fused_mixed_norm(
         projections,
         kernel_size,
         dilation,
-        cross=cross,
-        query_bias=query_bias,
-        key_bias=key_bias,
-        value_bias=value_bias,
-        conv_bias=conv_bias,
-        tap_bias=tap_bias,
         log_valid=log_valid,
         log_invalid=log_invalid,
         norm_eps=norm_eps,
         out=out,
-        expanded_input=expanded_input,
-        pair=pair,
+        **terms,
     )
 
 
