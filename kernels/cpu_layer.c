@@ -17,7 +17,8 @@
  *             pair[j][t] = p_q(t) · p_k(t + o_j), so that q_t·k_s = x_t·(g_s + W_q^T p_k(s)) +
  *             (W_k^T p_q(t))·x_s + p_q(t)·p_k(s) with g = W_q^T W_k x: one C×C matrix fewer per DDIM step,
  *             the per-position terms computed once per sampling by the caller.
- * v = W_v·x + b_v. With taps = 0 there are no conv rows (attention alone).
+ * v = W_v·x + b_v. With taps = 0 the conv comes from `conv` (computed by the Winograd transforms at the
+ * end of this file) or there is none (attention alone).
  *
  * fp32 data, double accumulators for the statistics; threads from the OpenMP runtime already loaded by
  * torch. No allocation of tensor-sized memory: the caller passes every buffer.
@@ -42,6 +43,8 @@ struct mix_args {
     long p_stride;
     const float *pair;    /* expanded: [B, K, L] p_q(t)·p_k(t + o_j) */
     long pair_stride;
+    const float *conv;    /* taps = 0: the conv without its bias [B, C, L], may be NULL (no conv) */
+    long conv_stride;
     const float *bq, *bk; /* plain without p: per-channel biases of q and k, may be NULL */
     const float *bv;      /* [C] bias of v, may be NULL */
     const float *bconv;   /* [C] conv bias, may be NULL */
@@ -83,7 +86,7 @@ static inline void tap_window(long t0, long t1, long offset, long length, long *
 
 /* The per-batch-element view of the rows the tile loops read. */
 struct rows {
-    const float *y, *query, *key, *value, *x, *p_query, *p_key, *pair;
+    const float *y, *query, *key, *value, *x, *p_query, *p_key, *pair, *conv;
 };
 
 static struct rows rows_of(const struct mix_args *a, long b) {
@@ -104,6 +107,7 @@ static struct rows rows_of(const struct mix_args *a, long b) {
     r.p_query = a->p ? a->p + b * a->p_stride : NULL;
     r.p_key = a->p ? r.p_query + plane : NULL;
     r.pair = a->expanded ? a->pair + b * a->pair_stride : NULL;
+    r.conv = a->conv ? a->conv + b * a->conv_stride : NULL;
     return r;
 }
 
@@ -165,8 +169,9 @@ static inline __attribute__((always_inline)) void interior_output(const struct m
                 row[t] = value;
             }
         } else {
+            const float *restrict conv = r->conv ? r->conv + c * L : NULL;
             for (long t = t0; t < t1; t++) {
-                float value = b_conv;
+                float value = conv ? b_conv + conv[t] : b_conv;
                 for (long j = 0; j < K; j++) value += weights[j][t - t0] * (vrow[t + offset[j]] + b_v);
                 row[t] = value;
             }
@@ -265,8 +270,8 @@ static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double 
     for (long c = 0; c < C; c++) {
         float *restrict row = out + c * L;
         const float b_conv = a->bconv ? a->bconv[c] : 0.0f, b_v = a->bv ? a->bv[c] : 0.0f;
-        const float *vrow = r.value + c * L;
-        for (long t = t0; t < t1 && !interior; t++) row[t] = b_conv;
+        const float *vrow = r.value + c * L, *conv = r.conv ? r.conv + c * L : NULL;
+        for (long t = t0; t < t1 && !interior; t++) row[t] = conv ? b_conv + conv[t] : b_conv;
         for (long j = 0; j < K && !interior; j++) {
             const long o = offset[j];
             const float *restrict w = weights[j];
@@ -312,6 +317,7 @@ int actfusion_mix(const struct mix_args *a) {
         return 1;
     if (a->expanded && (!a->x || !a->p || !a->pair)) return 1;
     if (!a->y && (a->expanded || a->taps || !a->q || !a->k || !a->v)) return 1;
+    if (a->conv && a->taps) return 1;
     const long tiles = (L + TILE - 1) / TILE;
 #pragma omp parallel num_threads(a->threads)
     {
@@ -361,4 +367,168 @@ void actfusion_bias_act(float *y, const float *bias, const float *residual, long
             for (long t = 0; t < L; t++) values[t] = values[t] > 0.0f ? values[t] : 0.0f;
         }
     }
+}
+
+/* Winograd F(m, K) for the 'same' dilated conv y(t) = sum_j W_j · x(t + (j - K/2)·d), zero padding.
+ * A tile holds m outputs one dilation apart, t = t0 + r·d (r < m), and reads alpha = m + K - 1 inputs
+ * x(t0 + (i - K/2)·d) (i < alpha, zero outside [0, L)). Tiles are numbered s·N + n for the phase
+ * s = t0 mod d and the block n = t0 div (m·d), s < d, n < N = ceil(L / (m·d)); tiles whose outputs all
+ * lie past L read zeros and are dropped by the output transform. Then
+ *   V[k] = BT · inputs (input transform), M[k] = U[k] · V[k] (C×C matmuls, by the caller, U = G·W),
+ *   y(t0 + r·d) = sum_k AT[r][k] · M[k] (output transform).
+ * Tile columns: below WINOGRAD_WIDE dilation, phase-major (column s·N + n), each phase's inputs
+ * gathered into m phase rows so that loops over n are contiguous; from it on, block-major (column
+ * n·d + s), where a run of phases s is contiguous in x, y and the columns alike. The matmuls do not care
+ * which; both transforms agree on it. */
+#define WINOGRAD_RUN 128
+#define WINOGRAD_WIDE 16
+#define WINOGRAD_MAX_OUTPUTS 8
+#define WINOGRAD_MAX_POINTS 16
+
+static int winograd_sizes(long K, long m, long alpha) {
+    return K >= 1 && K % 2 == 1 && m >= 1 && m <= WINOGRAD_MAX_OUTPUTS && alpha == m + K - 1 &&
+           alpha <= WINOGRAD_MAX_POINTS && K / 2 <= m;
+}
+
+/* Sixteen floats as one value (GCC/clang vector extension): the transforms keep a run's inputs in
+ * registers instead of re-reading an accumulator from memory for every coefficient. */
+typedef float vec16 __attribute__((vector_size(64)));
+
+/* dst[k][u] = sum_i coefficients[k][i] · src[i][u] for u < run: a run of tiles through a transform
+ * matrix [rows, inputs], sixteen tiles at a time. Sizes are compile-time constants once inlined (see
+ * `transform`). */
+static inline __attribute__((always_inline)) void transform_run(const long rows, const long inputs,
+                                                                const float *restrict coefficients,
+                                                                const float *const *src, long run,
+                                                                float *const *dst) {
+    for (long u0 = 0; u0 < run; u0 += 16) {
+        const long width = run - u0 < 16 ? run - u0 : 16; /* the last run's tail is zero-padded */
+        vec16 in[WINOGRAD_MAX_POINTS];
+        for (long i = 0; i < inputs; i++) {
+            if (width == 16) {
+                memcpy(&in[i], src[i] + u0, sizeof in[i]);
+            } else {
+                in[i] = (vec16){0.0f};
+                memcpy(&in[i], src[i] + u0, sizeof(float) * width);
+            }
+        }
+        for (long k = 0; k < rows; k++) {
+            vec16 sum = in[0] * coefficients[k * inputs];
+            for (long i = 1; i < inputs; i++) sum += in[i] * coefficients[k * inputs + i];
+            if (width == 16) memcpy(dst[k] + u0, &sum, sizeof sum);
+            else memcpy(dst[k] + u0, &sum, sizeof(float) * width);
+        }
+    }
+}
+
+/* transform_run with the sizes of F(4, 3) and F(4, 5) as constants, else as given. */
+static void transform(long rows, long inputs, const float *coefficients, const float *const *src, long run,
+                      float *const *dst) {
+    if (rows == 6 && inputs == 6) transform_run(6, 6, coefficients, src, run, dst);
+    else if (rows == 8 && inputs == 8) transform_run(8, 8, coefficients, src, run, dst);
+    else if (rows == 4 && inputs == 6) transform_run(4, 6, coefficients, src, run, dst);
+    else if (rows == 4 && inputs == 8) transform_run(4, 8, coefficients, src, run, dst);
+    else transform_run(rows, inputs, coefficients, src, run, dst);
+}
+
+/* V [B, alpha, C, d·N] from x [B, C, L] and BT [alpha, alpha] (row-major). Returns 1 for sizes it does
+ * not handle. */
+int actfusion_winograd_input(const float *x, float *v, const float *bt, long B, long C, long L, long K, long m,
+                             long d, int threads) {
+    const long alpha = m + K - 1, half = K / 2;
+    if (!winograd_sizes(K, m, alpha) || B < 1 || C < 1 || L < 1 || d < 1) return 1;
+    const long N = (L + m * d - 1) / (m * d), T = d * N;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (long row = 0; row < B * C; row++) {
+        const long b = row / C, c = row % C;
+        const float *restrict xrow = x + row * L;
+        /* Inputs of a run: pointers into x where the whole run is in range, else into `gathered`. */
+        float gathered[WINOGRAD_MAX_POINTS][WINOGRAD_RUN + 2];
+        const float *src[WINOGRAD_MAX_POINTS];
+        float *dst[WINOGRAD_MAX_POINTS];
+        const long outer = d >= WINOGRAD_WIDE ? N : d, inner = d >= WINOGRAD_WIDE ? d : N;
+        for (long o = 0; o < outer; o++) {
+            for (long i0 = 0; i0 < inner; i0 += WINOGRAD_RUN) {
+                const long run = inner - i0 < WINOGRAD_RUN ? inner - i0 : WINOGRAD_RUN;
+                if (d >= WINOGRAD_WIDE) { /* block n = o, phases s = i0 + u: input i at x[start + u] */
+                    for (long i = 0; i < alpha; i++) {
+                        const long start = o * m * d + i0 + (i - half) * d;
+                        if (start >= 0 && start + run <= L) {
+                            src[i] = xrow + start;
+                            continue;
+                        }
+                        for (long u = 0; u < run; u++)
+                            gathered[i][u] = start + u >= 0 && start + u < L ? xrow[start + u] : 0.0f;
+                        src[i] = gathered[i];
+                    }
+                    for (long k = 0; k < alpha; k++) dst[k] = v + ((b * alpha + k) * C + c) * T + o * d + i0;
+                } else { /* phase s = o, blocks n = i0 + u: input i at x[s + ((i0 + u)·m + i - half)·d] */
+                    /* gathered[p][q] = x(s + ((i0 - 1 + q)·m + p)·d): input i of block i0 + u is
+                     * gathered[(i - half) mod m] at q = u + 1 + floor((i - half) / m), within
+                     * [0, run + 2) as half <= m. */
+                    for (long p = 0; p < m; p++) {
+                        /* t = start + q·m·d, in [0, L) for q in [lo, hi) */
+                        const long start = o + (i0 - 1) * m * d + p * d, step = m * d;
+                        const long lo = start >= 0 ? 0 : (-start + step - 1) / step;
+                        const long fit = L - start <= 0 ? 0 : (L - start + step - 1) / step;
+                        const long hi = fit < run + 2 ? fit : run + 2;
+                        const float *restrict phase = xrow + start;
+                        float *restrict row = gathered[p];
+                        for (long q = 0; q < run + 2; q++) row[q] = 0.0f;
+                        for (long q = lo; q < hi; q++) row[q] = phase[q * step];
+                    }
+                    for (long i = 0; i < alpha; i++) {
+                        const long shifted = i - half + m; /* >= 0 */
+                        src[i] = gathered[shifted % m] + shifted / m;
+                    }
+                    for (long k = 0; k < alpha; k++) dst[k] = v + ((b * alpha + k) * C + c) * T + o * N + i0;
+                }
+                transform(alpha, alpha, bt, src, run, dst);
+            }
+        }
+    }
+    return 0;
+}
+
+/* y [B, C, L] from M [B, alpha, C, d·N] and AT [m, alpha] (row-major). Returns 1 for sizes it does not
+ * handle. */
+int actfusion_winograd_output(const float *products, float *y, const float *at, long B, long C, long L, long K,
+                              long m, long d, int threads) {
+    const long alpha = m + K - 1;
+    if (!winograd_sizes(K, m, alpha) || B < 1 || C < 1 || L < 1 || d < 1) return 1;
+    const long N = (L + m * d - 1) / (m * d), T = d * N, wide = d >= WINOGRAD_WIDE;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (long row = 0; row < B * C; row++) {
+        const long b = row / C, c = row % C;
+        float *restrict yrow = y + row * L;
+        const float *products_row = products + (b * alpha * C + c) * T;
+        float sums[WINOGRAD_MAX_OUTPUTS][WINOGRAD_RUN];
+        const float *src[WINOGRAD_MAX_POINTS];
+        float *dst[WINOGRAD_MAX_OUTPUTS];
+        for (long r = 0; r < m; r++) dst[r] = sums[r];
+        /* Runs of tiles: over phases s at one block n (wide), else over blocks n at one phase s. */
+        const long outer = wide ? N : d, inner = wide ? d : N;
+        for (long o = 0; o < outer; o++) {
+            for (long i0 = 0; i0 < inner; i0 += WINOGRAD_RUN) {
+                const long run = inner - i0 < WINOGRAD_RUN ? inner - i0 : WINOGRAD_RUN;
+                const long column = wide ? o * d + i0 : o * N + i0;
+                const long step = wide ? 1 : m * d; /* frames between the run's tiles */
+                for (long k = 0; k < alpha; k++) src[k] = products_row + k * C * T + column;
+                transform(m, alpha, at, src, run, dst);
+                for (long r = 0; r < m; r++) {
+                    /* output u at t = first + u·step, kept while t < L */
+                    const long first = wide ? (o * m + r) * d + i0 : (i0 * m + r) * d + o;
+                    const long fit = first >= L ? 0 : (L - 1 - first) / step + 1;
+                    const long stop = fit < run ? fit : run;
+                    const float *restrict sum = sums[r];
+                    if (wide) {
+                        for (long u = 0; u < stop; u++) yrow[first + u] = sum[u];
+                    } else {
+                        for (long u = 0; u < stop; u++) yrow[first + u * step] = sum[u];
+                    }
+                }
+            }
+        }
+    }
+    return 0;
 }

@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from actfusion_sdk.features import i3d  # noqa: E402
+from actfusion_sdk.kernels import cpu  # noqa: E402
 
 from .helpers import REPO, seeded_i3d  # noqa: E402
 
@@ -38,6 +39,15 @@ def pytest_unconfigure(config) -> None:
         os.environ.pop("ACTFUSION_KERNEL_CACHE", None)
     else:
         os.environ["ACTFUSION_KERNEL_CACHE"] = _KERNEL_CACHE["previous"]
+
+
+@pytest.fixture(scope="module")
+def kernel() -> None:
+    """The fused CPU kernel is built (into the session's cache); only a missing compiler skips."""
+    reason = cpu.unavailable_reason()
+    if reason is not None and "no C compiler" in reason:
+        pytest.skip(reason)
+    assert reason is None, reason
 
 
 @pytest.fixture(scope="session")

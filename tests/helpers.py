@@ -5,6 +5,7 @@ Fixtures live in conftest.py; this module holds plain functions and constants (`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from actfusion_sdk.model.config import (
     PostprocessConfig,
     preset,
 )
+from actfusion_sdk.model.layers import DilatedAttentionLayer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -314,3 +316,19 @@ def tiny_config(**training):
             base.training, **{"boundary_smooth": 2.0, "learning_rate": 5e-3, "patch_size": 4, **training}
         ),
     )
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Max abs error, relative to the expected tensor's max magnitude where that exceeds 1."""
+    scale = max(want.abs().max().item(), 1.0) if want.numel() else 1.0
+    return (got.double() - want.double()).abs().max().item() / scale if want.numel() else 0.0
+
+
+def float64_torch_forward(layer: DilatedAttentionLayer, x: torch.Tensor, cross: torch.Tensor | None):
+    """The layer's output on the torch path in float64 (a copy of the layer): the fused paths' oracle."""
+    twin = copy.deepcopy(layer).double()
+    twin.attention_impl = "torch"
+    with torch.inference_mode():
+        projection = None if cross is None else twin.project_cross(cross.double())
+        assert not twin.fused_cpu(x.double())
+        return twin(x.double(), projection)

@@ -6,7 +6,6 @@ torch path run in float64)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import stat
@@ -27,24 +26,9 @@ from actfusion_sdk.model.attention import IMPLEMENTATIONS, dilated_attention
 from actfusion_sdk.model.inference import anticipate, segment
 from actfusion_sdk.model.layers import DilatedAttentionLayer, reused_buffers
 
-from .helpers import REPO, small_model
+from .helpers import REPO, float64_torch_forward, relative_error, small_model
 
 pytestmark = pytest.mark.usefixtures("single_thread", "kernel")
-
-
-@pytest.fixture(scope="module")
-def kernel() -> None:
-    """The kernel is built (into the session's cache, see conftest); only a missing compiler skips."""
-    reason = cpu.unavailable_reason()
-    if reason is not None and "no C compiler" in reason:
-        pytest.skip(reason)
-    assert reason is None, reason
-
-
-def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    """Max abs error, relative to the expected tensor's max magnitude where that exceeds 1."""
-    scale = max(want.abs().max().item(), 1.0) if want.numel() else 1.0
-    return (got.double() - want.double()).abs().max().item() / scale if want.numel() else 0.0
 
 
 # ---- dilated_attention(impl="cpu") against the float64 reference ------------------------------------
@@ -116,15 +100,6 @@ def make_layer(kernel_size: int, dilation: int, cross_dim: int, pos: str, seed: 
         layer.att_linear_q.weight.mul_(4)
         layer.att_linear_k.weight.mul_(2)
     return layer.eval()
-
-
-def float64_torch_forward(layer: DilatedAttentionLayer, x: torch.Tensor, cross: torch.Tensor | None):
-    twin = copy.deepcopy(layer).double()
-    twin.attention_impl = "torch"
-    with torch.inference_mode():
-        projection = None if cross is None else twin.project_cross(cross.double())
-        assert not twin.fused_cpu(x.double())
-        return twin(x.double(), projection)
 
 
 @pytest.mark.parametrize("pos", ["rel", "none"])

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import KernelError
+from ..kernels import cpu as cpu_kernel
 from .attention import (
     cpu_kernel_problem,
     dilated_attention,
@@ -28,6 +29,11 @@ from .attention import (
 
 POSITION_TABLE_SIZE = 20000
 NORM_EPS = 1e-5
+# The fused CPU path computes the conv by Winograd F(4, K) (kernels/cpu.py) from this width on, where
+# its fewer multiply-adds outweigh the transforms (measured per layer: see `uses_winograd`).
+WINOGRAD_MIN_WIDTH = 64
+# ... and where its tiles cover at most this many times the frames (tiles pad L to a multiple of 4·d).
+WINOGRAD_MAX_PADDING = 1.5
 
 
 def pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -46,10 +52,12 @@ def pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) 
 class FusedWeights:
     """A layer's matrices on the fused CPU path: conv taps (tap-major) and W_q, W_k, W_v stacked
     [(K+3)·C, C]; for decoder layers also the taps, W_q^T W_k and W_v [(K+2)·C, C] (the expanded q·k);
-    the FFN's two [C, C] matrices; the tap bias."""
+    the conv weight transformed for Winograd [α, C, C] where the layer may use it; the FFN's two [C, C]
+    matrices; the tap bias."""
 
     stacked: torch.Tensor
     expanded: torch.Tensor | None
+    winograd: torch.Tensor | None
     ffn_first: torch.Tensor
     ffn_second: torch.Tensor
     tap_bias: torch.Tensor | None
@@ -175,9 +183,13 @@ class DilatedAttentionLayer(nn.Module):
             query_key = (q_weight.double().T @ k_weight.double()).to(q_weight.dtype)
             expanded = torch.cat([taps, query_key, v_weight])
         first, _, second = self.ffn_block
+        winograd = None
+        if self.kernel_size in cpu_kernel.WINOGRAD_POINTS and width >= WINOGRAD_MIN_WIDTH:
+            winograd = cpu_kernel.winograd_weight(self.conv_block[0].weight)
         weights = FusedWeights(
             stacked=torch.cat([taps, q_weight, k_weight, v_weight]),
             expanded=expanded,
+            winograd=winograd,
             ffn_first=first.weight.reshape(width, width),
             ffn_second=second.weight.reshape(width, width),
             tap_bias=self.tap_bias(),
@@ -185,6 +197,15 @@ class DilatedAttentionLayer(nn.Module):
         if cache is not None:
             cache[id(self)] = (self, weights)  # the layer is kept so that its id stays its own
         return weights
+
+    def uses_winograd(self, weights: FusedWeights, length: int) -> bool:
+        """Whether the fused CPU path computes this layer's conv by Winograd F(4, K) at `length`: where the
+        layer has the transformed weight (K = 3 or 5, C >= WINOGRAD_MIN_WIDTH) and the tiles do not pad
+        the sequence by more than WINOGRAD_MAX_PADDING (dilations near L). It costs (K + 3)/4 instead of
+        K C×C multiply-adds per frame, plus two passes over the data; its fp32 error is about 8x that of
+        the direct sum (2x in the sampled probabilities, measured at breakfast's widths)."""
+        padded = cpu_kernel.WINOGRAD_OUTPUTS * cpu_kernel.winograd_tiles(length, self.dilation)
+        return weights.winograd is not None and padded <= WINOGRAD_MAX_PADDING * length
 
     def expands_query_key(self) -> bool:
         """Whether the fused CPU path uses the expanded q·k (a decoder layer only): it saves a C×C matmul
@@ -229,15 +250,19 @@ class DilatedAttentionLayer(nn.Module):
         conv, (first, _, second) = self.conv_block[0], self.ffn_block
         expansion = None if cross_projection is None else self.expanded_cross(cross_projection)
         stacked = weights.stacked if expansion is None else weights.expanded
+        terms: dict[str, torch.Tensor | None] = {}
+        if self.uses_winograd(weights, length):
+            terms["conv"] = self.winograd_conv(x, weights.winograd)
+            stacked = stacked[self.kernel_size * width :]  # q, k, v rows only
         projections = torch.bmm(
             stacked.expand(batch, -1, -1), x, out=_reused_buffer("projections", (batch, len(stacked), length))
         )
         if expansion is not None:
-            terms = {"cross": expansion.side, "expanded_input": x, "pair": expansion.pair}
+            terms |= {"cross": expansion.side, "expanded_input": x, "pair": expansion.pair}
         elif cross_projection is not None:
-            terms = {"cross": cross_projection}
+            terms["cross"] = cross_projection
         else:
-            terms = {"query_bias": self.att_linear_q.bias, "key_bias": self.att_linear_k.bias}
+            terms |= {"query_bias": self.att_linear_q.bias, "key_bias": self.att_linear_k.bias}
         hidden = fused_mixed_norm(
             projections,
             self.kernel_size,
@@ -256,6 +281,23 @@ class DilatedAttentionLayer(nn.Module):
         out = torch.bmm(weights.ffn_second.expand(batch, -1, -1), inner)
         fused_bias_act(out, second.bias, x, relu=False)
         return out
+
+    def winograd_conv(self, x: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
+        """The conv without its bias by Winograd F(4, K) on x [B, C, L] (contiguous), `transformed` being
+        the weight from `cpu_kernel.winograd_weight`: input transform, α C×C matmuls, output transform."""
+        batch, width, length = x.shape
+        points, tiles = len(transformed), cpu_kernel.winograd_tiles(length, self.dilation)
+        shape = (batch, points, width, tiles)
+        inputs = cpu_kernel.winograd_input(
+            x, self.kernel_size, self.dilation, out=_reused_buffer("winograd_inputs", shape)
+        )
+        products = _reused_buffer("winograd_products", shape)
+        products = (
+            torch.matmul(transformed, inputs, out=products) if products is not None else transformed @ inputs
+        )
+        return cpu_kernel.winograd_output(
+            products, self.kernel_size, self.dilation, length, out=_reused_buffer("conv", x.shape)
+        )
 
     def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
         if self.fused_cpu(x):
