@@ -28,10 +28,12 @@ import statistics
 import torch
 from harness import best_seconds, matmul_gflops, peak_rss, reply_to_parent, run_child, timed
 
+from actfusion_sdk.kernels import cpu
 from actfusion_sdk.model.actfusion import ActFusion
 from actfusion_sdk.model.attention import cpu_kernel_unavailable, dilated_attention
 from actfusion_sdk.model.config import PRESET_CLASSES, ActFusionConfig, preset
 from actfusion_sdk.model.inference import sample_probs, seeded_generators, segment
+from actfusion_sdk.model.layers import WINOGRAD_MAX_PADDING, WINOGRAD_MIN_WIDTH
 
 DILATIONS = [2**i for i in range(12)]
 KERNEL = 5
@@ -84,32 +86,62 @@ def attention_table(lengths: list[int], threads: int, repeats: int) -> None:
     print()
 
 
+def conv_flops(channels: int, kernel_size: int, dilation: int, stream_length: int, winograd: bool) -> float:
+    """FLOPs per frame of one layer's dilated conv: K C×C multiply-adds, or with `winograd` where the fused
+    CPU path takes it (`DilatedAttentionLayer.uses_winograd`) α = K + 3 per tile of 4 outputs plus the
+    input and output transforms, tiles padding the stream to a multiple of 4·d."""
+    eligible = (
+        winograd
+        and kernel_size in cpu.WINOGRAD_POINTS
+        and channels >= WINOGRAD_MIN_WIDTH
+        and cpu.WINOGRAD_OUTPUTS * cpu.winograd_tiles(stream_length, dilation)
+        <= WINOGRAD_MAX_PADDING * stream_length
+    )
+    if not eligible:
+        return 2 * channels * channels * kernel_size
+    points = kernel_size + cpu.WINOGRAD_OUTPUTS - 1
+    per_tile = 2 * channels * channels * points + 2 * channels * points * (points + cpu.WINOGRAD_OUTPUTS)
+    return per_tile * cpu.winograd_tiles(stream_length, dilation) / stream_length
+
+
 def model_flops(
-    config: ActFusionConfig, num_classes: int, length: int, optimized: bool, expanded: bool = False
+    config: ActFusionConfig,
+    num_classes: int,
+    length: int,
+    optimized: bool,
+    expanded: bool = False,
+    winograd: bool = False,
 ) -> float:
     """FLOPs of one segmentation (all streams), spec §2 per-layer formulas.
 
     optimized: encoder stops at the last kept layer without conv_out; the decoder's cross projections
     (4·C·X·L per layer) are computed once instead of at every DDIM step. expanded: the fused CPU kernel's
     expanded q·k in decoder layers with C >= 8K (one C×C matmul fewer per step, 3K more multiply-adds per
-    channel in the kernel, its per-position terms once per call).
+    channel in the kernel, its per-position terms once per call). winograd: the fused CPU path's
+    Winograd conv where it takes it (`conv_flops`).
     """
     enc, dec = config.encoder, config.decoder
     frames = length  # the streams together cover every frame once
+    streams = config.sample_rate if config.temporal_aug else 1
+    stream_length = -(-length // streams)
     cross_dim = enc.cross_dim(num_classes)
     depth = max(enc.kept_layers) + 1 if optimized else enc.num_layers
     c, k = enc.width, enc.kernel_size
-    encoder = 2 * enc.input_dim * c + depth * (2 * c * c * (k + 5) + 4 * c * k + 10 * c)
-    encoder += 0 if optimized else 2 * c * num_classes
+    encoder = 2 * enc.input_dim * c + 2 * c * num_classes * (not optimized)
+    for i in range(depth):
+        encoder += conv_flops(c, k, 2**i, stream_length, winograd) + 2 * c * c * 5 + 4 * c * k + 10 * c
     c, k = dec.width, dec.kernel_size
-    per_layer = 2 * c * c * (k + 3) + 4 * c * c + 4 * c * k + 10 * c
+    per_step = 2 * 2 * num_classes * c
     cross = 4 * c * cross_dim
+    for i in range(dec.num_layers):
+        per_step += conv_flops(c, k, 2**i, stream_length, winograd) + 2 * c * c * 3 + 4 * c * c + 4 * c * k
+        per_step += 10 * c
+        if expanded and c >= 8 * k:
+            per_step += -2 * c * c + 6 * c * k
     if expanded and c >= 8 * k:
-        per_layer += -2 * c * c + 6 * c * k
         cross += 4 * c * c + 2 * c * k
     steps = config.diffusion.sampling_timesteps
-    decoder_step = dec.num_layers * per_layer + 2 * 2 * num_classes * c
-    decoder = steps * decoder_step + dec.num_layers * cross * (1 if optimized else steps)
+    decoder = steps * per_step + dec.num_layers * cross * (1 if optimized else steps)
     return frames * (encoder + decoder)
 
 
@@ -162,6 +194,7 @@ def model_table(cases: list[tuple[str, int]], threads: int, repeats: int) -> Non
                 length,
                 optimized=variant != "reference, no cache",
                 expanded=variant.startswith("ours (fused"),
+                winograd=variant.startswith("ours (fused"),
             )
             best = min(seconds)
             print(

@@ -26,7 +26,7 @@ import torch
 SOURCE = Path(__file__).with_name("cpu_layer.c")
 TILE = 256  # columns per tile (sizes the statistics scratch): checked against cpu_layer.c when it loads
 MAX_TAPS = 16  # the largest kernel_size it handles: checked against cpu_layer.c when it loads
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11")
 _POINTER = ctypes.c_void_p
 
 
@@ -382,7 +382,7 @@ def winograd_input(
 ) -> torch.Tensor:
     """The input transform of x [B, C, L]: V [B, α, C, tiles], multiplied by `winograd_weight` (U[k]·V[k])."""
     batch, channels, length = x.shape
-    _, _, bt = winograd_matrices(kernel_size)
+    _, bt = _transform_matrices(kernel_size)
     shape = (batch, len(bt), channels, winograd_tiles(length, dilation))
     _check("x", x, (batch, channels, length))
     if out is None:
@@ -398,7 +398,7 @@ def winograd_output(
 ) -> torch.Tensor:
     """The output transform of the products M [B, α, C, tiles]: the conv [B, C, length] without its bias."""
     batch, points, channels, tiles = products.shape
-    at, _, _ = winograd_matrices(kernel_size)
+    at, _ = _transform_matrices(kernel_size)
     if points != at.shape[1] or tiles != winograd_tiles(length, dilation) or not products.is_contiguous():
         raise CpuKernelError(
             f"winograd_output needs contiguous products [B, {at.shape[1]}, C, "
@@ -413,11 +413,17 @@ def winograd_output(
     return out
 
 
+@functools.cache
+def _transform_matrices(kernel_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """AT and BT of `winograd_matrices` in float32 (exact: small integers and powers of two)."""
+    at, _, bt = winograd_matrices(kernel_size)
+    return at.float(), bt.float()
+
+
 def _transform(
     name: str, source: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, *sizes: int
 ) -> None:
     batch, channels, length, kernel_size, dilation = sizes
-    matrix = matrix.to(torch.float32)
     status = getattr(_library(), name)(
         source.data_ptr(),
         target.data_ptr(),
