@@ -1,4 +1,6 @@
-"""The fused CPU kernel of one layer's inference forward (`cpu_layer.c`), built on first use.
+"""The fused CPU kernel of one layer's inference forward (`cpu_layer.c`), built on first use: `mix` (conv +
+dilated attention + instance norm from stacked projections), `attention`, `bias_act`, and the transforms of
+a Winograd F(4, K) dilated conv (`winograd_weight`, `winograd_input`, `winograd_output`).
 
 The C source is compiled with the system C compiler (`$CC`, else cc/gcc/clang) for this machine's CPU into a
 per-user cache (`$ACTFUSION_KERNEL_CACHE`, else `$XDG_CACHE_HOME/actfusion-sdk/kernels`), keyed by the

@@ -394,6 +394,12 @@ static int winograd_sizes(long K, long m, long alpha) {
  * registers instead of re-reading an accumulator from memory for every coefficient. */
 typedef float vec16 __attribute__((vector_size(64)));
 
+static inline vec16 splat(float value) {
+    vec16 vector;
+    for (int lane = 0; lane < 16; lane++) vector[lane] = value;
+    return vector;
+}
+
 /* dst[k][u] = sum_i coefficients[k][i] · src[i][u] for u < run: a run of tiles through a transform
  * matrix [rows, inputs], sixteen tiles at a time. Sizes are compile-time constants once inlined (see
  * `transform`). */
@@ -413,8 +419,8 @@ static inline __attribute__((always_inline)) void transform_run(const long rows,
             }
         }
         for (long k = 0; k < rows; k++) {
-            vec16 sum = in[0] * coefficients[k * inputs];
-            for (long i = 1; i < inputs; i++) sum += in[i] * coefficients[k * inputs + i];
+            vec16 sum = in[0] * splat(coefficients[k * inputs]);
+            for (long i = 1; i < inputs; i++) sum += in[i] * splat(coefficients[k * inputs + i]);
             if (width == 16) memcpy(dst[k] + u0, &sum, sizeof sum);
             else memcpy(dst[k] + u0, &sum, sizeof(float) * width);
         }
