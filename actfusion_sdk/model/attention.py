@@ -234,8 +234,8 @@ def fused_mixed_norm(
     **terms: torch.Tensor | None,
 ) -> torch.Tensor:
     """A layer's IN(conv + attention) by the fused CPU kernel from its stacked projections; `terms` are the
-    biases and expanded-q·k tensors of `actfusion_sdk.kernels.cpu.mix`, which says what each holds. The
-    official log-mask terms (spec §2) are added here."""
+    biases, expanded-q·k tensors and precomputed conv of `actfusion_sdk.kernels.cpu.mix`, which says what
+    each holds. The official log-mask terms (spec §2) are added here."""
     from ..kernels import cpu
 
     log_invalid, log_valid = log_mask_terms()
