@@ -247,8 +247,11 @@ def test_context_bounds_the_window_and_memory(predictor):
         tracemalloc.stop()
         return peak_bytes, updates
 
-    short_peak, _ = peak(12.0)
-    long_peak, updates = peak(48.0)
+    # Both streams outlast the frames that may wait for the consumer (256 read ahead): a shorter one peaks
+    # lower only because its whole source fits in that buffer, and the comparison would then hinge on how
+    # fast this machine's consumer is.
+    short_peak, _ = peak(24.0)
+    long_peak, updates = peak(72.0)
     assert long_peak < short_peak * 1.25 + 256 * 1024
     last = updates[-2]
     assert last.context_start == pytest.approx(last.time - 4.0)
