@@ -33,7 +33,7 @@ from actfusion_sdk.model.actfusion import ActFusion
 from actfusion_sdk.model.attention import cpu_kernel_unavailable, dilated_attention
 from actfusion_sdk.model.config import PRESET_CLASSES, ActFusionConfig, preset
 from actfusion_sdk.model.inference import sample_probs, seeded_generators, segment
-from actfusion_sdk.model.layers import WINOGRAD_MAX_PADDING, WINOGRAD_MIN_WIDTH
+from actfusion_sdk.model.layers import winograd_applies
 
 DILATIONS = [2**i for i in range(12)]
 KERNEL = 5
@@ -88,16 +88,9 @@ def attention_table(lengths: list[int], threads: int, repeats: int) -> None:
 
 def conv_flops(channels: int, kernel_size: int, dilation: int, stream_length: int, winograd: bool) -> float:
     """FLOPs per frame of one layer's dilated conv: K C×C multiply-adds, or with `winograd` where the fused
-    CPU path takes it (`DilatedAttentionLayer.uses_winograd`) α = K + 3 per tile of 4 outputs plus the
+    CPU path takes it (`winograd_applies`) α = K + 3 per tile of 4 outputs plus the
     input and output transforms, tiles padding the stream to a multiple of 4·d."""
-    eligible = (
-        winograd
-        and kernel_size in cpu.WINOGRAD_POINTS
-        and channels >= WINOGRAD_MIN_WIDTH
-        and cpu.WINOGRAD_OUTPUTS * cpu.winograd_tiles(stream_length, dilation)
-        <= WINOGRAD_MAX_PADDING * stream_length
-    )
-    if not eligible:
+    if not (winograd and winograd_applies(channels, kernel_size, dilation, stream_length)):
         return 2 * channels * channels * kernel_size
     points = kernel_size + cpu.WINOGRAD_OUTPUTS - 1
     per_tile = 2 * channels * channels * points + 2 * channels * points * (points + cpu.WINOGRAD_OUTPUTS)

@@ -306,8 +306,7 @@ def bias_act(values: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | 
 
 # Winograd F(4, K) for the 'same' dilated conv: 4 outputs per tile from K + 3 products, i.e. 2 (K = 5)
 # instead of K C×C multiply-adds per output. The interpolation points (with infinity) are those of the
-# smallest error among the sets tried for K = 5, C = 128 (about 8x that of the direct sum in fp32, 2x in
-# the sampled probabilities).
+# smallest error among the sets tried for K = 5, C = 128 (about 8x that of the direct sum in fp32).
 WINOGRAD_OUTPUTS = 4
 WINOGRAD_POINTS = {
     3: (0, 1, -1, 2, -2),

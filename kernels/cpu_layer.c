@@ -371,9 +371,9 @@ void actfusion_bias_act(float *y, const float *bias, const float *residual, long
 
 /* Winograd F(m, K) for the 'same' dilated conv y(t) = sum_j W_j · x(t + (j - K/2)·d), zero padding.
  * A tile holds m outputs one dilation apart, t = t0 + r·d (r < m), and reads alpha = m + K - 1 inputs
- * x(t0 + (i - K/2)·d) (i < alpha, zero outside [0, L)). Tiles are numbered s·N + n for the phase
- * s = t0 mod d and the block n = t0 div (m·d), s < d, n < N = ceil(L / (m·d)); tiles whose outputs all
- * lie past L read zeros and are dropped by the output transform. Then
+ * x(t0 + (i - K/2)·d) (i < alpha, zero outside [0, L)). Tile (s, n) has the phase s = t0 mod d and
+ * the block n = t0 div (m·d), s < d, n < N = ceil(L / (m·d)): d·N tiles, of which those whose outputs
+ * all lie past L read zeros and are dropped by the output transform. Then
  *   V[k] = BT · inputs (input transform), M[k] = U[k] · V[k] (C×C matmuls, by the caller, U = G·W),
  *   y(t0 + r·d) = sum_k AT[r][k] · M[k] (output transform).
  * Tile columns: below WINOGRAD_WIDE dilation, phase-major (column s·N + n), each phase's inputs

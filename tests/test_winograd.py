@@ -160,8 +160,7 @@ def test_layer_uses_winograd_where_it_pays_and_matches_float64_torch_path(kind, 
             cross = torch.randn(batch, cross_dim, length, generator=generator) if cross_dim else None
             calls.clear()
             with torch.inference_mode(), reused_buffers():  # reused buffers: the expanded q·k too
-                weights = layer.inference_weights()
-                expected = layer.uses_winograd(weights, length)
+                expected = layer.uses_winograd(length)
                 got = layer(x, None if cross is None else layer.project_cross(cross))
             where = f"K={kernel_size} d={dilation} B={batch} L={length}"
             assert relative_error(got, float64_torch_forward(layer, x, cross)) <= 1e-5, where
@@ -175,7 +174,7 @@ def test_narrow_layers_keep_the_direct_conv():
     layer = DilatedAttentionLayer(WINOGRAD_MIN_WIDTH - 1, 1, 5, 0.0).eval()
     with torch.inference_mode():
         weights = layer.inference_weights()
-    assert weights.winograd is None and not layer.uses_winograd(weights, 1000)
+    assert weights.winograd is None and not layer.uses_winograd(1000)
 
 
 def test_layer_with_winograd_reuses_its_buffers_without_aliasing_outputs():

@@ -30,10 +30,27 @@ from .attention import (
 POSITION_TABLE_SIZE = 20000
 NORM_EPS = 1e-5
 # The fused CPU path computes the conv by Winograd F(4, K) (kernels/cpu.py) from this width on, where
-# its fewer multiply-adds outweigh the transforms (measured per layer: see `uses_winograd`).
+# its fewer multiply-adds outweigh the transforms (measured per layer: see `winograd_applies`).
 WINOGRAD_MIN_WIDTH = 64
 # ... and where its tiles cover at most this many times the frames (tiles pad L to a multiple of 4·d).
 WINOGRAD_MAX_PADDING = 1.5
+
+
+def winograd_sized(width: int, kernel_size: int) -> bool:
+    """Whether a layer of this width and kernel size takes the Winograd conv at some lengths."""
+    return kernel_size in cpu_kernel.WINOGRAD_POINTS and width >= WINOGRAD_MIN_WIDTH
+
+
+def winograd_applies(width: int, kernel_size: int, dilation: int, length: int) -> bool:
+    """Whether the fused CPU path computes a layer's conv by Winograd F(4, K) at `length`: K = 3 or 5,
+    C >= WINOGRAD_MIN_WIDTH, and tiles that pad the sequence by at most WINOGRAD_MAX_PADDING (dilations
+    near L). It costs (K + 3)/4 instead of K C×C multiply-adds per frame, plus two passes over the data
+    (measured per layer: -15 to -21 % at C = 128 and 256, neutral to -12 % at C = 64); its fp32 error is
+    about 8x that of the direct sum on the conv, 1.6x in the sampled probabilities (breakfast, L = 2000)."""
+    if not winograd_sized(width, kernel_size):
+        return False
+    padded = cpu_kernel.WINOGRAD_OUTPUTS * cpu_kernel.winograd_tiles(length, dilation)
+    return padded <= WINOGRAD_MAX_PADDING * length
 
 
 def pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -184,7 +201,7 @@ class DilatedAttentionLayer(nn.Module):
             expanded = torch.cat([taps, query_key, v_weight])
         first, _, second = self.ffn_block
         winograd = None
-        if self.kernel_size in cpu_kernel.WINOGRAD_POINTS and width >= WINOGRAD_MIN_WIDTH:
+        if winograd_sized(width, self.kernel_size):
             winograd = cpu_kernel.winograd_weight(self.conv_block[0].weight)
         weights = FusedWeights(
             stacked=torch.cat([taps, q_weight, k_weight, v_weight]),
@@ -198,14 +215,9 @@ class DilatedAttentionLayer(nn.Module):
             cache[id(self)] = (self, weights)  # the layer is kept so that its id stays its own
         return weights
 
-    def uses_winograd(self, weights: FusedWeights, length: int) -> bool:
-        """Whether the fused CPU path computes this layer's conv by Winograd F(4, K) at `length`: where the
-        layer has the transformed weight (K = 3 or 5, C >= WINOGRAD_MIN_WIDTH) and the tiles do not pad
-        the sequence by more than WINOGRAD_MAX_PADDING (dilations near L). It costs (K + 3)/4 instead of
-        K C×C multiply-adds per frame, plus two passes over the data; its fp32 error is about 8x that of
-        the direct sum on the conv, 1.6x in the sampled probabilities (breakfast, L = 2000)."""
-        padded = cpu_kernel.WINOGRAD_OUTPUTS * cpu_kernel.winograd_tiles(length, self.dilation)
-        return weights.winograd is not None and padded <= WINOGRAD_MAX_PADDING * length
+    def uses_winograd(self, length: int) -> bool:
+        """Whether the fused CPU path takes the Winograd conv here at `length` (`winograd_applies`)."""
+        return winograd_applies(self.width, self.kernel_size, self.dilation, length)
 
     def expands_query_key(self) -> bool:
         """Whether the fused CPU path uses the expanded q·k (a decoder layer only): it saves a C×C matmul
@@ -252,7 +264,7 @@ class DilatedAttentionLayer(nn.Module):
         expansion = None if cross_projection is None else self.expanded_cross(cross_projection)
         stacked = weights.stacked if expansion is None else weights.expanded
         terms: dict[str, torch.Tensor | None] = {}
-        if self.uses_winograd(weights, length):
+        if weights.winograd is not None and self.uses_winograd(length):
             terms["conv"] = self.winograd_conv(x, weights.winograd)
             stacked = stacked[self.kernel_size * width :]  # q, k, v rows only
         projections = torch.bmm(
