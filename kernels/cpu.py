@@ -25,10 +25,20 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("cpu_layer.c")
+# The layer kernel and the sampler's elementwise work (`sampling`), built into one library.
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_layer.c", "cpu_sampling.c"))
 TILE = 256  # columns per tile (sizes the statistics scratch): checked against cpu_layer.c when it loads
 MAX_TAPS = 16  # the largest kernel_size it handles: checked against cpu_layer.c when it loads
-FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11")
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-mprefer-vector-width=512",
+    "-ffp-contract=fast",
+    "-fopenmp",
+    "-fPIC",
+    "-shared",
+    "-std=c11",
+)
 _POINTER = ctypes.c_void_p
 
 
@@ -85,20 +95,23 @@ def _cpu_flags() -> str:
 
 
 @functools.cache
-def _library() -> ctypes.CDLL:
+def library() -> ctypes.CDLL:
+    """The built library (compiled on first use, then cached); CpuKernelError where that fails."""
     compiler = _compiler()
     if compiler is None:
         raise CpuKernelError("no C compiler found (set CC, or install gcc)")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), version, " ".join(FLAGS), _cpu_flags()]).encode()
+        "\0".join(
+            [*(source.read_text() for source in SOURCES), version, " ".join(FLAGS), _cpu_flags()]
+        ).encode()
     ).hexdigest()[:16]
     target = _cache_dir() / f"cpu_layer-{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
             built = Path(scratch) / target.name
-            command = [compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lm"]
+            command = [compiler, *FLAGS, "-o", str(built), *map(str, SOURCES), "-lm"]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise CpuKernelError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
@@ -126,7 +139,7 @@ def unavailable_reason() -> str | None:
     if os.environ.get("ACTFUSION_CPU_KERNEL", "1") == "0":
         return "disabled by ACTFUSION_CPU_KERNEL=0"
     try:
-        _library()
+        library()
     except (CpuKernelError, OSError) as error:
         return str(error)
     return None
@@ -270,7 +283,7 @@ def attention(
 def _run(**fields: int | float | None) -> None:
     """actfusion_mix on the given MixArgs fields (the rest zero/NULL), on torch's thread count."""
     arguments = MixArgs(**fields, threads=torch.get_num_threads())
-    if _library().actfusion_mix(ctypes.byref(arguments)) != 0:
+    if library().actfusion_mix(ctypes.byref(arguments)) != 0:
         raise CpuKernelError(
             f"the CPU kernel does not handle kernel_size {fields['K']}, dilation {fields['dilation']}, "
             f"{fields['B']} x {fields['C']} channels x {fields['L']} frames"
@@ -292,7 +305,7 @@ def bias_act(values: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | 
     if residual is not None and not residual.is_contiguous():
         raise CpuKernelError("residual must be contiguous")
     _check("residual", residual, (batch, channels, length))
-    _library().actfusion_bias_act(
+    library().actfusion_bias_act(
         values.data_ptr(),
         bias.data_ptr(),
         _address(residual),
@@ -425,7 +438,7 @@ def _transform(
     name: str, source: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, *sizes: int
 ) -> None:
     batch, channels, length, kernel_size, dilation = sizes
-    status = getattr(_library(), name)(
+    status = getattr(library(), name)(
         source.data_ptr(),
         target.data_ptr(),
         matrix.data_ptr(),

@@ -117,8 +117,8 @@ static struct rows rows_of(const struct mix_args *a, long b) {
  * loops in mix_tile, so both give the same numbers. */
 static inline __attribute__((always_inline)) void interior_scores(const struct mix_args *a,
                                                                   const struct rows *r, const long K,
-                                                                  const long *restrict offset, long t0,
-                                                                  long t1, float scores[][TILE]) {
+                                                                  const long *restrict offset, long base,
+                                                                  long t0, long t1, float scores[][TILE]) {
     const long C = a->C, L = a->L;
     for (long c = 0; c < C; c++) {
         const float *restrict krow = r->key + c * L;
@@ -128,7 +128,7 @@ static inline __attribute__((always_inline)) void interior_scores(const struct m
             for (long t = t0; t < t1; t++) {
                 const float query = xrow[t], side = pq[t];
                 for (long j = 0; j < K; j++)
-                    scores[j][t - t0] +=
+                    scores[j][t - base] +=
                         query * (krow[t + offset[j]] + pk[t + offset[j]]) + side * xrow[t + offset[j]];
             }
         } else if (r->p_query) {
@@ -137,14 +137,14 @@ static inline __attribute__((always_inline)) void interior_scores(const struct m
             for (long t = t0; t < t1; t++) {
                 const float query = qrow[t] + pq[t];
                 for (long j = 0; j < K; j++)
-                    scores[j][t - t0] += query * (krow[t + offset[j]] + pk[t + offset[j]]);
+                    scores[j][t - base] += query * (krow[t + offset[j]] + pk[t + offset[j]]);
             }
         } else {
             const float *restrict qrow = r->query + c * L;
             const float b_q = a->bq ? a->bq[c] : 0.0f, b_k = a->bk ? a->bk[c] : 0.0f;
             for (long t = t0; t < t1; t++) {
                 const float query = qrow[t] + b_q;
-                for (long j = 0; j < K; j++) scores[j][t - t0] += query * (krow[t + offset[j]] + b_k);
+                for (long j = 0; j < K; j++) scores[j][t - base] += query * (krow[t + offset[j]] + b_k);
             }
         }
     }
@@ -152,8 +152,8 @@ static inline __attribute__((always_inline)) void interior_scores(const struct m
 
 static inline __attribute__((always_inline)) void interior_output(const struct mix_args *a,
                                                                   const struct rows *r, const long K,
-                                                                  const long *restrict offset, long t0,
-                                                                  long t1, float weights[][TILE],
+                                                                  const long *restrict offset, long base,
+                                                                  long t0, long t1, float weights[][TILE],
                                                                   float *restrict out) {
     const long C = a->C, L = a->L;
     for (long c = 0; c < C; c++) {
@@ -165,14 +165,14 @@ static inline __attribute__((always_inline)) void interior_output(const struct m
             for (long t = t0; t < t1; t++) {
                 float value = b_conv;
                 for (long j = 0; j < K; j++)
-                    value += tap[j * C * L + t + offset[j]] + weights[j][t - t0] * (vrow[t + offset[j]] + b_v);
+                    value += tap[j * C * L + t + offset[j]] + weights[j][t - base] * (vrow[t + offset[j]] + b_v);
                 row[t] = value;
             }
         } else {
             const float *restrict conv = r->conv ? r->conv + c * L : NULL;
             for (long t = t0; t < t1; t++) {
                 float value = conv ? b_conv + conv[t] : b_conv;
-                for (long j = 0; j < K; j++) value += weights[j][t - t0] * (vrow[t + offset[j]] + b_v);
+                for (long j = 0; j < K; j++) value += weights[j][t - base] * (vrow[t + offset[j]] + b_v);
                 row[t] = value;
             }
         }
@@ -181,13 +181,15 @@ static inline __attribute__((always_inline)) void interior_output(const struct m
 
 #define INTERIOR(K_)                                                                                     \
     case K_:                                                                                             \
-        if (phase == 0) interior_scores(a, r, K_, offset, t0, t1, scores);                               \
-        else interior_output(a, r, K_, offset, t0, t1, weights, out);                                    \
+        if (phase == 0) interior_scores(a, r, K_, offset, base, t0, t1, scores);                         \
+        else interior_output(a, r, K_, offset, base, t0, t1, weights, out);                              \
         return 1;
 
-/* Phase 0 (scores) or 1 (outputs) of an interior tile for the common tap counts; 0 for others. */
+/* Phase 0 (scores) or 1 (outputs) over [t0, t1), where all taps are in range, of the tile starting at
+ * `base`, for the common tap counts; 0 for others. */
 static int interior_phase(int phase, const struct mix_args *a, const struct rows *r, const long *offset,
-                          long t0, long t1, float scores[][TILE], float weights[][TILE], float *out) {
+                          long base, long t0, long t1, float scores[][TILE], float weights[][TILE],
+                          float *out) {
     switch (a->K) {
         INTERIOR(3)
         INTERIOR(5)
@@ -198,7 +200,22 @@ static int interior_phase(int phase, const struct mix_args *a, const struct rows
     }
 }
 
-/* One tile [t0, t1) of batch element b: mixed values into out, per-channel sum and sum of squares. */
+/* Eight doubles, and the eight floats they widen (GCC/clang vector extensions): the statistics' lanes. */
+typedef double vec8d __attribute__((vector_size(64)));
+typedef float vec8f __attribute__((vector_size(32)));
+
+/* The part of [lo, hi) in the `part`-th (0 or 1) of the ranges [t0, first) and [stop, t1) around the
+ * interior range [first, stop). */
+static inline void outside(int part, long t0, long first, long stop, long t1, long lo, long hi, long *from,
+                           long *to) {
+    const long p0 = part ? stop : t0, p1 = part ? t1 : first;
+    *from = lo > p0 ? lo : p0;
+    *to = hi < p1 ? hi : p1;
+}
+
+/* One tile [t0, t1) of batch element b: mixed values into out, per-channel sum and sum of squares. The
+ * range [first, stop) where every tap is in range goes by the unrolled loops of interior_phase (where
+ * they exist for K), the rest of the tile by the general loops below. */
 static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double *restrict stats) {
     const long C = a->C, L = a->L, K = a->K, width = t1 - t0;
     const float inv_sqrt_c = 1.0f / sqrtf((float)C);
@@ -206,31 +223,41 @@ static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double 
     float *restrict out = a->out + b * C * L;
     long lo[MAX_TAPS], hi[MAX_TAPS], offset[MAX_TAPS];
     float scores[MAX_TAPS][TILE], weights[MAX_TAPS][TILE], query[TILE];
-    int interior = 1;
+    long first = t0, stop = t1;
     for (long j = 0; j < K; j++) {
         offset[j] = (j - K / 2) * a->dilation;
         tap_window(t0, t1, offset[j], L, &lo[j], &hi[j]);
-        interior = interior && lo[j] == t0 && hi[j] == t1;
+        first = lo[j] > first ? lo[j] : first;
+        stop = hi[j] < stop ? hi[j] : stop;
         memset(scores[j], 0, sizeof(float) * TILE);
     }
-    interior = interior && interior_phase(0, a, &r, offset, t0, t1, scores, weights, out);
+    if (stop <= first || !interior_phase(0, a, &r, offset, t0, first, stop, scores, weights, out))
+        first = stop = t1; /* no interior range: the general loops take the whole tile */
     /* Scores over channels, for the taps in range: q_t · k_{t+o_j}, or its expanded form. */
-    for (long c = 0; c < C && !interior; c++) {
+    for (long c = 0; c < C && (first > t0 || stop < t1); c++) {
         const float *krow = r.key + c * L, *xrow = r.x ? r.x + c * L : NULL;
         const float *pq = r.p_query ? r.p_query + c * L : NULL, *pk = r.p_key ? r.p_key + c * L : NULL;
         const float b_q = a->bq ? a->bq[c] : 0.0f, b_k = a->bk ? a->bk[c] : 0.0f;
-        for (long t = t0; t < t1; t++)
-            query[t - t0] = xrow ? xrow[t] : r.query[c * L + t] + (pq ? pq[t] : b_q);
+        for (int part = 0; part < 2; part++) {
+            long from, to;
+            outside(part, t0, first, stop, t1, t0, t1, &from, &to);
+            for (long t = from; t < to; t++)
+                query[t - t0] = xrow ? xrow[t] : r.query[c * L + t] + (pq ? pq[t] : b_q);
+        }
         for (long j = 0; j < K; j++) {
             const long o = offset[j];
             float *restrict s = scores[j];
-            if (xrow) {
-                for (long t = lo[j]; t < hi[j]; t++)
-                    s[t - t0] += query[t - t0] * (krow[t + o] + pk[t + o]) + pq[t] * xrow[t + o];
-            } else if (pk) {
-                for (long t = lo[j]; t < hi[j]; t++) s[t - t0] += query[t - t0] * (krow[t + o] + pk[t + o]);
-            } else {
-                for (long t = lo[j]; t < hi[j]; t++) s[t - t0] += query[t - t0] * (krow[t + o] + b_k);
+            for (int part = 0; part < 2; part++) {
+                long from, to;
+                outside(part, t0, first, stop, t1, lo[j], hi[j], &from, &to);
+                if (xrow) {
+                    for (long t = from; t < to; t++)
+                        s[t - t0] += query[t - t0] * (krow[t + o] + pk[t + o]) + pq[t] * xrow[t + o];
+                } else if (pk) {
+                    for (long t = from; t < to; t++) s[t - t0] += query[t - t0] * (krow[t + o] + pk[t + o]);
+                } else {
+                    for (long t = from; t < to; t++) s[t - t0] += query[t - t0] * (krow[t + o] + b_k);
+                }
             }
         }
     }
@@ -240,12 +267,12 @@ static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double 
     for (long t = 0; t < width; t++) maximum[t] = -INFINITY;
     for (long j = 0; j < K; j++) {
         const float bias = a->beta ? a->beta[j] : 0.0f;
-        const long first = lo[j] - t0, stop = hi[j] - t0;
+        const long valid_from = lo[j] - t0, valid_to = hi[j] - t0;
         float *restrict logit = weights[j];
         const float *restrict score = scores[j];
         const float *restrict pair = r.pair ? r.pair + j * L + t0 : NULL;
         for (long t = 0; t < width; t++) {
-            const int valid = t >= first && t < stop;
+            const int valid = t >= valid_from && t < valid_to;
             const float dot = pair && valid ? score[t] + pair[t] : score[t];
             logit[t] = (dot + bias) * inv_sqrt_c + (valid ? a->log_valid : a->log_invalid);
             maximum[t] = logit[t] > maximum[t] ? logit[t] : maximum[t];
@@ -261,37 +288,43 @@ static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double 
     }
     for (long t = 0; t < width; t++) total[t] = 1.0f / total[t];
     for (long j = 0; j < K; j++) {
-        const long first = lo[j] - t0, stop = hi[j] - t0;
+        const long valid_from = lo[j] - t0, valid_to = hi[j] - t0;
         float *restrict weight = weights[j];
-        for (long t = 0; t < width; t++) weight[t] = t >= first && t < stop ? weight[t] * total[t] : 0.0f;
+        for (long t = 0; t < width; t++)
+            weight[t] = t >= valid_from && t < valid_to ? weight[t] * total[t] : 0.0f;
     }
     /* mixed = conv + attention, channel by channel, with the statistics of the result. */
-    if (interior) interior_phase(1, a, &r, offset, t0, t1, scores, weights, out);
+    if (stop > first) interior_phase(1, a, &r, offset, t0, first, stop, scores, weights, out);
     for (long c = 0; c < C; c++) {
         float *restrict row = out + c * L;
         const float b_conv = a->bconv ? a->bconv[c] : 0.0f, b_v = a->bv ? a->bv[c] : 0.0f;
         const float *vrow = r.value + c * L, *conv = r.conv ? r.conv + c * L : NULL;
-        for (long t = t0; t < t1 && !interior; t++) row[t] = conv ? b_conv + conv[t] : b_conv;
-        for (long j = 0; j < K && !interior; j++) {
-            const long o = offset[j];
-            const float *restrict w = weights[j];
-            if (a->taps) {
-                const float *tap = r.y + (j * C + c) * L;
-                for (long t = lo[j]; t < hi[j]; t++) row[t] += tap[t + o] + w[t - t0] * (vrow[t + o] + b_v);
-            } else {
-                for (long t = lo[j]; t < hi[j]; t++) row[t] += w[t - t0] * (vrow[t + o] + b_v);
+        for (int part = 0; part < 2; part++) {
+            long from, to;
+            outside(part, t0, first, stop, t1, t0, t1, &from, &to);
+            for (long t = from; t < to; t++) row[t] = conv ? b_conv + conv[t] : b_conv;
+            for (long j = 0; j < K; j++) {
+                const long o = offset[j];
+                const float *restrict w = weights[j];
+                outside(part, t0, first, stop, t1, lo[j], hi[j], &from, &to);
+                if (a->taps) {
+                    const float *tap = r.y + (j * C + c) * L;
+                    for (long t = from; t < to; t++) row[t] += tap[t + o] + w[t - t0] * (vrow[t + o] + b_v);
+                } else {
+                    for (long t = from; t < to; t++) row[t] += w[t - t0] * (vrow[t + o] + b_v);
+                }
             }
         }
         if (!stats) continue;
-        /* Eight independent double accumulators: a vector, where one running sum would be a serial chain. */
-        double sum[LANES] = {0.0}, squares[LANES] = {0.0};
+        /* Eight double lanes: a vector, where one running sum would be a serial chain. */
+        vec8d sum = {0.0}, squares = {0.0};
         long t = t0;
         for (; t + LANES <= t1; t += LANES) {
-            for (long lane = 0; lane < LANES; lane++) {
-                const double value = row[t + lane];
-                sum[lane] += value;
-                squares[lane] += value * value;
-            }
+            vec8f values;
+            memcpy(&values, row + t, sizeof values);
+            const vec8d wide = __builtin_convertvector(values, vec8d);
+            sum += wide;
+            squares += wide * wide;
         }
         for (; t < t1; t++) {
             sum[0] += row[t];

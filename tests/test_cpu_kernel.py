@@ -391,7 +391,7 @@ def test_reused_buffers_give_the_same_results_and_never_alias_outputs():
         with reused_buffers():
             inside = run_all()
             assert {"projections", "hidden", "inner"} <= set(layers_module._reuse.buffers)
-            assert set(layers_module._reuse.weights) == {id(encoder), id(decoder)}
+            assert set(layers_module._reuse.checked) == {id(encoder), id(decoder)}
     # Every earlier result survives the later calls: none is a view of a reused buffer.
     for index, (got, want) in enumerate(zip(inside, outside, strict=True)):
         assert torch.equal(got, want), index
@@ -399,6 +399,26 @@ def test_reused_buffers_give_the_same_results_and_never_alias_outputs():
         hidden = float64_torch_forward(encoder, x, None)
         want = float64_torch_forward(decoder, hidden.float(), cross)
         assert relative_error(got, want) <= 1e-5
+
+
+def test_fused_weights_are_rebuilt_after_the_parameters_change():
+    layer = make_layer(5, 2, CROSS_DIM, "rel", seed=13)
+    generator = torch.Generator().manual_seed(13)
+    x = torch.randn(1, WIDTH, 90, generator=generator)
+    cross = torch.randn(1, CROSS_DIM, 90, generator=generator)
+    changes = [
+        lambda: layer.conv_block[0].weight.mul_(1.5),  # in place: the version counter moves
+        lambda: layer.load_state_dict({k: v * 0.9 for k, v in layer.state_dict().items()}),
+        lambda: setattr(layer.ffn_block[0].weight, "data", layer.ffn_block[0].weight.data.flip(0)),  # storage
+    ]
+    for change in [lambda: None, *changes]:
+        with torch.no_grad():
+            change()
+        want = float64_torch_forward(layer, x, cross)
+        with torch.inference_mode():
+            assert relative_error(layer(x, layer.project_cross(cross)), want) <= 1e-5  # outside a block
+            with reused_buffers():
+                assert relative_error(layer(x, layer.project_cross(cross)), want) <= 1e-5
 
 
 def test_nested_reused_buffers_clear_only_at_the_outermost_exit():
@@ -413,7 +433,7 @@ def test_nested_reused_buffers_clear_only_at_the_outermost_exit():
                 assert layers_module._reuse.buffers is buffers  # the inner block shares the outer's state
                 assert torch.equal(layer(x), expected)
             assert layers_module._reuse.buffers is buffers and buffers
-            assert id(layer) in layers_module._reuse.weights
+            assert id(layer) in layers_module._reuse.checked
             seen_elsewhere = []
             worker = threading.Thread(
                 target=lambda: seen_elsewhere.append(getattr(layers_module._reuse, "buffers", None))
@@ -422,10 +442,10 @@ def test_nested_reused_buffers_clear_only_at_the_outermost_exit():
             worker.join()
             assert seen_elsewhere == [None]  # per thread
             assert torch.equal(layer(x), expected)
-    assert layers_module._reuse.buffers is None and layers_module._reuse.weights is None
+    assert layers_module._reuse.buffers is None and layers_module._reuse.checked is None
     with pytest.raises(ValueError), reused_buffers():  # cleared on an exception too
         raise ValueError
-    assert layers_module._reuse.buffers is None and layers_module._reuse.weights is None
+    assert layers_module._reuse.buffers is None and layers_module._reuse.checked is None
 
 
 # ---- build, cache and fallback, each in a fresh interpreter ------------------------------------------

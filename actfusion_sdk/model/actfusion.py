@@ -124,7 +124,9 @@ class Decoder(nn.Module):
         temb = timestep_embedding(t, self.config.time_emb_dim).to(noisy_labels.dtype)
         temb = second(F.silu(first(temb)))
         time_bias = self.module.time_proj(F.silu(temb))  # added once, before layer 0
-        hidden = pointwise(self.conv_in.weight, self.conv_in.bias, noisy_labels) + time_bias[:, :, None]
+        # conv_in's bias and the time term as one [B, C, 1] bias of the matmul: no extra pass over the output
+        offset = (self.conv_in.bias + time_bias)[:, :, None]
+        hidden = pointwise(self.conv_in.weight, offset, noisy_labels)
         for layer, projection in zip(self.module.layers, cache.projections, strict=True):
             hidden = layer(hidden, projection)
         return pointwise(self.conv_out.weight, self.conv_out.bias, hidden)
@@ -169,9 +171,17 @@ class ActFusion(nn.Module):
         return NoiseSchedule.from_module(self)
 
     def sampler(self) -> DDIMSampler:
-        """A DDIM sampler over this model's (loaded) schedule buffers with the configured settings."""
+        """A DDIM sampler over this model's (loaded) schedule buffers with the configured settings; its
+        elementwise work goes by the CPU kernel library where the attention implementation does (auto,
+        cpu), by torch operations otherwise (the same numbers)."""
         diffusion = self.config.diffusion
-        return DDIMSampler(self.schedule, diffusion.snr_scale, diffusion.eta, diffusion.sampling_timesteps)
+        return DDIMSampler(
+            self.schedule,
+            diffusion.snr_scale,
+            diffusion.eta,
+            diffusion.sampling_timesteps,
+            fused=self.attention_impl in ("auto", "cpu"),
+        )
 
     def encode(
         self, features: torch.Tensor, visible: torch.Tensor | None = None, *, with_logits: bool = True

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..errors import ConfigError
+from ..kernels import sampling as cpu_sampling
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -113,10 +114,12 @@ def _at(table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DDIMStep:
-    """One sampler step's result: the next state (None after the last step) and the clamped x̂0 estimate."""
+    """One sampler step's result: the next state (None after the last step), the clamped x̂0 estimate and,
+    where the step computed it on the way, the next decoder input `decoder_input(state)` in float32."""
 
     state: torch.Tensor | None
     x0: torch.Tensor
+    noisy_labels: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -138,11 +141,20 @@ class DDIMSampler:
     """DDIM in label space with the official timestep pairs, clamping and random-draw order (spec §3)."""
 
     def __init__(
-        self, schedule: NoiseSchedule, snr_scale: float, eta: float = 1.0, sampling_timesteps: int = 25
+        self,
+        schedule: NoiseSchedule,
+        snr_scale: float,
+        eta: float = 1.0,
+        sampling_timesteps: int = 25,
+        *,
+        fused: bool = True,
     ) -> None:
+        """fused: on the CPU, draw float64 noise and update the state by the C kernel where it is
+        available (kernels/sampling.py: the same numbers); False keeps the official torch operations."""
         self.schedule = schedule
         self.snr_scale = snr_scale
         self.eta = eta
+        self.fused = fused
         self.set_timesteps(sampling_timesteps)
 
     def set_timesteps(self, sampling_timesteps: int) -> None:
@@ -165,15 +177,24 @@ class DDIMSampler:
         state: torch.Tensor,
         generators: Sequence[torch.Generator],
     ) -> DDIMStep:
-        """Advance the state from t to t_next given the decoder's class logits at t."""
+        """Advance the state from t to t_next given the decoder's class logits at t. `fused` on the CPU,
+        one pass of the C kernel (kernels/sampling.py) computes the same numbers as the torch operations
+        below, and the next decoder input with them."""
         s = self.snr_scale
-        x0 = torch.clamp(normalize(torch.softmax(logits, dim=1), s), -s, s)
+        probs = torch.softmax(logits, dim=1)
         if t_next < 0:
-            return DDIMStep(state=None, x0=x0)
+            return DDIMStep(state=None, x0=torch.clamp(normalize(probs, s), -s, s))
         coefficients = self.coefficients(t, t_next)
+        noise = _draw(state.shape, state.dtype, generators, state.device, fused=self.fused)
+        if self.fused and state.device.type == "cpu":
+            factors = {field.name: getattr(coefficients, field.name).item() for field in fields(coefficients)}
+            fused = cpu_sampling.ddim_update(probs, state, noise, **factors, scale=s)
+            if fused is not None:
+                x0, next_state, noisy_labels = fused
+                return DDIMStep(state=next_state, x0=x0, noisy_labels=noisy_labels)
+        x0 = torch.clamp(normalize(probs, s), -s, s)
         # The unclamped state gives ε̂; the dimensioned float64 factors promote it to float64 (spec §9.5).
         eps = (coefficients.recip * state - x0) / coefficients.recipm1
-        noise = _draw(state.shape, state.dtype, generators, state.device)
         next_state = x0 * coefficients.sqrt_alpha_next + coefficients.c * eps + coefficients.sigma * noise
         return DDIMStep(state=next_state, x0=x0)
 
@@ -204,11 +225,16 @@ class DDIMSampler:
         `denoise(noisy_labels, t)` gets the noisy labels cast to `dtype` (the model's) and t as [B] int64.
         """
         state = self.initial_state(shape, generators, device)
+        noisy_labels = decoder_input(state, self.snr_scale)
         for t, t_next in self.timestep_pairs:  # the last pair has t_next = -1 and ends with state None
             t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
-            logits = denoise(decoder_input(state, self.snr_scale).to(dtype), t_batch)
+            logits = denoise(noisy_labels.to(dtype), t_batch)
             result = self.step(logits, t, t_next, state, generators)
             state = result.state
+            if state is not None:
+                noisy_labels = result.noisy_labels
+                if noisy_labels is None or noisy_labels.dtype != dtype:
+                    noisy_labels = decoder_input(state, self.snr_scale)
         return denormalize(result.x0, self.snr_scale)
 
 
@@ -217,11 +243,18 @@ def _draw(
     dtype: torch.dtype,
     generators: Sequence[torch.Generator],
     device: torch.device | str,
+    *,
+    fused: bool = False,
 ) -> torch.Tensor:
-    """A standard-normal draw of shape [1, *shape[1:]] per batch element, each from its CPU generator."""
+    """A standard-normal draw of shape [1, *shape[1:]] per batch element, each from its CPU generator
+    (`fused` float64 ones through kernels/sampling.py where it reproduces torch.randn)."""
     if len(generators) != shape[0]:
         raise ConfigError(f"need one generator per batch element: {len(generators)} for batch {shape[0]}")
     draws = torch.empty(tuple(shape), dtype=dtype)
-    for row, generator in zip(draws.split(1), generators, strict=True):
-        torch.randn(row.shape, generator=generator, dtype=dtype, out=row)  # no concatenation copy
+    fast = fused and dtype == torch.float64 and cpu_sampling.draws_like_torch(draws[0].numel())
+    for row, generator in zip(draws.split(1), generators, strict=True):  # rows: no concatenation copy
+        if fast:
+            cpu_sampling.normal_draw(generator, out=row)
+        else:
+            torch.randn(row.shape, generator=generator, dtype=dtype, out=row)
     return draws.to(device)

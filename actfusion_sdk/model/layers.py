@@ -121,6 +121,11 @@ class DilatedAttentionLayer(nn.Module):
         self.ffn_block = nn.Sequential(nn.Conv1d(width, width, 1), nn.ReLU(), nn.Conv1d(width, width, 1))
         self.rel_pos_emb = nn.Embedding(POSITION_TABLE_SIZE, 1) if pos == "rel" else None
         self.dropout = nn.Dropout(dropout)
+        self._fused: tuple[tuple[tuple[int, int], ...], FusedWeights] | None = None
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out the fused CPU path's weights (rebuilt on use)."""
+        return {**super().__getstate__(), "_fused": None}
 
     def tap_bias(self) -> torch.Tensor | None:
         """β_j = E[10000 + min(j·d, 100)], one learned bias per tap, shared by all queries (spec §2, §9.4)."""
@@ -187,10 +192,17 @@ class DilatedAttentionLayer(nn.Module):
         return problem is None
 
     def inference_weights(self) -> FusedWeights:
-        """The fused CPU path's matrices, built once per `reused_buffers` block."""
-        cache = getattr(_reuse, "weights", None)
-        if cache is not None and id(self) in cache:
-            return cache[id(self)][1]
+        """The fused CPU path's matrices, built on first use and again after any change of the layer's
+        parameters (seen in their storage addresses and version counters; checked once per
+        `reused_buffers` block, within which the weights must not change)."""
+        checked = getattr(_reuse, "checked", None)
+        if checked is not None and id(self) in checked:
+            return self._fused[1]
+        key = tuple((parameter.data_ptr(), parameter._version) for parameter in self.parameters())
+        if checked is not None:
+            checked[id(self)] = self  # the layer is kept so that its id stays its own
+        if self._fused is not None and self._fused[0] == key:
+            return self._fused[1]
         width = self.width
         taps = self.conv_block[0].weight.permute(2, 0, 1).reshape(-1, width)
         q_weight, k_weight, v_weight = self.projection_weight().split(width)
@@ -207,12 +219,11 @@ class DilatedAttentionLayer(nn.Module):
             stacked=torch.cat([taps, q_weight, k_weight, v_weight]),
             expanded=expanded,
             winograd=winograd,
-            ffn_first=first.weight.reshape(width, width),
-            ffn_second=second.weight.reshape(width, width),
+            ffn_first=first.weight.reshape(width, width).clone(),  # snapshots, not views of parameters
+            ffn_second=second.weight.reshape(width, width).clone(),
             tap_bias=self.tap_bias(),
         )
-        if cache is not None:
-            cache[id(self)] = (self, weights)  # the layer is kept so that its id stays its own
+        self._fused = (key, weights)
         return weights
 
     def uses_winograd(self, length: int) -> bool:
@@ -325,20 +336,20 @@ _reuse = threading.local()
 
 @contextlib.contextmanager
 def reused_buffers() -> Iterator[None]:
-    """Within this block, layers on the fused CPU path build their stacked weights (and a decoder layer
-    the expanded q·k's terms of its cross projection) once, and reuse one buffer per thread for each of
-    their within-layer intermediates (the stacked projections, the normalised mix, the FFN's inner
-    activation) instead of allocating them per call: allocations above glibc's mmap threshold (32 MiB)
-    are page-faulted afresh every time. All is dropped at the end of the outermost block, which must not
-    outlive a change of the weights."""
+    """Within this block, layers on the fused CPU path check their weights for changes once (decoder
+    layers also build the expanded q·k's terms of their cross projection once), and reuse one buffer
+    per thread for each of their within-layer intermediates (the stacked projections, the normalised
+    mix, the FFN's inner activation) instead of allocating them per call: allocations above glibc's
+    mmap threshold (32 MiB) are page-faulted afresh every time. All is dropped at the end of the
+    outermost block, which must not outlive a change of the weights."""
     outermost = getattr(_reuse, "buffers", None) is None
     if outermost:
-        _reuse.buffers, _reuse.weights, _reuse.cross = {}, {}, {}
+        _reuse.buffers, _reuse.cross, _reuse.checked = {}, {}, {}
     try:
         yield
     finally:
         if outermost:
-            _reuse.buffers = _reuse.weights = _reuse.cross = None
+            _reuse.buffers = _reuse.cross = _reuse.checked = None
 
 
 def _reused_buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor | None:
