@@ -13,6 +13,7 @@ module does not import triton.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import hashlib
 import math
@@ -166,7 +167,28 @@ def _rows_contiguous(tensor: torch.Tensor) -> bool:
     return tensor.stride(-1) == 1 and (tensor.dim() != 3 or tensor.stride(1) == tensor.shape[2])
 
 
-def mix(
+@dataclasses.dataclass(frozen=True)
+class PreparedMix:
+    """A validated `mix` call on fixed tensors (`prepare_mix`): `run` calls the kernel, as often as needed,
+    on whatever the tensors hold then; an expanded form may take a new input x of the same shape per run."""
+
+    arguments: MixArgs
+    out: torch.Tensor
+    tensors: tuple[torch.Tensor | None, ...]  # every tensor the arguments point to, kept alive
+
+    def run(self, expanded_input: torch.Tensor | None = None) -> torch.Tensor:
+        """The kernel on the prepared tensors (and this x for the expanded form); returns `out`."""
+        if expanded_input is not None:
+            if not self.arguments.expanded:
+                raise CpuKernelError("this mix was not prepared for the expanded form")
+            _check("expanded_input", expanded_input, tuple(self.out.shape))
+            self.arguments.x = expanded_input.data_ptr()
+            self.arguments.x_stride = expanded_input.stride(0)
+        _call(self.arguments)
+        return self.out
+
+
+def prepare_mix(
     projections: torch.Tensor,
     kernel_size: int,
     dilation: int,
@@ -184,16 +206,8 @@ def mix(
     log_invalid: float,
     norm_eps: float | None,
     out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """conv + dilated attention (and instance norm when norm_eps is given) from stacked projections.
-
-    Plain: projections [B, (K+3)·C, L] holds W_j·x for the K conv taps, then W_q·x, W_k·x,
-    W_v·x; `cross` [B, 2C, L] is a per-position bias of q and k (instead of query_bias, key_bias).
-    Expanded (`expanded_input` is x [B, C, L]): projections hold the taps, then W_q^T W_k·x, W_v·x;
-    `cross` holds [W_k^T p_q; W_q^T p_k] and `pair` [B, K, L] p_q(t)·p_k(t + o_j) (cpu_layer.c explains).
-    With `conv` [B, C, L] (the conv without its bias, e.g. from `winograd_output`), projections hold no
-    tap rows. Returns out [B, C, L] (allocated when not given).
-    """
+) -> PreparedMix:
+    """`mix` checked and set up once, to run later (see `mix` for the arguments)."""
     expanded = expanded_input is not None
     taps = 0 if conv is not None else kernel_size
     blocks = taps + (2 if expanded else 3)
@@ -217,7 +231,7 @@ def mix(
         raise CpuKernelError("out must be contiguous")
     tiles = -(-length // TILE)
     stats = None if norm_eps is None else torch.empty(2 * batch * tiles * channels, dtype=torch.float64)
-    _run(
+    arguments = MixArgs(  # the other fields zero/NULL
         y=projections.data_ptr(),
         y_stride=projections.stride(0),
         **_batched("x", expanded_input),
@@ -242,7 +256,22 @@ def mix(
         out=out.data_ptr(),
         stats=_address(stats),
     )
-    return out
+    tensors = (projections, cross, query_bias, key_bias, value_bias, conv_bias, tap_bias)
+    return PreparedMix(arguments=arguments, out=out, tensors=(*tensors, expanded_input, pair, conv, stats))
+
+
+def mix(projections: torch.Tensor, kernel_size: int, dilation: int, **terms) -> torch.Tensor:
+    """conv + dilated attention (and instance norm when norm_eps is given) from stacked projections.
+
+    Plain: projections [B, (K+3)·C, L] holds W_j·x for the K conv taps, then W_q·x, W_k·x,
+    W_v·x; `cross` [B, 2C, L] is a per-position bias of q and k (instead of query_bias, key_bias).
+    Expanded (`expanded_input` is x [B, C, L]): projections hold the taps, then W_q^T W_k·x, W_v·x;
+    `cross` holds [W_k^T p_q; W_q^T p_k] and `pair` [B, K, L] p_q(t)·p_k(t + o_j) (cpu_layer.c explains).
+    With `conv` [B, C, L] (the conv without its bias, e.g. from `winograd_output`), projections hold no
+    tap rows; `conv` may be `out` itself. Keyword arguments as `prepare_mix`; returns out [B, C, L]
+    (allocated when not given).
+    """
+    return prepare_mix(projections, kernel_size, dilation, **terms).run()
 
 
 def attention(
@@ -263,7 +292,7 @@ def attention(
         _check(name, tensor, shape)
     _check("tap_bias", tap_bias, (kernel_size,))
     out = q.new_empty(shape)
-    _run(
+    arguments = MixArgs(  # the other fields zero/NULL
         **_batched("q", q),
         **_batched("k", k),
         **_batched("v", v),
@@ -277,16 +306,17 @@ def attention(
         log_invalid=log_invalid,
         out=out.data_ptr(),
     )
+    _call(arguments)
     return out
 
 
-def _run(**fields: int | float | None) -> None:
-    """actfusion_mix on the given MixArgs fields (the rest zero/NULL), on torch's thread count."""
-    arguments = MixArgs(**fields, threads=torch.get_num_threads())
+def _call(arguments: MixArgs) -> None:
+    """actfusion_mix on `arguments`, on torch's current thread count."""
+    arguments.threads = torch.get_num_threads()
     if library().actfusion_mix(ctypes.byref(arguments)) != 0:
         raise CpuKernelError(
-            f"the CPU kernel does not handle kernel_size {fields['K']}, dilation {fields['dilation']}, "
-            f"{fields['B']} x {fields['C']} channels x {fields['L']} frames"
+            f"the CPU kernel does not handle kernel_size {arguments.K}, dilation {arguments.dilation}, "
+            f"{arguments.B} x {arguments.C} channels x {arguments.L} frames"
         )
 
 

@@ -43,7 +43,7 @@ struct mix_args {
     long p_stride;
     const float *pair;    /* expanded: [B, K, L] p_q(t)·p_k(t + o_j) */
     long pair_stride;
-    const float *conv;    /* taps = 0: the conv without its bias [B, C, L], may be NULL (no conv) */
+    const float *conv;    /* taps = 0: the conv without its bias [B, C, L], may be NULL (no conv) or `out` */
     long conv_stride;
     const float *bq, *bk; /* plain without p: per-channel biases of q and k, may be NULL */
     const float *bv;      /* [C] bias of v, may be NULL */
@@ -87,6 +87,7 @@ static inline void tap_window(long t0, long t1, long offset, long length, long *
 /* The per-batch-element view of the rows the tile loops read. */
 struct rows {
     const float *y, *query, *key, *value, *x, *p_query, *p_key, *pair, *conv;
+    int conv_in_out; /* the conv is in `out` already (conv == out): each value is read before it is written */
 };
 
 static struct rows rows_of(const struct mix_args *a, long b) {
@@ -107,7 +108,8 @@ static struct rows rows_of(const struct mix_args *a, long b) {
     r.p_query = a->p ? a->p + b * a->p_stride : NULL;
     r.p_key = a->p ? r.p_query + plane : NULL;
     r.pair = a->expanded ? a->pair + b * a->pair_stride : NULL;
-    r.conv = a->conv ? a->conv + b * a->conv_stride : NULL;
+    r.conv_in_out = a->conv && a->conv == a->out && a->conv_stride == plane;
+    r.conv = a->conv && !r.conv_in_out ? a->conv + b * a->conv_stride : NULL;
     return r;
 }
 
@@ -171,7 +173,7 @@ static inline __attribute__((always_inline)) void interior_output(const struct m
         } else {
             const float *restrict conv = r->conv ? r->conv + c * L : NULL;
             for (long t = t0; t < t1; t++) {
-                float value = conv ? b_conv + conv[t] : b_conv;
+                float value = r->conv_in_out ? b_conv + row[t] : conv ? b_conv + conv[t] : b_conv;
                 for (long j = 0; j < K; j++) value += weights[j][t - base] * (vrow[t + offset[j]] + b_v);
                 row[t] = value;
             }
@@ -302,7 +304,8 @@ static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double 
         for (int part = 0; part < 2; part++) {
             long from, to;
             outside(part, t0, first, stop, t1, t0, t1, &from, &to);
-            for (long t = from; t < to; t++) row[t] = conv ? b_conv + conv[t] : b_conv;
+            for (long t = from; t < to; t++)
+                row[t] = r.conv_in_out ? b_conv + row[t] : conv ? b_conv + conv[t] : b_conv;
             for (long j = 0; j < K; j++) {
                 const long o = offset[j];
                 const float *restrict w = weights[j];

@@ -401,6 +401,32 @@ def test_reused_buffers_give_the_same_results_and_never_alias_outputs():
         assert relative_error(got, want) <= 1e-5
 
 
+def test_a_block_prepares_each_forward_once_per_shape_and_cross_projection(monkeypatch):
+    layer = make_layer(5, 2, CROSS_DIM, "rel", seed=14)
+    generator = torch.Generator().manual_seed(14)
+    prepared = []
+    original = DilatedAttentionLayer.prepare_forward
+    monkeypatch.setattr(
+        DilatedAttentionLayer,
+        "prepare_forward",
+        lambda self, x, cross: prepared.append((x.shape[2], cross)) or original(self, x, cross),
+    )
+    long, other = (torch.randn(1, CROSS_DIM, 90, generator=generator) for _ in range(2))
+    short = long[:, :, :40]
+    sources = [long, long, short, other, long]  # the cross features of each call
+    inputs = [torch.randn(1, WIDTH, source.shape[2], generator=generator) for source in sources]
+    with torch.inference_mode(), reused_buffers():
+        projections = {id(source): layer.project_cross(source) for source in (long, short, other)}
+        got = [layer(x, projections[id(source)]) for x, source in zip(inputs, sources, strict=True)]
+    # one plan per (length, cross projection): the second and last calls reuse the first one's
+    assert [
+        (length, cross is projections[id(source)])
+        for (length, cross), source in zip(prepared, (long, short, other), strict=True)
+    ] == [(90, True), (40, True), (90, True)]
+    for x, source, out in zip(inputs, sources, got, strict=True):
+        assert relative_error(out, float64_torch_forward(layer, x, source)) <= 1e-5
+
+
 def test_fused_weights_are_rebuilt_after_the_parameters_change():
     layer = make_layer(5, 2, CROSS_DIM, "rel", seed=13)
     generator = torch.Generator().manual_seed(13)

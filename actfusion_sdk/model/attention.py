@@ -10,7 +10,7 @@ Implementations: "reference" (gather, the test oracle), "torch" (per-tap shifted
 "triton" (fused kernels in actfusion_sdk.kernels, imported lazily), "cpu" (the fused C kernel of
 actfusion_sdk.kernels.cpu, compiled on first use; inference only) and "auto" (triton on CUDA when available,
 else torch; float64 always takes torch). A layer's inference forward on CPU with "auto" or "cpu" goes further
-and runs its conv, attention and instance norm in one kernel pass (`fused_mixed_norm`).
+and runs its conv, attention and instance norm in one kernel pass (`prepare_fused_mixed_norm`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ import functools
 import importlib.util
 import math
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import KernelError
+
+if TYPE_CHECKING:
+    from ..kernels.cpu import PreparedMix
 
 IMPLEMENTATIONS = ("auto", "reference", "torch", "triton", "cpu")
 # "auto" sends these CUDA dtypes to the Triton kernels; float64 stays on the torch path there.
@@ -63,6 +67,7 @@ def _validate(
         )
 
 
+@functools.cache
 @functools.cache
 def log_mask_terms() -> tuple[float, float]:
     """(ln(fp32(1e-6)), ln(fp32(1 + 1e-6))): the official log(mask + 1e-6) terms in fp32 (spec §2)."""
@@ -224,7 +229,7 @@ def cpu_kernel_problem(x: torch.Tensor, kernel_size: int) -> str | None:
     return None
 
 
-def fused_mixed_norm(
+def prepare_fused_mixed_norm(
     projections: torch.Tensor,
     kernel_size: int,
     dilation: int,
@@ -232,14 +237,15 @@ def fused_mixed_norm(
     norm_eps: float,
     out: torch.Tensor | None = None,
     **terms: torch.Tensor | None,
-) -> torch.Tensor:
-    """A layer's IN(conv + attention) by the fused CPU kernel from its stacked projections; `terms` are the
-    biases, expanded-q·k tensors and precomputed conv of `actfusion_sdk.kernels.cpu.mix`, which says what
-    each holds. The official log-mask terms (spec §2) are added here."""
+) -> PreparedMix:
+    """A layer's IN(conv + attention) by the fused CPU kernel from its stacked projections, prepared to
+    run (`actfusion_sdk.kernels.cpu.PreparedMix`); `terms` are the biases, expanded-q·k tensors and
+    precomputed conv of `actfusion_sdk.kernels.cpu.mix`, which says what each holds. The official
+    log-mask terms (spec §2) are added here."""
     from ..kernels import cpu
 
     log_invalid, log_valid = log_mask_terms()
-    return cpu.mix(
+    return cpu.prepare_mix(
         projections,
         kernel_size,
         dilation,
@@ -249,15 +255,6 @@ def fused_mixed_norm(
         out=out,
         **terms,
     )
-
-
-def fused_bias_act(
-    values: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None, *, relu: bool
-) -> None:
-    """In place on [B, C, L]: values = act(values + bias (+ residual)), the CPU kernel's 1×1-conv epilogue."""
-    from ..kernels import cpu
-
-    cpu.bias_act(values, bias, residual, relu)
 
 
 def _cpu_dilated_attention(

@@ -21,8 +21,7 @@ from ..kernels import cpu as cpu_kernel
 from .attention import (
     cpu_kernel_problem,
     dilated_attention,
-    fused_bias_act,
-    fused_mixed_norm,
+    prepare_fused_mixed_norm,
     rel_tap_bias,
     tap_ranges,
 )
@@ -263,31 +262,55 @@ class DilatedAttentionLayer(nn.Module):
         return cache[id(self)]
 
     def forward_cpu(self, x: torch.Tensor, cross_projection: torch.Tensor | None) -> torch.Tensor:
-        """The inference forward by the fused CPU kernel: one matmul of x by the stacked conv taps and
-        q, k, v weights (or, for the decoder within a `reused_buffers` block, by the taps, W_q^T W_k and
-        W_v), the taps' rows left out where the conv goes by Winograd (`uses_winograd`), then conv +
-        attention + instance norm in one kernel pass; the FFN's biases, ReLU and the residual are applied
-        in place after its matmuls."""
+        """The inference forward by the fused CPU kernel (`FusedForward`), prepared once per input shape
+        and cross projection within a `reused_buffers` block, else for this call."""
         x = x.contiguous()
-        batch, width, length = x.shape
+        plans = getattr(_reuse, "plans", None)
+        # A plan keeps its cross projection alive, so that the id in its key stays that tensor's.
+        key = (id(self), tuple(x.shape), None if cross_projection is None else id(cross_projection))
+        plan = None if plans is None else plans.get(key)
+        if plan is None:
+            plan = self.prepare_forward(x, cross_projection)
+            if plans is not None:
+                plans[key] = plan
+        return plan(x)
+
+    def prepare_forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None) -> FusedForward:
+        """The fused CPU forward for inputs shaped like x (contiguous): one matmul of x by the stacked
+        conv taps and q, k, v weights (or, for the decoder within a `reused_buffers` block, by the taps,
+        W_q^T W_k and W_v), the taps' rows left out where the conv goes by Winograd (`uses_winograd`),
+        then conv + attention + instance norm in one kernel pass; the FFN's biases, ReLU and the residual
+        are applied in place after its matmuls."""
+        shape = x.shape
+        batch, width, length = shape
         weights = self.inference_weights()
         conv, (first, _, second) = self.conv_block[0], self.ffn_block
         expansion = None if cross_projection is None else self.expanded_cross(cross_projection)
         stacked = weights.stacked if expansion is None else weights.expanded
+        hidden = _reused_buffer("hidden", shape)
+        if hidden is None:
+            hidden = torch.empty(shape)
         terms: dict[str, torch.Tensor | None] = {}
+        winograd = None
         if weights.winograd is not None and self.uses_winograd(length):
-            terms["conv"] = self.winograd_conv(x, weights.winograd)
+            tiles = cpu_kernel.winograd_tiles(length, self.dilation)
+            buffers = tuple(
+                _reused_buffer(name, (batch, len(weights.winograd), width, tiles))
+                for name in ("winograd_inputs", "winograd_products")
+            )
+            winograd = (weights.winograd, *buffers)
+            terms["conv"] = hidden  # the conv goes into the mix's output, read there before overwritten
             stacked = stacked[self.kernel_size * width :]  # q, k, v rows only
-        projections = torch.bmm(
-            stacked.expand(batch, -1, -1), x, out=_reused_buffer("projections", (batch, len(stacked), length))
-        )
+        projections = _reused_buffer("projections", (batch, len(stacked), length))
+        if projections is None:
+            projections = torch.empty((batch, len(stacked), length))
         if expansion is not None:
             terms |= {"cross": expansion.side, "expanded_input": x, "pair": expansion.pair}
         elif cross_projection is not None:
             terms["cross"] = cross_projection
         else:
             terms |= {"query_bias": self.att_linear_q.bias, "key_bias": self.att_linear_k.bias}
-        hidden = fused_mixed_norm(
+        mix = prepare_fused_mixed_norm(
             projections,
             self.kernel_size,
             self.dilation,
@@ -295,29 +318,22 @@ class DilatedAttentionLayer(nn.Module):
             conv_bias=conv.bias,
             tap_bias=weights.tap_bias,
             norm_eps=NORM_EPS,
-            out=_reused_buffer("hidden", x.shape),
+            out=hidden,
             **terms,
         )
-        inner = torch.bmm(
-            weights.ffn_first.expand(batch, -1, -1), hidden, out=_reused_buffer("inner", x.shape)
-        )
-        fused_bias_act(inner, first.bias, None, relu=True)
-        out = torch.bmm(weights.ffn_second.expand(batch, -1, -1), inner)
-        fused_bias_act(out, second.bias, x, relu=False)
-        return out
-
-    def winograd_conv(self, x: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
-        """The conv without its bias by Winograd F(4, K) on x [B, C, L] (contiguous), `transformed` being
-        the weight from `cpu_kernel.winograd_weight`: input transform, α C×C matmuls, output transform."""
-        batch, width, length = x.shape
-        points, tiles = len(transformed), cpu_kernel.winograd_tiles(length, self.dilation)
-        shape = (batch, points, width, tiles)
-        inputs = cpu_kernel.winograd_input(
-            x, self.kernel_size, self.dilation, out=_reused_buffer("winograd_inputs", shape)
-        )
-        products = torch.matmul(transformed, inputs, out=_reused_buffer("winograd_products", shape))
-        return cpu_kernel.winograd_output(
-            products, self.kernel_size, self.dilation, length, out=_reused_buffer("conv", x.shape)
+        return FusedForward(
+            layer=self,
+            cross_projection=cross_projection,
+            stacked=stacked.expand(batch, -1, -1),
+            projections=projections,
+            winograd=winograd,
+            mix=mix,
+            expanded=expansion is not None,
+            ffn_first=weights.ffn_first.expand(batch, -1, -1),
+            ffn_second=weights.ffn_second.expand(batch, -1, -1),
+            inner=_reused_buffer("inner", shape),
+            first_bias=first.bias,
+            second_bias=second.bias,
         )
 
     def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
@@ -331,25 +347,62 @@ class DilatedAttentionLayer(nn.Module):
         return pointwise(second.weight, second.bias, inner).add_(x)
 
 
+@dataclass(frozen=True)
+class FusedForward:
+    """A layer's inference forward on the fused CPU path, prepared for one input shape (and cross
+    projection): matrices, buffers and the checked kernel call, so that a call is the matmuls and kernel
+    passes with little Python between them. Its buffers are reused by every call: the result of a call
+    is the only fresh tensor."""
+
+    layer: DilatedAttentionLayer
+    cross_projection: torch.Tensor | None  # kept: the plan's key holds its id
+    stacked: torch.Tensor  # [B, rows, C]
+    projections: torch.Tensor
+    winograd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # U, input and product buffers
+    mix: cpu_kernel.PreparedMix  # into its `out`, the layer's hidden buffer
+    expanded: bool
+    ffn_first: torch.Tensor
+    ffn_second: torch.Tensor
+    inner: torch.Tensor | None
+    first_bias: torch.Tensor
+    second_bias: torch.Tensor
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        layer, hidden = self.layer, self.mix.out
+        if self.winograd is not None:
+            transformed, inputs, products = self.winograd
+            inputs = cpu_kernel.winograd_input(x, layer.kernel_size, layer.dilation, out=inputs)
+            products = torch.matmul(transformed, inputs, out=products)
+            cpu_kernel.winograd_output(products, layer.kernel_size, layer.dilation, x.shape[2], out=hidden)
+        torch.bmm(self.stacked, x, out=self.projections)
+        self.mix.run(x if self.expanded else None)
+        inner = torch.bmm(self.ffn_first, hidden, out=self.inner)
+        cpu_kernel.bias_act(inner, self.first_bias, None, relu=True)
+        out = torch.bmm(self.ffn_second, inner)
+        cpu_kernel.bias_act(out, self.second_bias, x, relu=False)
+        return out
+
+
 _reuse = threading.local()
 
 
 @contextlib.contextmanager
 def reused_buffers() -> Iterator[None]:
-    """Within this block, layers on the fused CPU path check their weights for changes once (decoder
-    layers also build the expanded q·k's terms of their cross projection once), and reuse one buffer
-    per thread for each of their within-layer intermediates (the stacked projections, the normalised
-    mix, the FFN's inner activation) instead of allocating them per call: allocations above glibc's
-    mmap threshold (32 MiB) are page-faulted afresh every time. All is dropped at the end of the
+    """Within this block, layers on the fused CPU path check their weights for changes once, prepare
+    their forward (`FusedForward`) once per input shape and cross projection (decoder layers also build
+    the expanded q·k's terms of their cross projection once), and reuse one buffer per thread for each
+    of their within-layer intermediates (the stacked projections, the Winograd transforms, the
+    normalised mix, the FFN's inner activation) instead of allocating them per call: allocations above
+    glibc's mmap threshold (32 MiB) are page-faulted afresh every time. All is dropped at the end of the
     outermost block, which must not outlive a change of the weights."""
     outermost = getattr(_reuse, "buffers", None) is None
     if outermost:
-        _reuse.buffers, _reuse.cross, _reuse.checked = {}, {}, {}
+        _reuse.buffers, _reuse.cross, _reuse.checked, _reuse.plans = {}, {}, {}, {}
     try:
         yield
     finally:
         if outermost:
-            _reuse.buffers = _reuse.cross = _reuse.checked = None
+            _reuse.buffers = _reuse.cross = _reuse.checked = _reuse.plans = None
 
 
 def _reused_buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor | None:
