@@ -287,23 +287,19 @@ class DilatedAttentionLayer(nn.Module):
         conv, (first, _, second) = self.conv_block[0], self.ffn_block
         expansion = None if cross_projection is None else self.expanded_cross(cross_projection)
         stacked = weights.stacked if expansion is None else weights.expanded
-        hidden = _reused_buffer("hidden", shape)
-        if hidden is None:
-            hidden = torch.empty(shape)
+        hidden = _buffer("hidden", shape)
         terms: dict[str, torch.Tensor | None] = {}
         winograd = None
         if weights.winograd is not None and self.uses_winograd(length):
             tiles = cpu_kernel.winograd_tiles(length, self.dilation)
             buffers = tuple(
-                _reused_buffer(name, (batch, len(weights.winograd), width, tiles))
+                _buffer(name, (batch, len(weights.winograd), width, tiles))
                 for name in ("winograd_inputs", "winograd_products")
             )
             winograd = (weights.winograd, *buffers)
             terms["conv"] = hidden  # the conv goes into the mix's output, read there before overwritten
             stacked = stacked[self.kernel_size * width :]  # q, k, v rows only
-        projections = _reused_buffer("projections", (batch, len(stacked), length))
-        if projections is None:
-            projections = torch.empty((batch, len(stacked), length))
+        projections = _buffer("projections", (batch, len(stacked), length))
         if expansion is not None:
             terms |= {"cross": expansion.side, "expanded_input": x, "pair": expansion.pair}
         elif cross_projection is not None:
@@ -331,7 +327,7 @@ class DilatedAttentionLayer(nn.Module):
             expanded=expansion is not None,
             ffn_first=weights.ffn_first.expand(batch, -1, -1),
             ffn_second=weights.ffn_second.expand(batch, -1, -1),
-            inner=_reused_buffer("inner", shape),
+            inner=_buffer("inner", shape),
             first_bias=first.bias,
             second_bias=second.bias,
         )
@@ -363,7 +359,7 @@ class FusedForward:
     expanded: bool
     ffn_first: torch.Tensor
     ffn_second: torch.Tensor
-    inner: torch.Tensor | None
+    inner: torch.Tensor
     first_bias: torch.Tensor
     second_bias: torch.Tensor
 
@@ -371,8 +367,8 @@ class FusedForward:
         layer, hidden = self.layer, self.mix.out
         if self.winograd is not None:
             transformed, inputs, products = self.winograd
-            inputs = cpu_kernel.winograd_input(x, layer.kernel_size, layer.dilation, out=inputs)
-            products = torch.matmul(transformed, inputs, out=products)
+            cpu_kernel.winograd_input(x, layer.kernel_size, layer.dilation, out=inputs)
+            torch.matmul(transformed, inputs, out=products)
             cpu_kernel.winograd_output(products, layer.kernel_size, layer.dilation, x.shape[2], out=hidden)
         torch.bmm(self.stacked, x, out=self.projections)
         self.mix.run(x if self.expanded else None)
@@ -405,11 +401,12 @@ def reused_buffers() -> Iterator[None]:
             _reuse.buffers = _reuse.cross = _reuse.checked = _reuse.plans = None
 
 
-def _reused_buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor | None:
-    """A float32 CPU tensor of `shape` from the thread's buffer `name`, or None outside `reused_buffers`."""
+def _buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """A float32 CPU tensor of `shape`: a view of the thread's buffer `name` within `reused_buffers`,
+    else a new one."""
     buffers = getattr(_reuse, "buffers", None)
     if buffers is None:
-        return None
+        return torch.empty(shape)
     size = math.prod(shape)
     if name not in buffers or buffers[name].numel() < size:
         buffers[name] = torch.empty(size)
