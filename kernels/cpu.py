@@ -28,7 +28,7 @@ import torch
 
 # The layer kernel and the sampler's elementwise work (`sampling`), built into one library.
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_layer.c", "cpu_sampling.c"))
-TILE = 256  # columns per tile (sizes the statistics scratch): checked against cpu_layer.c when it loads
+TILE = 512  # columns per tile (sizes the statistics scratch): checked against cpu_layer.c when it loads
 MAX_TAPS = 16  # the largest kernel_size it handles: checked against cpu_layer.c when it loads
 FLAGS = (
     "-O3",

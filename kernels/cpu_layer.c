@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define TILE 256
+#define TILE 512
 #define MAX_TAPS 16
 #define LANES 8
 

@@ -221,7 +221,7 @@ def test_fused_path_is_not_taken_for_torch_reference_or_float64():
 @pytest.fixture(scope="module")
 def model_and_features():
     model = small_model(seed=4)
-    features = torch.randn(model.config.encoder.input_dim, 1030, generator=torch.Generator().manual_seed(4))
+    features = torch.randn(model.config.encoder.input_dim, 2100, generator=torch.Generator().manual_seed(4))
     return model, features.numpy()
 
 
