@@ -122,6 +122,9 @@ def library() -> ctypes.CDLL:
     library.actfusion_mix.restype = ctypes.c_int
     library.actfusion_bias_act.argtypes = [_POINTER] * 3 + [ctypes.c_long] * 3 + [ctypes.c_int] * 2
     library.actfusion_bias_act.restype = None
+    library.actfusion_tap_products.argtypes = [_POINTER] * 2 + [ctypes.c_long, _POINTER] + [ctypes.c_long] * 5
+    library.actfusion_tap_products.argtypes += [ctypes.c_int]
+    library.actfusion_tap_products.restype = ctypes.c_int
     for name in ("actfusion_winograd_input", "actfusion_winograd_output"):
         getattr(library, name).argtypes = [_POINTER] * 3 + [ctypes.c_long] * 6 + [ctypes.c_int]
         getattr(library, name).restype = ctypes.c_int
@@ -323,6 +326,33 @@ def _call(arguments: MixArgs) -> None:
 def _batched(name: str, tensor: torch.Tensor | None) -> dict[str, int | None]:
     """A MixArgs pointer field and its batch stride."""
     return {name: _address(tensor), f"{name}_stride": 0 if tensor is None else tensor.stride(0)}
+
+
+def tap_products(query: torch.Tensor, key: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """pair [B, K, L]: pair[b, j, t] = sum_c query[b, c, t] · key[b, c, t + o_j] where t + o_j is in range,
+    else 0 (o_j = (j - K//2)·dilation), for query and key [B, C, L] that share their batch stride and are
+    contiguous within a batch element (e.g. the two halves of a cross projection)."""
+    batch, channels, length = query.shape
+    _check("query", query, (batch, channels, length))
+    _check("key", key, (batch, channels, length))
+    if query.stride(0) != key.stride(0):
+        raise CpuKernelError("query and key must share their batch stride")
+    pair = query.new_empty((batch, kernel_size, length))
+    status = library().actfusion_tap_products(
+        query.data_ptr(),
+        key.data_ptr(),
+        query.stride(0),
+        pair.data_ptr(),
+        batch,
+        channels,
+        length,
+        kernel_size,
+        dilation,
+        torch.get_num_threads(),
+    )
+    if status != 0:
+        raise CpuKernelError(f"tap_products does not handle kernel_size {kernel_size}, dilation {dilation}")
+    return pair
 
 
 def bias_act(values: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> None:

@@ -385,6 +385,34 @@ int actfusion_mix(const struct mix_args *a) {
     return 0;
 }
 
+/* pair[b, j, t] = sum_c q[b, c, t] · k[b, c, t + o_j] where t + o_j lies in [0, L), else 0, o_j = (j - K/2)·d:
+ * the per-position term p_q(t)·p_k(t + o_j) of the expanded q·k. q and k hold C rows of L frames per batch
+ * element, `stride` apart from one element to the next; pair is contiguous [B, K, L]. Returns 1 for sizes it
+ * does not handle. */
+int actfusion_tap_products(const float *q, const float *k, long stride, float *pair, long B, long C, long L,
+                           long K, long d, int threads) {
+    if (K < 1 || K > MAX_TAPS || B < 1 || C < 1 || L < 1 || d < 1) return 1;
+    const long tiles = (L + TILE - 1) / TILE;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (long index = 0; index < B * tiles; index++) {
+        const long b = index / tiles, t0 = index % tiles * TILE, t1 = t0 + TILE < L ? t0 + TILE : L;
+        const float *qb = q + b * stride, *kb = k + b * stride;
+        for (long j = 0; j < K; j++) {
+            const long o = (j - K / 2) * d;
+            long lo, hi;
+            tap_window(t0, t1, o, L, &lo, &hi);
+            float sums[TILE];
+            for (long t = 0; t < t1 - t0; t++) sums[t] = 0.0f;
+            for (long c = 0; c < C; c++) {
+                const float *restrict qrow = qb + c * L, *restrict krow = kb + c * L + o;
+                for (long t = lo; t < hi; t++) sums[t - t0] += qrow[t] * krow[t];
+            }
+            memcpy(pair + (b * K + j) * L + t0, sums, sizeof(float) * (t1 - t0));
+        }
+    }
+    return 0;
+}
+
 /* y[b, c, t] = act(y[b, c, t] + bias[c] (+ residual[b, c, t])), act = ReLU or identity; y and residual
  * contiguous [B, C, L]. The epilogue of a 1×1 convolution computed without its bias. */
 void actfusion_bias_act(float *y, const float *bias, const float *residual, long B, long C, long L, int relu,

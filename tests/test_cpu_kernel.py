@@ -363,6 +363,23 @@ def test_bias_act_matches_torch(relu, with_residual):
         assert (values >= 0).all() and (values == 0).any()
 
 
+@pytest.mark.parametrize("kernel_size, dilation, length", [(5, 1, 700), (3, 64, 300), (7, 128, 200)])
+def test_tap_products_match_float64(kernel_size, dilation, length):
+    generator = torch.Generator().manual_seed(kernel_size + dilation)
+    projection = torch.randn(2, 2 * WIDTH, length, generator=generator)  # [p_q; p_k], as a cross projection
+    query, key = projection.split(WIDTH, dim=1)
+    got = cpu.tap_products(query, key, kernel_size, dilation)
+    want = torch.zeros(2, kernel_size, length, dtype=torch.float64)
+    for j in range(kernel_size):
+        offset = (j - kernel_size // 2) * dilation
+        for t in range(max(0, -offset), min(length, length - offset)):
+            want[:, j, t] = (query[:, :, t].double() * key[:, :, t + offset].double()).sum(1)
+    assert got.shape == want.shape and relative_error(got, want) <= 1e-6
+    assert torch.equal(got[want == 0], torch.zeros_like(got[want == 0]))  # out-of-range taps are exactly 0
+    with pytest.raises(cpu.CpuKernelError, match="batch stride"):
+        cpu.tap_products(query, key.contiguous(), kernel_size, dilation)
+
+
 def test_bias_act_refuses_non_contiguous_values():
     values = torch.zeros(2, 5, 4).transpose(1, 2)
     with pytest.raises(cpu.CpuKernelError, match="contiguous"):

@@ -251,13 +251,7 @@ class DilatedAttentionLayer(nn.Module):
         q_weight, k_weight, _ = self.projection_weight().split(width)
         p_query, p_key = cross_projection.split(width, dim=1)
         side = torch.cat([torch.matmul(k_weight.T, p_query), torch.matmul(q_weight.T, p_key)], dim=1)
-        length = cross_projection.shape[2]
-        pair = p_query.new_zeros((p_query.shape[0], self.kernel_size, length))
-        for j, (offset, first, stop) in enumerate(tap_ranges(length, self.dilation, self.kernel_size)):
-            if stop > first:
-                pair[:, j, first:stop] = (
-                    p_query[:, :, first:stop] * p_key[:, :, first + offset : stop + offset]
-                ).sum(1)
+        pair = cpu_kernel.tap_products(p_query, p_key, self.kernel_size, self.dilation)
         cache[id(self)] = ExpandedCross(source=cross_projection, side=side, pair=pair)
         return cache[id(self)]
 
