@@ -1,10 +1,12 @@
 """The fused CPU kernel of one layer's inference forward (`cpu_layer.c`), built on first use: `mix` (conv +
-dilated attention + instance norm from stacked projections), `attention`, `bias_act`, and the transforms of
-a Winograd F(4, K) dilated conv (`winograd_weight`, `winograd_input`, `winograd_output`).
+dilated attention + instance norm from stacked projections; `prepare_mix` sets one up to run repeatedly),
+`attention`, `bias_act`, `tap_products` (the expanded q·k's per-position terms), and the transforms of a
+Winograd F(4, K) dilated conv (`winograd_weight`, `winograd_input`, `winograd_output`). The same library
+holds the DDIM sampler's elementwise work (`cpu_sampling.c`, wrapped by `sampling`).
 
-The C source is compiled with the system C compiler (`$CC`, else cc/gcc/clang) for this machine's CPU into a
-per-user cache (`$ACTFUSION_KERNEL_CACHE`, else `$XDG_CACHE_HOME/actfusion-sdk/kernels`), keyed by the
-source, the compiler and the CPU's flags, and loaded with ctypes. Its OpenMP calls bind to the runtime that
+The C sources are compiled with the system C compiler (`$CC`, else cc/gcc/clang) for this machine's CPU into
+a per-user cache (`$ACTFUSION_KERNEL_CACHE`, else `$XDG_CACHE_HOME/actfusion-sdk/kernels`), keyed by the
+sources, the compiler and the CPU's flags, and loaded with ctypes. Its OpenMP calls bind to the runtime that
 torch has already loaded, so it shares torch's threads. Without a compiler, when the build fails, or with
 ACTFUSION_CPU_KERNEL=0, `unavailable_reason()` says why and callers use the torch path. Importing this
 module does not import triton.
@@ -122,8 +124,8 @@ def library() -> ctypes.CDLL:
     library.actfusion_mix.restype = ctypes.c_int
     library.actfusion_bias_act.argtypes = [_POINTER] * 3 + [ctypes.c_long] * 3 + [ctypes.c_int] * 2
     library.actfusion_bias_act.restype = None
-    library.actfusion_tap_products.argtypes = [_POINTER] * 2 + [ctypes.c_long, _POINTER] + [ctypes.c_long] * 5
-    library.actfusion_tap_products.argtypes += [ctypes.c_int]
+    tap_products = [_POINTER, _POINTER, ctypes.c_long, _POINTER, *[ctypes.c_long] * 5, ctypes.c_int]
+    library.actfusion_tap_products.argtypes = tap_products
     library.actfusion_tap_products.restype = ctypes.c_int
     for name in ("actfusion_winograd_input", "actfusion_winograd_output"):
         getattr(library, name).argtypes = [_POINTER] * 3 + [ctypes.c_long] * 6 + [ctypes.c_int]
