@@ -195,13 +195,16 @@ class DilatedAttentionLayer(nn.Module):
         parameters (seen in their storage addresses and version counters; checked once per
         `reused_buffers` block, within which the weights must not change)."""
         checked = getattr(_reuse, "checked", None)
-        if checked is not None and id(self) in checked:
-            return self._fused[1]
-        key = tuple((parameter.data_ptr(), parameter._version) for parameter in self.parameters())
-        if checked is not None:
-            checked[id(self)] = self  # the layer is kept so that its id stays its own
-        if self._fused is not None and self._fused[0] == key:
-            return self._fused[1]
+        if checked is None or id(self) not in checked:
+            key = tuple((parameter.data_ptr(), parameter._version) for parameter in self.parameters())
+            if self._fused is None or self._fused[0] != key:
+                self._fused = (key, self._build_inference_weights())
+            if checked is not None:
+                checked[id(self)] = self  # the layer is kept so that its id stays its own
+        return self._fused[1]
+
+    def _build_inference_weights(self) -> FusedWeights:
+        """The fused CPU path's matrices from the current parameters (`inference_weights` keeps them)."""
         width = self.width
         taps = self.conv_block[0].weight.permute(2, 0, 1).reshape(-1, width)
         q_weight, k_weight, v_weight = self.projection_weight().split(width)
@@ -214,7 +217,7 @@ class DilatedAttentionLayer(nn.Module):
         winograd = None
         if winograd_sized(width, self.kernel_size):
             winograd = cpu_kernel.winograd_weight(self.conv_block[0].weight)
-        weights = FusedWeights(
+        return FusedWeights(
             stacked=torch.cat([taps, q_weight, k_weight, v_weight]),
             expanded=expanded,
             winograd=winograd,
@@ -222,8 +225,6 @@ class DilatedAttentionLayer(nn.Module):
             ffn_second=second.weight.reshape(width, width).clone(),
             tap_bias=self.tap_bias(),
         )
-        self._fused = (key, weights)
-        return weights
 
     def uses_winograd(self, length: int) -> bool:
         """Whether the fused CPU path takes the Winograd conv here at `length` (`winograd_applies`)."""
