@@ -181,10 +181,15 @@ class PreparedMix:
     out: torch.Tensor
     tensors: tuple[torch.Tensor | None, ...]  # every tensor the arguments point to, kept alive
 
+    @property
+    def expanded(self) -> bool:
+        """Whether it computes q·k in the expanded form (and so takes the layer input x)."""
+        return bool(self.arguments.expanded)
+
     def run(self, expanded_input: torch.Tensor | None = None) -> torch.Tensor:
         """The kernel on the prepared tensors (and this x for the expanded form); returns `out`."""
         if expanded_input is not None:
-            if not self.arguments.expanded:
+            if not self.expanded:
                 raise CpuKernelError("this mix was not prepared for the expanded form")
             _check("expanded_input", expanded_input, tuple(self.out.shape))
             self.arguments.x = expanded_input.data_ptr()

@@ -68,7 +68,6 @@ def _validate(
 
 
 @functools.cache
-@functools.cache
 def log_mask_terms() -> tuple[float, float]:
     """(ln(fp32(1e-6)), ln(fp32(1 + 1e-6))): the official log(mask + 1e-6) terms in fp32 (spec §2)."""
     invalid, valid = (torch.log(torch.tensor([0.0, 1.0], dtype=torch.float32) + 1e-6)).tolist()

@@ -319,7 +319,6 @@ class DilatedAttentionLayer(nn.Module):
             projections=projections,
             winograd=winograd,
             mix=mix,
-            expanded=expansion is not None,
             ffn_first=weights.ffn_first.expand(batch, -1, -1),
             ffn_second=weights.ffn_second.expand(batch, -1, -1),
             inner=_buffer("inner", shape),
@@ -351,7 +350,6 @@ class FusedForward:
     projections: torch.Tensor
     winograd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # U, input and product buffers
     mix: cpu_kernel.PreparedMix  # into its `out`, the layer's hidden buffer
-    expanded: bool
     ffn_first: torch.Tensor
     ffn_second: torch.Tensor
     inner: torch.Tensor
@@ -366,7 +364,7 @@ class FusedForward:
             torch.matmul(transformed, inputs, out=products)
             cpu_kernel.winograd_output(products, layer.kernel_size, layer.dilation, x.shape[2], out=hidden)
         torch.bmm(self.stacked, x, out=self.projections)
-        self.mix.run(x if self.expanded else None)
+        self.mix.run(x if self.mix.expanded else None)
         inner = torch.bmm(self.ffn_first, hidden, out=self.inner)
         cpu_kernel.bias_act(inner, self.first_bias, None, relu=True)
         out = torch.bmm(self.ffn_second, inner)
