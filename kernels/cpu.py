@@ -2,7 +2,8 @@
 dilated attention + instance norm from stacked projections; `prepare_mix` sets one up to run repeatedly),
 `attention`, `bias_act`, `tap_products` (the expanded q·k's per-position terms), and the transforms of a
 Winograd F(4, K) dilated conv (`winograd_weight`, `winograd_input`, `winograd_output`). The same library
-holds the DDIM sampler's elementwise work (`cpu_sampling.c`, wrapped by `sampling`).
+holds the layer's matmuls by packed weights (`cpu_gemm.c`: `pack_matrices`, `gemm`, `prepare_gemm`, used
+where `gemm_applies`) and the DDIM sampler's elementwise work (`cpu_sampling.c`, wrapped by `sampling`).
 
 The C sources are compiled with the system C compiler (`$CC`, else cc/gcc/clang) for this machine's CPU into
 a per-user cache (`$ACTFUSION_KERNEL_CACHE`, else `$XDG_CACHE_HOME/actfusion-sdk/kernels`), keyed by the
@@ -28,8 +29,9 @@ from pathlib import Path
 
 import torch
 
-# The layer kernel and the sampler's elementwise work (`sampling`), built into one library.
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_layer.c", "cpu_sampling.c"))
+# The layer kernel, its matmuls (`gemm`) and the sampler's elementwise work (`sampling`), built into one
+# library.
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_layer.c", "cpu_gemm.c", "cpu_sampling.c"))
 TILE = 512  # columns per tile (sizes the statistics scratch): checked against cpu_layer.c when it loads
 MAX_TAPS = 16  # the largest kernel_size it handles: checked against cpu_layer.c when it loads
 FLAGS = (
@@ -65,6 +67,22 @@ class MixArgs(ctypes.Structure):
         ("out", _POINTER),
         ("stats", _POINTER),
         ("threads", ctypes.c_int),
+    ]
+
+
+class GemmArgs(ctypes.Structure):
+    """struct gemm_args of cpu_gemm.c, field for field."""
+
+    _fields_ = [
+        ("a", _POINTER),
+        *((name, ctypes.c_long) for name in ("a_count", "M", "K")),
+        ("b", _POINTER),
+        *((name, ctypes.c_long) for name in ("b_stride", "ldb")),
+        ("c", _POINTER),
+        *((name, ctypes.c_long) for name in ("c_stride", "ldc")),
+        *((name, _POINTER) for name in ("bias", "residual")),
+        *((name, ctypes.c_long) for name in ("residual_stride", "items", "N")),
+        *((name, ctypes.c_int) for name in ("relu", "threads")),
     ]
 
 
@@ -122,6 +140,11 @@ def library() -> ctypes.CDLL:
     library = ctypes.CDLL(str(target))
     library.actfusion_mix.argtypes = [ctypes.POINTER(MixArgs)]
     library.actfusion_mix.restype = ctypes.c_int
+    library.actfusion_gemm.argtypes = [ctypes.POINTER(GemmArgs)]
+    library.actfusion_gemm.restype = ctypes.c_int
+    library.actfusion_gemm_pack.argtypes = [_POINTER, *[ctypes.c_long] * 3, _POINTER]
+    library.actfusion_gemm_pack.restype = None
+    library.actfusion_gemm_rows.restype = ctypes.c_long
     library.actfusion_bias_act.argtypes = [_POINTER] * 3 + [ctypes.c_long] * 3 + [ctypes.c_int] * 2
     library.actfusion_bias_act.restype = None
     tap_products = [_POINTER, _POINTER, ctypes.c_long, _POINTER, *[ctypes.c_long] * 5, ctypes.c_int]
@@ -382,6 +405,137 @@ def bias_act(values: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | 
         int(relu),
         torch.get_num_threads(),
     )
+
+
+GEMM_MIN_DEPTH = 64  # `gemm` is used for K >= this (measured slower than MKL at K = 24)
+
+
+def gemm_applies(depth: int) -> bool:
+    """Whether the fused CPU path multiplies by `gemm` (else torch's matmuls) for K = `depth`: the kernel
+    loaded, K >= GEMM_MIN_DEPTH and, unless ACTFUSION_CPU_GEMM=1 or 0 says, a CPU without AVX-512 (where
+    it was measured faster than MKL; it uses 256-bit vectors, which would leave half of an AVX-512 CPU
+    idle)."""
+    choice = os.environ.get("ACTFUSION_CPU_GEMM")
+    preferred = choice == "1" if choice in ("0", "1") else " avx512f" not in _cpu_flags()
+    return preferred and depth >= GEMM_MIN_DEPTH and unavailable_reason() is None
+
+
+@dataclasses.dataclass(frozen=True)
+class PackedMatrices:
+    """`count` matrices [rows, depth] packed for `gemm` (blocks of the kernel's register rows)."""
+
+    data: torch.Tensor
+    count: int
+    rows: int
+    depth: int
+
+
+def pack_matrices(matrices: torch.Tensor) -> PackedMatrices:
+    """Packs float32 matrices [M, K] or [count, M, K] (copied; the packing is done once per weight)."""
+    if matrices.dtype != torch.float32 or matrices.device.type != "cpu" or matrices.dim() not in (2, 3):
+        raise CpuKernelError(f"gemm packs float32 CPU matrices, got {matrices.dtype} {tuple(matrices.shape)}")
+    stack = matrices.reshape(-1, *matrices.shape[-2:]).contiguous()
+    count, rows, depth = stack.shape
+    block = library().actfusion_gemm_rows()
+    data = stack.new_empty(count * -(-rows // block) * block * depth)
+    library().actfusion_gemm_pack(stack.data_ptr(), count, rows, depth, data.data_ptr())
+    return PackedMatrices(data=data, count=count, rows=rows, depth=depth)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedGemm:
+    """A validated `gemm` on fixed tensors (`prepare_gemm`): `run` calls the kernel, as often as needed;
+    it may take a new input, output or residual of the prepared shape per run."""
+
+    arguments: GemmArgs
+    shapes: tuple[tuple[int, ...], tuple[int, ...]]  # of the input and of the output (and residual)
+    tensors: tuple[torch.Tensor | None, ...]  # every tensor the arguments point to, kept alive
+
+    def run(
+        self,
+        b: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
+    ) -> None:
+        """The kernel on the prepared tensors, or on these in their place."""
+        arguments = self.arguments
+        for name, tensor, shape in (("b", b, 0), ("c", out, 1), ("residual", residual, 1)):
+            if tensor is not None:
+                if name == "residual" and not arguments.residual:
+                    raise CpuKernelError("this gemm was not prepared with a residual")
+                _check_items(name, tensor, self.shapes[shape])
+                setattr(arguments, name, tensor.data_ptr())
+        arguments.threads = torch.get_num_threads()
+        if library().actfusion_gemm(ctypes.byref(arguments)) != 0:
+            raise CpuKernelError("gemm could not allocate its per-thread panel buffers")
+
+
+def prepare_gemm(
+    packed: PackedMatrices,
+    b: torch.Tensor,
+    out: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    relu: bool = False,
+) -> PreparedGemm:
+    """`gemm` checked and set up once, to run later (see `gemm` for the arguments)."""
+    *outer, depth, columns = b.shape
+    items = math.prod(outer)
+    if depth != packed.depth or items % packed.count:
+        raise CpuKernelError(
+            f"gemm of {packed.count} x [{packed.rows}, {packed.depth}] matrices cannot take an input "
+            f"of shape {tuple(b.shape)}"
+        )
+    shapes = (tuple(b.shape), (*outer, packed.rows, columns))
+    _check_items("b", b, shapes[0])
+    _check_items("out", out, shapes[1])
+    _check_items("residual", residual, shapes[1])
+    _check("bias", bias, (packed.rows,))
+    arguments = GemmArgs(
+        a=packed.data.data_ptr(),
+        a_count=packed.count,
+        M=packed.rows,
+        K=depth,
+        b=b.data_ptr(),
+        b_stride=depth * columns,
+        ldb=columns,
+        c=out.data_ptr(),
+        c_stride=packed.rows * columns,
+        ldc=columns,
+        bias=_address(bias),
+        residual=_address(residual),
+        residual_stride=packed.rows * columns,
+        items=items,
+        N=columns,
+        relu=int(relu),
+    )
+    return PreparedGemm(arguments=arguments, shapes=shapes, tensors=(packed.data, b, out, bias, residual))
+
+
+def gemm(
+    packed: PackedMatrices,
+    b: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    relu: bool = False,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """out[..., M, N] = act(A_i · b[..., K, N] + bias[M] (+ residual)) for contiguous b, item i (of the
+    leading dimensions, flattened) taking packed matrix i mod count; act = ReLU or identity. Returns out
+    (allocated when not given)."""
+    if out is None:
+        out = b.new_empty((*b.shape[:-2], packed.rows, b.shape[-1]))
+    prepare_gemm(packed, b, out, bias=bias, residual=residual, relu=relu).run()
+    return out
+
+
+def _check_items(name: str, tensor: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+    """`_check`, and the whole tensor contiguous."""
+    _check(name, tensor, shape)
+    if tensor is not None and not tensor.is_contiguous():
+        raise CpuKernelError(f"{name} must be contiguous")
 
 
 # Winograd F(4, K) for the 'same' dilated conv: 4 outputs per tile from K + 3 products, i.e. 2 (K = 5)

@@ -291,7 +291,7 @@ class DilatedAttentionLayer(nn.Module):
                 _buffer(name, (batch, len(weights.winograd), width, tiles))
                 for name in ("winograd_inputs", "winograd_products")
             )
-            winograd = (weights.winograd, *buffers)
+            winograd = (*buffers, Product.prepare(weights.winograd, *buffers))
             terms["conv"] = hidden  # the conv goes into the mix's output, read there before overwritten
             stacked = stacked[self.kernel_size * width :]  # q, k, v rows only
         projections = _buffer("projections", (batch, len(stacked), length))
@@ -312,18 +312,15 @@ class DilatedAttentionLayer(nn.Module):
             out=hidden,
             **terms,
         )
+        inner = _buffer("inner", shape)
         return FusedForward(
             layer=self,
             cross_projection=cross_projection,
-            stacked=stacked.expand(batch, -1, -1),
-            projections=projections,
             winograd=winograd,
+            project=Product.prepare(stacked, x, projections),
             mix=mix,
-            ffn_first=weights.ffn_first.expand(batch, -1, -1),
-            ffn_second=weights.ffn_second.expand(batch, -1, -1),
-            inner=_buffer("inner", shape),
-            first_bias=first.bias,
-            second_bias=second.bias,
+            expand=Product.prepare(weights.ffn_first, hidden, inner, first.bias, relu=True),
+            contract=Product.prepare(weights.ffn_second, inner, torch.empty_like(x), second.bias, residual=x),
         )
 
     def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
@@ -340,36 +337,78 @@ class DilatedAttentionLayer(nn.Module):
 @dataclass(frozen=True)
 class FusedForward:
     """A layer's inference forward on the fused CPU path, prepared for one input shape (and cross
-    projection): matrices, buffers and the checked kernel call, so that a call is the matmuls and kernel
+    projection): matrices, buffers and the checked kernel calls, so that a call is the matmuls and kernel
     passes with little Python between them. Its buffers are reused by every call: the result of a call
     is the only fresh tensor."""
 
     layer: DilatedAttentionLayer
     cross_projection: torch.Tensor | None  # kept: the plan's key holds its id
-    stacked: torch.Tensor  # [B, rows, C]
-    projections: torch.Tensor
-    winograd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # U, input and product buffers
+    winograd: tuple[torch.Tensor, torch.Tensor, Product] | None  # inputs and products buffers, U·inputs
+    project: Product  # x -> the stacked projections
     mix: cpu_kernel.PreparedMix  # into its `out`, the layer's hidden buffer
-    ffn_first: torch.Tensor
-    ffn_second: torch.Tensor
-    inner: torch.Tensor
-    first_bias: torch.Tensor
-    second_bias: torch.Tensor
+    expand: Product  # the FFN's first matmul, bias and ReLU: hidden -> inner
+    contract: Product  # its second, bias and the residual: inner, x -> the result
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         layer, hidden = self.layer, self.mix.out
         if self.winograd is not None:
-            transformed, inputs, products = self.winograd
+            inputs, products, conv = self.winograd
             cpu_kernel.winograd_input(x, layer.kernel_size, layer.dilation, out=inputs)
-            torch.matmul(transformed, inputs, out=products)
+            conv()
             cpu_kernel.winograd_output(products, layer.kernel_size, layer.dilation, x.shape[2], out=hidden)
-        torch.bmm(self.stacked, x, out=self.projections)
+        self.project(x)
         self.mix.run(x if self.mix.expanded else None)
-        inner = torch.bmm(self.ffn_first, hidden, out=self.inner)
-        cpu_kernel.bias_act(inner, self.first_bias, None, relu=True)
-        out = torch.bmm(self.ffn_second, inner)
-        cpu_kernel.bias_act(out, self.second_bias, x, relu=False)
+        self.expand()
+        out = torch.empty_like(x)
+        self.contract(out=out, residual=x)
         return out
+
+
+@dataclass(frozen=True)
+class Product:
+    """out = act(matrix · b + bias (+ residual)) on prepared tensors (b, out and the residual may be
+    given anew per call): `cpu_kernel.gemm` on packed matrices where it applies, else a torch matmul
+    (MKL) followed by the bias pass. `matrix` [M, K] or [count, M, K] (item i of b's leading dimensions
+    takes matrix i mod count)."""
+
+    matrix: torch.Tensor
+    b: torch.Tensor
+    out: torch.Tensor
+    bias: torch.Tensor | None
+    relu: bool
+    kernel: cpu_kernel.PreparedGemm | None
+
+    @classmethod
+    def prepare(
+        cls,
+        matrix: torch.Tensor,
+        b: torch.Tensor,
+        out: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
+        relu: bool = False,
+    ) -> Product:
+        kernel = None
+        if cpu_kernel.gemm_applies(matrix.shape[-1]):
+            packed = cpu_kernel.pack_matrices(matrix)
+            kernel = cpu_kernel.prepare_gemm(packed, b, out, bias=bias, residual=residual, relu=relu)
+        elif matrix.dim() == 2:
+            matrix = matrix.expand(b.shape[0], -1, -1)  # for bmm
+        return cls(matrix=matrix, b=b, out=out, bias=bias, relu=relu, kernel=kernel)
+
+    def __call__(
+        self,
+        b: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
+    ) -> None:
+        if self.kernel is not None:
+            self.kernel.run(b, out, residual)
+            return
+        out = self.out if out is None else out
+        torch.matmul(self.matrix, self.b if b is None else b, out=out)
+        if self.bias is not None:
+            cpu_kernel.bias_act(out, self.bias, residual, relu=self.relu)
 
 
 _reuse = threading.local()
