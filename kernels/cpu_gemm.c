@@ -64,6 +64,7 @@ static inline __attribute__((always_inline)) void block_product(long K, const fl
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) acc[r][v] = (vec){0};
+#pragma GCC unroll 4
     for (long k = 0; k < K; k++) {
         vec columns[NV];
 #pragma GCC unroll 4
