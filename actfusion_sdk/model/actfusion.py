@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import ConfigError, InputError
 from .config import ENCODER_PROBS, RAW_FEATURES, ActFusionConfig, DecoderConfig, EncoderConfig
 from .diffusion import DDIMSampler, NoiseSchedule
-from .layers import DilatedAttentionLayer, instance_norm, pointwise, timestep_embedding
+from .layers import DilatedAttentionLayer, fused_pointwise, instance_norm, pointwise, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,8 @@ class Decoder(nn.Module):
         hidden = pointwise(self.conv_in.weight, offset, noisy_labels)
         for layer, projection in zip(self.module.layers, cache.projections, strict=True):
             hidden = layer(hidden, projection)
-        return pointwise(self.conv_out.weight, self.conv_out.bias, hidden)
+        output = fused_pointwise if self.module.layers[-1].fused_cpu(hidden) else pointwise
+        return output(self.conv_out.weight, self.conv_out.bias, hidden)
 
 
 class ActFusion(nn.Module):

@@ -64,6 +64,15 @@ def pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) 
     return torch.baddbmm(bias[:, None] if bias.dim() == 1 else bias, matrix, x)
 
 
+def fused_pointwise(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """`pointwise` on the fused CPU path (the caller has checked that it runs): by `cpu_kernel.gemm` where
+    it applies to the input's channels and the bias is per channel, else by `pointwise` itself."""
+    if (bias is not None and bias.dim() != 1) or not cpu_kernel.gemm_applies(x.shape[1]):
+        return pointwise(weight, bias, x)
+    packed = cpu_kernel.pack_matrices(weight.reshape(weight.shape[0], -1))
+    return cpu_kernel.gemm(packed, x.contiguous(), bias=bias)
+
+
 @dataclass(frozen=True)
 class FusedWeights:
     """A layer's matrices on the fused CPU path: conv taps (tap-major) and W_q, W_k, W_v stacked
@@ -141,7 +150,7 @@ class DilatedAttentionLayer(nn.Module):
         cross = self.dropout(cross)  # its own dropout mask, independent of the one on x (spec §1.4)
         weight = torch.cat([self.att_linear_q.weight[:, width:], self.att_linear_k.weight[:, width:]])
         bias = torch.cat([self.att_linear_q.bias, self.att_linear_k.bias])
-        return pointwise(weight, bias, cross)
+        return (fused_pointwise if self.fused_cpu(cross) else pointwise)(weight, bias, cross)
 
     def projection_weight(self) -> torch.Tensor:
         """[W_q^x ; W_k^x ; W_v] as a [3C, C] matrix: the q, k, v projections of the layer input."""
