@@ -283,8 +283,8 @@ class DilatedAttentionLayer(nn.Module):
         """The fused CPU forward for inputs shaped like x (contiguous): one matmul of x by the stacked
         conv taps and q, k, v weights (or, for the decoder within a `reused_buffers` block, by the taps,
         W_q^T W_k and W_v), the taps' rows left out where the conv goes by Winograd (`uses_winograd`),
-        then conv + attention + instance norm in one kernel pass; the FFN's biases, ReLU and the residual
-        are applied in place after its matmuls."""
+        then conv + attention + instance norm in one kernel pass, then the FFN; every matmul with its bias,
+        ReLU and residual is a `Product` (the packed-weight kernel where it applies)."""
         shape = x.shape
         batch, width, length = shape
         weights = self.inference_weights()
@@ -384,6 +384,7 @@ class Product:
     b: torch.Tensor
     out: torch.Tensor
     bias: torch.Tensor | None
+    residual: torch.Tensor | None
     relu: bool
     kernel: cpu_kernel.PreparedGemm | None
 
@@ -403,7 +404,7 @@ class Product:
             kernel = cpu_kernel.prepare_gemm(packed, b, out, bias=bias, residual=residual, relu=relu)
         elif matrix.dim() == 2:
             matrix = matrix.expand(b.shape[0], -1, -1)  # for bmm
-        return cls(matrix=matrix, b=b, out=out, bias=bias, relu=relu, kernel=kernel)
+        return cls(matrix=matrix, b=b, out=out, bias=bias, residual=residual, relu=relu, kernel=kernel)
 
     def __call__(
         self,
@@ -417,6 +418,7 @@ class Product:
         out = self.out if out is None else out
         torch.matmul(self.matrix, self.b if b is None else b, out=out)
         if self.bias is not None:
+            residual = self.residual if residual is None else residual
             cpu_kernel.bias_act(out, self.bias, residual, relu=self.relu)
 
 
