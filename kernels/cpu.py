@@ -104,6 +104,7 @@ def _cache_dir() -> Path:
     return Path(base) / "actfusion-sdk" / "kernels"
 
 
+@functools.cache
 def _cpu_flags() -> str:
     """The CPU's feature flags (what -march=native compiles for); empty where /proc/cpuinfo is absent."""
     try:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +86,14 @@ class FusedWeights:
     ffn_first: torch.Tensor
     ffn_second: torch.Tensor
     tap_bias: torch.Tensor | None
+    _packed: dict[tuple[int, ...], cpu_kernel.PackedMatrices] = field(default_factory=dict, repr=False)
+
+    def pack(self, matrix: torch.Tensor) -> cpu_kernel.PackedMatrices:
+        """`cpu_kernel.pack_matrices` of one of these matrices (or rows of one), packed once and kept."""
+        key = (matrix.data_ptr(), *matrix.shape, *matrix.stride())
+        if key not in self._packed:
+            self._packed[key] = cpu_kernel.pack_matrices(matrix)
+        return self._packed[key]
 
 
 @dataclass(frozen=True)
@@ -300,7 +308,7 @@ class DilatedAttentionLayer(nn.Module):
                 _buffer(name, (batch, len(weights.winograd), width, tiles))
                 for name in ("winograd_inputs", "winograd_products")
             )
-            winograd = (*buffers, Product.prepare(weights.winograd, *buffers))
+            winograd = (*buffers, Product.prepare(weights.winograd, *buffers, pack=weights.pack))
             terms["conv"] = hidden  # the conv goes into the mix's output, read there before overwritten
             stacked = stacked[self.kernel_size * width :]  # q, k, v rows only
         projections = _buffer("projections", (batch, len(stacked), length))
@@ -326,10 +334,14 @@ class DilatedAttentionLayer(nn.Module):
             layer=self,
             cross_projection=cross_projection,
             winograd=winograd,
-            project=Product.prepare(stacked, x, projections),
+            project=Product.prepare(stacked, x, projections, pack=weights.pack),
             mix=mix,
-            expand=Product.prepare(weights.ffn_first, hidden, inner, first.bias, relu=True),
-            contract=Product.prepare(weights.ffn_second, inner, torch.empty_like(x), second.bias, residual=x),
+            expand=Product.prepare(
+                weights.ffn_first, hidden, inner, first.bias, relu=True, pack=weights.pack
+            ),
+            contract=Product.prepare(
+                weights.ffn_second, inner, torch.empty_like(x), second.bias, residual=x, pack=weights.pack
+            ),
         )
 
     def forward(self, x: torch.Tensor, cross_projection: torch.Tensor | None = None) -> torch.Tensor:
@@ -397,10 +409,11 @@ class Product:
         bias: torch.Tensor | None = None,
         residual: torch.Tensor | None = None,
         relu: bool = False,
+        pack: Callable[[torch.Tensor], cpu_kernel.PackedMatrices] = cpu_kernel.pack_matrices,
     ) -> Product:
         kernel = None
         if cpu_kernel.gemm_applies(matrix.shape[-1]):
-            packed = cpu_kernel.pack_matrices(matrix)
+            packed = pack(matrix)
             kernel = cpu_kernel.prepare_gemm(packed, b, out, bias=bias, residual=residual, relu=relu)
         elif matrix.dim() == 2:
             matrix = matrix.expand(b.shape[0], -1, -1)  # for bmm
