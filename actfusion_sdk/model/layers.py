@@ -268,7 +268,14 @@ class DilatedAttentionLayer(nn.Module):
         width = self.width
         q_weight, k_weight, _ = self.projection_weight().split(width)
         p_query, p_key = cross_projection.split(width, dim=1)
-        side = torch.cat([torch.matmul(k_weight.T, p_query), torch.matmul(q_weight.T, p_key)], dim=1)
+        if cpu_kernel.gemm_applies(width) and cross_projection.is_contiguous():
+            # Both halves in one call: item (b, h) of [B, 2, C, L] takes matrix h (W_k^T, then W_q^T).
+            transposed = cpu_kernel.pack_matrices(torch.stack([k_weight.T, q_weight.T]))
+            batch, _, length = cross_projection.shape
+            halves = cross_projection.view(batch, 2, width, length)
+            side = cpu_kernel.gemm(transposed, halves).view(batch, 2 * width, length)
+        else:
+            side = torch.cat([torch.matmul(k_weight.T, p_query), torch.matmul(q_weight.T, p_key)], dim=1)
         pair = cpu_kernel.tap_products(p_query, p_key, self.kernel_size, self.dilation)
         cache[id(self)] = ExpandedCross(source=cross_projection, side=side, pair=pair)
         return cache[id(self)]
