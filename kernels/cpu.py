@@ -460,12 +460,16 @@ class PreparedGemm:
     ) -> None:
         """The kernel on the prepared tensors, or on these in their place."""
         arguments = self.arguments
-        for name, tensor, shape in (("b", b, 0), ("c", out, 1), ("residual", residual, 1)):
+        for field, name, tensor, shape in (
+            ("b", "b", b, 0),
+            ("c", "out", out, 1),
+            ("residual", "residual", residual, 1),
+        ):
             if tensor is not None:
-                if name == "residual" and not arguments.residual:
+                if field == "residual" and not arguments.residual:
                     raise CpuKernelError("this gemm was not prepared with a residual")
                 _check_items(name, tensor, self.shapes[shape])
-                setattr(arguments, name, tensor.data_ptr())
+                setattr(arguments, field, tensor.data_ptr())
         arguments.threads = torch.get_num_threads()
         if library().actfusion_gemm(ctypes.byref(arguments)) != 0:
             raise CpuKernelError("gemm could not allocate its per-thread panel buffers")
