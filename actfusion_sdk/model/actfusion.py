@@ -129,6 +129,7 @@ class Decoder(nn.Module):
         hidden = pointwise(self.conv_in.weight, offset, noisy_labels)
         for layer, projection in zip(self.module.layers, cache.projections, strict=True):
             hidden = layer(hidden, projection)
+        # conv_out takes the fused CPU path exactly where the layers before it did (same impl, same data)
         output = fused_pointwise if self.module.layers[-1].fused_cpu(hidden) else pointwise
         return output(self.conv_out.weight, self.conv_out.bias, hidden)
 
