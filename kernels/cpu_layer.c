@@ -170,10 +170,22 @@ static inline __attribute__((always_inline)) void interior_output(const struct m
                     value += tap[j * C * L + t + offset[j]] + weights[j][t - base] * (vrow[t + offset[j]] + b_v);
                 row[t] = value;
             }
-        } else {
-            const float *restrict conv = r->conv ? r->conv + c * L : NULL;
+        } else if (r->conv_in_out) { /* one loop per source of the conv: each of them vectorises */
             for (long t = t0; t < t1; t++) {
-                float value = r->conv_in_out ? b_conv + row[t] : conv ? b_conv + conv[t] : b_conv;
+                float value = b_conv + row[t];
+                for (long j = 0; j < K; j++) value += weights[j][t - base] * (vrow[t + offset[j]] + b_v);
+                row[t] = value;
+            }
+        } else if (r->conv) {
+            const float *restrict conv = r->conv + c * L;
+            for (long t = t0; t < t1; t++) {
+                float value = b_conv + conv[t];
+                for (long j = 0; j < K; j++) value += weights[j][t - base] * (vrow[t + offset[j]] + b_v);
+                row[t] = value;
+            }
+        } else {
+            for (long t = t0; t < t1; t++) {
+                float value = b_conv;
                 for (long j = 0; j < K; j++) value += weights[j][t - base] * (vrow[t + offset[j]] + b_v);
                 row[t] = value;
             }
@@ -202,9 +214,9 @@ static int interior_phase(int phase, const struct mix_args *a, const struct rows
     }
 }
 
-/* Eight doubles, and the eight floats they widen (GCC/clang vector extensions): the statistics' lanes. */
-typedef double vec8d __attribute__((vector_size(64)));
-typedef float vec8f __attribute__((vector_size(32)));
+/* Four doubles, and the four floats they widen (GCC/clang vector extensions): the statistics' lanes. */
+typedef double vec4d __attribute__((vector_size(32)));
+typedef float vec4f __attribute__((vector_size(16)));
 
 /* The part of [lo, hi) in the `part`-th (0 or 1) of the ranges [t0, first) and [stop, t1) around the
  * interior range [first, stop). */
@@ -319,24 +331,27 @@ static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double 
             }
         }
         if (!stats) continue;
-        /* Eight double lanes: a vector, where one running sum would be a serial chain. */
-        vec8d sum = {0.0}, squares = {0.0};
+        /* Eight double lanes (frame t in lane t mod 8), as two halves of four: registers, where one running
+         * sum would be a serial chain and a vector of eight doubles is kept in memory without AVX-512. */
+        vec4d sum[2] = {{0.0}, {0.0}}, squares[2] = {{0.0}, {0.0}};
         long t = t0;
         for (; t + LANES <= t1; t += LANES) {
-            vec8f values;
-            memcpy(&values, row + t, sizeof values);
-            const vec8d wide = __builtin_convertvector(values, vec8d);
-            sum += wide;
-            squares += wide * wide;
+            for (int half = 0; half < 2; half++) {
+                vec4f values;
+                memcpy(&values, row + t + 4 * half, sizeof values);
+                const vec4d wide = __builtin_convertvector(values, vec4d);
+                sum[half] += wide;
+                squares[half] += wide * wide;
+            }
         }
         for (; t < t1; t++) {
-            sum[0] += row[t];
-            squares[0] += (double)row[t] * row[t];
+            sum[0][0] += row[t];
+            squares[0][0] += (double)row[t] * row[t];
         }
         stats[2 * c] = stats[2 * c + 1] = 0.0;
         for (long lane = 0; lane < LANES; lane++) {
-            stats[2 * c] += sum[lane];
-            stats[2 * c + 1] += squares[lane];
+            stats[2 * c] += sum[lane / 4][lane % 4];
+            stats[2 * c + 1] += squares[lane / 4][lane % 4];
         }
     }
 }
@@ -454,39 +469,49 @@ static int winograd_sizes(long K, long m, long alpha) {
            alpha <= WINOGRAD_MAX_POINTS && K / 2 <= m;
 }
 
-/* Sixteen floats as one value (GCC/clang vector extension): the transforms keep a run's inputs in
- * registers instead of re-reading an accumulator from memory for every coefficient. */
-typedef float vec16 __attribute__((vector_size(64)));
+/* A run's tiles go through the transforms RUN_LANES at a time, one vector register each (GCC/clang vector
+ * extension): sixteen floats where AVX-512 gives 32 such registers, else eight (AVX2 has 16 registers, so
+ * a run's eight inputs and the sum stay in registers instead of spilling). */
+#ifdef __AVX512F__
+#define RUN_LANES 16
+#else
+#define RUN_LANES 8
+#endif
+typedef float vec_run __attribute__((vector_size(4 * RUN_LANES)));
 
-static inline vec16 splat(float value) {
-    vec16 vector;
-    for (int lane = 0; lane < 16; lane++) vector[lane] = value;
+static inline vec_run splat(float value) {
+    vec_run vector;
+    for (int lane = 0; lane < RUN_LANES; lane++) vector[lane] = value;
     return vector;
 }
 
 /* dst[k][u] = sum_i coefficients[k][i] · src[i][u] for u < run: a run of tiles through a transform
- * matrix [rows, inputs], sixteen tiles at a time. Sizes are compile-time constants once inlined (see
+ * matrix [rows, inputs], RUN_LANES tiles at a time. Sizes are compile-time constants once inlined (see
  * `transform`). */
 static inline __attribute__((always_inline)) void transform_run(const long rows, const long inputs,
                                                                 const float *restrict coefficients,
                                                                 const float *const *src, long run,
                                                                 float *const *dst) {
-    for (long u0 = 0; u0 < run; u0 += 16) {
-        const long width = run - u0 < 16 ? run - u0 : 16; /* the last run's tail is zero-padded */
-        vec16 in[WINOGRAD_MAX_POINTS];
-        for (long i = 0; i < inputs; i++) {
-            if (width == 16) {
-                memcpy(&in[i], src[i] + u0, sizeof in[i]);
-            } else {
-                in[i] = (vec16){0.0f};
-                memcpy(&in[i], src[i] + u0, sizeof(float) * width);
-            }
-        }
+    long u0 = 0;
+    for (; u0 + RUN_LANES <= run; u0 += RUN_LANES) {
+        vec_run in[WINOGRAD_MAX_POINTS];
+#pragma GCC unroll 16
+        for (long i = 0; i < inputs; i++) memcpy(&in[i], src[i] + u0, sizeof in[i]);
+#pragma GCC unroll 16
         for (long k = 0; k < rows; k++) {
-            vec16 sum = in[0] * splat(coefficients[k * inputs]);
+            vec_run sum = in[0] * splat(coefficients[k * inputs]);
+#pragma GCC unroll 16
             for (long i = 1; i < inputs; i++) sum += in[i] * splat(coefficients[k * inputs + i]);
-            if (width == 16) memcpy(dst[k] + u0, &sum, sizeof sum);
-            else memcpy(dst[k] + u0, &sum, sizeof(float) * width);
+            memcpy(dst[k] + u0, &sum, sizeof sum);
+        }
+    }
+    if (u0 == run) return;
+    /* The tail: the same sums, lane by lane (same operation order, so the same numbers). */
+    for (long u = u0; u < run; u++) {
+        for (long k = 0; k < rows; k++) {
+            float sum = src[0][u] * coefficients[k * inputs];
+            for (long i = 1; i < inputs; i++) sum += src[i][u] * coefficients[k * inputs + i];
+            dst[k][u] = sum;
         }
     }
 }
