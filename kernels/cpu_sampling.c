@@ -6,6 +6,7 @@
  * contracted into FMAs for that, whatever the flags of the rest of the library.
  */
 #include <math.h>
+#include <stddef.h>
 
 #define PI 3.14159265358979323846 /* the double nearest π, as torch uses */
 
@@ -70,28 +71,37 @@ static inline double clamp_double(double value, double low, double high) {
 }
 
 EXACT void actfusion_ddim_update(const struct ddim_args *a) {
-    const float s = a->scale_float;
+    /* Locals, so that the stores below cannot be taken to change them: the loop then vectorises. */
+    const float *restrict probs = a->probs;
+    const float *restrict state_float = a->wide_state ? NULL : (const float *)a->state;
+    const double *restrict state_double = a->wide_state ? (const double *)a->state : NULL;
+    const float *restrict noise_float = a->wide_noise ? NULL : (const float *)a->noise;
+    const double *restrict noise_double = a->wide_noise ? (const double *)a->noise : NULL;
+    float *restrict x0_out = a->x0, *restrict input_out = a->input;
+    double *restrict next_out = a->next;
+    const double recip = a->recip, recipm1 = a->recipm1, c = a->c, sigma = a->sigma, scale = a->scale;
+    const float s = a->scale_float, sqrt_alpha_next = a->sqrt_alpha_next, sigma_float = a->sigma_float;
+    const long n = a->n;
 #pragma omp parallel for schedule(static) num_threads(a->threads)
-    for (long i = 0; i < a->n; i++) {
-        float x0 = a->probs[i] * 2.0f;
+    for (long i = 0; i < n; i++) {
+        float x0 = probs[i] * 2.0f;
         x0 = x0 - 1.0f;
         x0 = x0 * s;
         x0 = clamp_float(x0, -s, s);
-        const double state = a->wide_state ? ((const double *)a->state)[i] : ((const float *)a->state)[i];
-        double eps = a->recip * state;
+        const double state = state_double ? state_double[i] : state_float[i];
+        double eps = recip * state;
         eps = eps - (double)x0;
-        eps = eps / a->recipm1;
-        const float kept = x0 * a->sqrt_alpha_next;
-        double next = (double)kept + a->c * eps;
-        const double noise = a->wide_noise ? a->sigma * ((const double *)a->noise)[i]
-                                           : (double)(a->sigma_float * ((const float *)a->noise)[i]);
+        eps = eps / recipm1;
+        const float kept = x0 * sqrt_alpha_next;
+        double next = (double)kept + c * eps;
+        const double noise = noise_double ? sigma * noise_double[i] : (double)(sigma_float * noise_float[i]);
         next = next + noise;
-        double input = clamp_double(next, -a->scale, a->scale);
-        input = input / a->scale;
+        double input = clamp_double(next, -scale, scale);
+        input = input / scale;
         input = input + 1.0;
         input = input / 2.0;
-        a->x0[i] = x0;
-        a->next[i] = next;
-        a->input[i] = (float)input;
+        x0_out[i] = x0;
+        next_out[i] = next;
+        input_out[i] = (float)input;
     }
 }
