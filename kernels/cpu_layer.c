@@ -487,7 +487,7 @@ static inline vec_run splat(float value) {
 
 /* dst[k][u] = sum_i coefficients[k][i] · src[i][u] for u < run: a run of tiles through a transform
  * matrix [rows, inputs], RUN_LANES tiles at a time. Sizes are compile-time constants once inlined (see
- * `transform`). */
+ * `transform`), and the loops over them unrolled, so that the inputs are registers, not an array. */
 static inline __attribute__((always_inline)) void transform_run(const long rows, const long inputs,
                                                                 const float *restrict coefficients,
                                                                 const float *const *src, long run,
@@ -534,8 +534,8 @@ static inline __attribute__((always_inline)) void transform_run(const long rows,
 #endif
 
 /* transform_run with the sizes of F(4, 3) and F(4, 5) as constants, else as given. */
-TRANSFORM_OPTIMIZE static void transform(long rows, long inputs, const float *coefficients, const float *const *src, long run,
-                      float *const *dst) {
+TRANSFORM_OPTIMIZE static void transform(long rows, long inputs, const float *coefficients,
+                                         const float *const *src, long run, float *const *dst) {
     if (rows == 6 && inputs == 6) transform_run(6, 6, coefficients, src, run, dst);
     else if (rows == 8 && inputs == 8) transform_run(8, 8, coefficients, src, run, dst);
     else if (rows == 4 && inputs == 6) transform_run(4, 6, coefficients, src, run, dst);
