@@ -152,6 +152,16 @@ static inline __attribute__((always_inline)) void interior_scores(const struct m
     }
 }
 
+/* value + sum_j w_j(t) · (v(t + o_j) + b_v), taps in order: the attention part of the mixed value at frame
+ * t, whose weights are column t - base of the tile's `weights`. */
+static inline __attribute__((always_inline)) float plus_attention(float value, const long K,
+                                                                  const long *restrict offset,
+                                                                  const float *restrict vrow, float b_v,
+                                                                  float weights[][TILE], long base, long t) {
+    for (long j = 0; j < K; j++) value += weights[j][t - base] * (vrow[t + offset[j]] + b_v);
+    return value;
+}
+
 static inline __attribute__((always_inline)) void interior_output(const struct mix_args *a,
                                                                   const struct rows *r, const long K,
                                                                   const long *restrict offset, long base,
@@ -170,25 +180,15 @@ static inline __attribute__((always_inline)) void interior_output(const struct m
                     value += tap[j * C * L + t + offset[j]] + weights[j][t - base] * (vrow[t + offset[j]] + b_v);
                 row[t] = value;
             }
-        } else if (r->conv_in_out) { /* one loop per source of the conv: each of them vectorises */
-            for (long t = t0; t < t1; t++) {
-                float value = b_conv + row[t];
-                for (long j = 0; j < K; j++) value += weights[j][t - base] * (vrow[t + offset[j]] + b_v);
-                row[t] = value;
-            }
+        } else if (r->conv_in_out) { /* one loop per source of the conv: a choice inside kept it scalar */
+            for (long t = t0; t < t1; t++)
+                row[t] = plus_attention(b_conv + row[t], K, offset, vrow, b_v, weights, base, t);
         } else if (r->conv) {
             const float *restrict conv = r->conv + c * L;
-            for (long t = t0; t < t1; t++) {
-                float value = b_conv + conv[t];
-                for (long j = 0; j < K; j++) value += weights[j][t - base] * (vrow[t + offset[j]] + b_v);
-                row[t] = value;
-            }
+            for (long t = t0; t < t1; t++)
+                row[t] = plus_attention(b_conv + conv[t], K, offset, vrow, b_v, weights, base, t);
         } else {
-            for (long t = t0; t < t1; t++) {
-                float value = b_conv;
-                for (long j = 0; j < K; j++) value += weights[j][t - base] * (vrow[t + offset[j]] + b_v);
-                row[t] = value;
-            }
+            for (long t = t0; t < t1; t++) row[t] = plus_attention(b_conv, K, offset, vrow, b_v, weights, base, t);
         }
     }
 }
