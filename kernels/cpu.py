@@ -5,25 +5,32 @@ Winograd F(4, K) dilated conv (`winograd_weight`, `winograd_input`, `winograd_ou
 holds the layer's matmuls by packed weights (`cpu_gemm.c`: `pack_matrices`, `gemm`, `prepare_gemm`, used
 where `gemm_applies`) and the DDIM sampler's elementwise work (`cpu_sampling.c`, wrapped by `sampling`).
 
-The C sources are compiled with the system C compiler (`$CC`, else cc/gcc/clang) for this machine's CPU into
-a per-user cache (`$ACTFUSION_KERNEL_CACHE`, else `$XDG_CACHE_HOME/actfusion-sdk/kernels`), keyed by the
-sources, the compiler and the CPU's flags, and loaded with ctypes. Its OpenMP calls bind to the runtime that
-torch has already loaded, so it shares torch's threads. Without a compiler, when the build fails, or with
-ACTFUSION_CPU_KERNEL=0, `unavailable_reason()` says why and callers use the torch path. Importing this
-module does not import triton.
+The C sources are compiled with the system C compiler (`$CC`, else cc/gcc/clang) with flags for this
+machine's architecture (`build_flags`) into the SDK's one cache root (`$ACTFUSION_CACHE_DIR/kernels`, else
+`~/.cache/actfusion-sdk/kernels`), keyed by the sources, the compiler, the flags and the CPU's features, built
+once under a file lock (concurrent processes wait for one build), and loaded with ctypes; the C side reports
+its structs' sizes and field offsets, checked against the ctypes mirrors before any call. Its OpenMP calls
+bind to the runtime that torch has already loaded, so it shares torch's threads. Without a compiler, when the
+build fails, or with ACTFUSION_CPU_KERNEL=0, `unavailable_reason()` says why (a failure is logged once) and
+callers use the torch path. Importing this module does not import triton.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import functools
 import hashlib
+import logging
 import math
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,17 +41,10 @@ import torch
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("cpu_layer.c", "cpu_gemm.c", "cpu_sampling.c"))
 TILE = 512  # columns per tile (sizes the statistics scratch): checked against cpu_layer.c when it loads
 MAX_TAPS = 16  # the largest kernel_size it handles: checked against cpu_layer.c when it loads
-FLAGS = (
-    "-O3",
-    "-march=native",
-    "-mprefer-vector-width=512",
-    "-ffp-contract=fast",
-    "-fopenmp",
-    "-fPIC",
-    "-shared",
-    "-std=c11",
-)
 _POINTER = ctypes.c_void_p
+_LOG = logging.getLogger(__name__)
+# Where Homebrew puts libomp: Apple clang builds with OpenMP only through it.
+_LIBOMP_PREFIXES = (Path("/opt/homebrew/opt/libomp"), Path("/usr/local/opt/libomp"))
 
 
 class MixArgs(ctypes.Structure):
@@ -98,10 +98,13 @@ def _compiler() -> str | None:
 
 
 def _cache_dir() -> Path:
-    if os.environ.get("ACTFUSION_KERNEL_CACHE"):
-        return Path(os.environ["ACTFUSION_KERNEL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "actfusion-sdk" / "kernels"
+    """The kernels' folder under the SDK's cache root (a per-process folder where the cache is disabled)."""
+    from ..cache import cache_root
+
+    root = cache_root()
+    if root is None:
+        return Path(tempfile.gettempdir()) / f"actfusion-kernels-{os.getpid()}"
+    return root / "kernels"
 
 
 @functools.cache
@@ -116,28 +119,93 @@ def _cpu_flags() -> str:
     return ""
 
 
+def build_flags() -> tuple[str, ...]:
+    """Compiler flags for this machine: the host's own instruction set on x86-64 (512-bit vectors preferred
+    only where AVX-512 exists) and aarch64 (-mcpu=native); OpenMP, except on macOS without Homebrew's libomp
+    (the kernel then runs single-threaded)."""
+    flags = ["-O3", "-ffp-contract=fast", "-fPIC", "-shared", "-std=c11"]
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64"):
+        flags.append("-march=native")
+        if "avx512f" in _cpu_flags().split():
+            flags.append("-mprefer-vector-width=512")
+    elif machine in ("aarch64", "arm64"):
+        flags.append("-mcpu=native")
+    if sys.platform == "darwin":
+        libomp = next((prefix for prefix in _LIBOMP_PREFIXES if (prefix / "lib").is_dir()), None)
+        if libomp is not None:
+            flags += ["-Xpreprocessor", "-fopenmp", f"-I{libomp}/include", f"-L{libomp}/lib", "-lomp"]
+    else:
+        flags.append("-fopenmp")
+    return tuple(flags)
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on `path` (POSIX flock; no lock where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: builds may race; os.replace still leaves one complete file
+        yield
+        return
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(compiler: str, flags: tuple[str, ...], target: Path) -> None:
+    """Compile the sources into `target` unless another process already has (under the folder's lock)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(target.parent / "build.lock"):
+        if target.exists():
+            return
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            built = Path(scratch) / target.name
+            command = [compiler, *flags, "-o", str(built), *map(str, SOURCES), "-lm"]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise CpuKernelError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+            os.replace(built, target)
+
+
+def check_layout(library: ctypes.CDLL, name: str, mirror: type[ctypes.Structure]) -> None:
+    """The C struct `name` has the size, fields and field offsets of its ctypes mirror (else calls would
+    corrupt memory)."""
+    layout, fields = (getattr(library, f"actfusion_{name}_{part}") for part in ("layout", "fields"))
+    layout.argtypes, layout.restype = [ctypes.POINTER(ctypes.c_long)], ctypes.c_long
+    fields.argtypes, fields.restype = [], ctypes.c_char_p
+    values = (ctypes.c_long * layout(None))()
+    layout(values)
+    names = fields().decode().split()
+    mirrored = {field: getattr(mirror, field).offset for field, _ in mirror._fields_}
+    in_c = dict(zip(names, values[1:], strict=True))
+    if values[0] != ctypes.sizeof(mirror) or in_c != mirrored:
+        raise CpuKernelError(
+            f"struct {name} of the C sources does not match its ctypes mirror {mirror.__name__} "
+            f"(size {values[0]} vs {ctypes.sizeof(mirror)}, offsets {in_c} vs {mirrored}); "
+            "the sources and cpu.py are out of step"
+        )
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
     """The built library (compiled on first use, then cached); CpuKernelError where that fails."""
     compiler = _compiler()
     if compiler is None:
         raise CpuKernelError("no C compiler found (set CC, or install gcc)")
+    flags = build_flags()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
         "\0".join(
-            [*(source.read_text() for source in SOURCES), version, " ".join(FLAGS), _cpu_flags()]
+            [*(source.read_text() for source in SOURCES), version, " ".join(flags), _cpu_flags()]
         ).encode()
     ).hexdigest()[:16]
     target = _cache_dir() / f"cpu_layer-{key}.so"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-            built = Path(scratch) / target.name
-            command = [compiler, *FLAGS, "-o", str(built), *map(str, SOURCES), "-lm"]
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise CpuKernelError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
-            os.replace(built, target)  # atomic: concurrent builders leave one complete file
+        _build(compiler, flags, target)
     library = ctypes.CDLL(str(target))
     library.actfusion_mix.argtypes = [ctypes.POINTER(MixArgs)]
     library.actfusion_mix.restype = ctypes.c_int
@@ -154,6 +222,8 @@ def library() -> ctypes.CDLL:
     for name in ("actfusion_winograd_input", "actfusion_winograd_output"):
         getattr(library, name).argtypes = [_POINTER] * 3 + [ctypes.c_long] * 6 + [ctypes.c_int]
         getattr(library, name).restype = ctypes.c_int
+    check_layout(library, "mix_args", MixArgs)
+    check_layout(library, "gemm_args", GemmArgs)
     for name, expected in (("actfusion_tile", TILE), ("actfusion_max_taps", MAX_TAPS)):
         getattr(library, name).restype = ctypes.c_long
         if getattr(library, name)() != expected:
@@ -171,6 +241,7 @@ def unavailable_reason() -> str | None:
     try:
         library()
     except (CpuKernelError, OSError) as error:
+        _LOG.warning("the fused CPU kernel is not used, the torch path runs instead: %s", error)
         return str(error)
     return None
 

@@ -11,7 +11,13 @@
  * of MR rows, k-major (packed[(block·K + k)·MR + r] = A[block·MR + r][k], rows past M zero). Sums run over
  * k in order, one fused multiply-add per term.
  */
+#include <stddef.h>
+#ifdef _OPENMP
 #include <omp.h>
+#else /* built without OpenMP (e.g. Apple clang without libomp): one thread */
+static int omp_get_num_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +50,38 @@ struct gemm_args {
 };
 
 long actfusion_gemm_rows(void) { return MR; }
+
+/* sizeof(struct gemm_args) and its fields' names and offsets, from one list, for cpu.py's load-time check of
+ * its ctypes mirror: the layout function returns the count and fills `out` when it is not NULL. */
+#define GEMM_ARGS_FIELDS(X) \
+    X(a) \
+    X(a_count) \
+    X(M) \
+    X(K) \
+    X(b) \
+    X(b_stride) \
+    X(ldb) \
+    X(c) \
+    X(c_stride) \
+    X(ldc) \
+    X(bias) \
+    X(residual) \
+    X(residual_stride) \
+    X(items) \
+    X(N) \
+    X(relu) \
+    X(threads)
+#define GEMM_ARGS_OFFSET(field) (long)offsetof(struct gemm_args, field),
+#define FIELD_NAME(field) #field " "
+long actfusion_gemm_args_layout(long *out) {
+    const long layout[] = {sizeof(struct gemm_args), GEMM_ARGS_FIELDS(GEMM_ARGS_OFFSET)};
+    const long count = (long)(sizeof layout / sizeof layout[0]);
+    if (out)
+        for (long i = 0; i < count; i++) out[i] = layout[i];
+    return count;
+}
+const char *actfusion_gemm_args_fields(void) { return GEMM_ARGS_FIELDS(FIELD_NAME); }
+#undef FIELD_NAME
 
 /* Packs count matrices [M, K] (contiguous, one after another) into blocks of MR rows. */
 void actfusion_gemm_pack(const float *a, long count, long M, long K, float *packed) {

@@ -23,6 +23,7 @@
  * fp32 data, double accumulators for the statistics; threads from the OpenMP runtime already loaded by
  * torch. No allocation of tensor-sized memory: the caller passes every buffer.
  */
+#include <stddef.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -359,6 +360,55 @@ static void mix_tile(const struct mix_args *a, long b, long t0, long t1, double 
 /* The compile-time sizes the Python side must agree with: columns per tile, the most taps. */
 long actfusion_tile(void) { return TILE; }
 long actfusion_max_taps(void) { return MAX_TAPS; }
+
+/* sizeof(struct mix_args) and its fields' names and offsets, from one list, for cpu.py's load-time check of
+ * its ctypes mirror: the layout function returns the count and fills `out` when it is not NULL. */
+#define MIX_ARGS_FIELDS(X) \
+    X(y) \
+    X(y_stride) \
+    X(q) \
+    X(k) \
+    X(v) \
+    X(q_stride) \
+    X(k_stride) \
+    X(v_stride) \
+    X(x) \
+    X(x_stride) \
+    X(p) \
+    X(p_stride) \
+    X(pair) \
+    X(pair_stride) \
+    X(conv) \
+    X(conv_stride) \
+    X(bq) \
+    X(bk) \
+    X(bv) \
+    X(bconv) \
+    X(beta) \
+    X(B) \
+    X(C) \
+    X(L) \
+    X(K) \
+    X(taps) \
+    X(dilation) \
+    X(expanded) \
+    X(log_valid) \
+    X(log_invalid) \
+    X(eps) \
+    X(out) \
+    X(stats) \
+    X(threads)
+#define MIX_ARGS_OFFSET(field) (long)offsetof(struct mix_args, field),
+#define FIELD_NAME(field) #field " "
+long actfusion_mix_args_layout(long *out) {
+    const long layout[] = {sizeof(struct mix_args), MIX_ARGS_FIELDS(MIX_ARGS_OFFSET)};
+    const long count = (long)(sizeof layout / sizeof layout[0]);
+    if (out)
+        for (long i = 0; i < count; i++) out[i] = layout[i];
+    return count;
+}
+const char *actfusion_mix_args_fields(void) { return MIX_ARGS_FIELDS(FIELD_NAME); }
+#undef FIELD_NAME
 
 /* out = [instance_norm](conv + attention), see the top of this file. Returns 0, or 1 for arguments it does
  * not handle. */

@@ -61,6 +61,39 @@ struct ddim_args {
     int threads;
 };
 
+/* sizeof(struct ddim_args) and its fields' names and offsets, from one list, for cpu.py's load-time check of
+ * its ctypes mirror: the layout function returns the count and fills `out` when it is not NULL. */
+#define DDIM_ARGS_FIELDS(X) \
+    X(probs) \
+    X(state) \
+    X(noise) \
+    X(wide_state) \
+    X(wide_noise) \
+    X(recip) \
+    X(recipm1) \
+    X(c) \
+    X(sigma) \
+    X(scale) \
+    X(sqrt_alpha_next) \
+    X(sigma_float) \
+    X(scale_float) \
+    X(x0) \
+    X(next) \
+    X(input) \
+    X(n) \
+    X(threads)
+#define DDIM_ARGS_OFFSET(field) (long)offsetof(struct ddim_args, field),
+#define FIELD_NAME(field) #field " "
+long actfusion_ddim_args_layout(long *out) {
+    const long layout[] = {sizeof(struct ddim_args), DDIM_ARGS_FIELDS(DDIM_ARGS_OFFSET)};
+    const long count = (long)(sizeof layout / sizeof layout[0]);
+    if (out)
+        for (long i = 0; i < count; i++) out[i] = layout[i];
+    return count;
+}
+const char *actfusion_ddim_args_fields(void) { return DDIM_ARGS_FIELDS(FIELD_NAME); }
+#undef FIELD_NAME
+
 /* torch.clamp: NaN stays NaN. */
 static inline float clamp_float(float value, float low, float high) {
     return value < low ? low : value > high ? high : value;

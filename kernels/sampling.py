@@ -41,6 +41,7 @@ def _functions() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr] | None:
     if cpu.unavailable_reason() is not None:
         return None
     library = cpu.library()
+    cpu.check_layout(library, "ddim_args", DDIMArgs)
     normal_fill, ddim_update = library.actfusion_normal_fill, library.actfusion_ddim_update
     normal_fill.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long, ctypes.c_int]
     normal_fill.restype = ctypes.c_int

@@ -6,8 +6,10 @@ torch path run in float64)."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -495,7 +497,7 @@ def test_nested_reused_buffers_clear_only_at_the_outermost_exit():
 
 
 def test_session_builds_the_kernel_into_its_own_cache():
-    directory = Path(os.environ["ACTFUSION_KERNEL_CACHE"])
+    directory = Path(os.environ["ACTFUSION_CACHE_DIR"]) / "kernels"
     assert cpu._cache_dir() == directory
     assert len(list(directory.glob("cpu_layer-*.so"))) == 1
 
@@ -567,7 +569,7 @@ def assert_falls_back(report: dict) -> None:
 @pytest.mark.slow
 def test_disabled_by_environment_falls_back(tmp_path):
     cache = tmp_path / "cache"
-    env = child_env(ACTFUSION_CPU_KERNEL="0", ACTFUSION_KERNEL_CACHE=str(cache))
+    env = child_env(ACTFUSION_CPU_KERNEL="0", ACTFUSION_CACHE_DIR=str(cache))
     report = run_python(FALLBACK_CHECK.format(repo=str(REPO)), env)
     assert "ACTFUSION_CPU_KERNEL=0" in report["reason"]
     assert_falls_back(report)
@@ -579,7 +581,7 @@ def test_without_a_compiler_falls_back(tmp_path):
     empty_bin, cache = tmp_path / "bin", tmp_path / "cache"
     empty_bin.mkdir()
     cache.mkdir()
-    env = child_env(CC=None, PATH=str(empty_bin), ACTFUSION_KERNEL_CACHE=str(cache))
+    env = child_env(CC=None, PATH=str(empty_bin), ACTFUSION_CACHE_DIR=str(cache))
     report = run_python(FALLBACK_CHECK.format(repo=str(REPO)), env)
     assert "no C compiler" in report["reason"]
     assert_falls_back(report)
@@ -592,7 +594,7 @@ def test_a_failing_compiler_is_reported_and_leaves_no_file(tmp_path):
     compiler.write_text("#!/bin/sh\necho 'broken-cc: deliberate failure' >&2\nexit 1\n")
     compiler.chmod(compiler.stat().st_mode | stat.S_IXUSR)
     # PATH keeps the real cc/gcc: CC must take precedence over them.
-    env = child_env(CC=str(compiler), ACTFUSION_KERNEL_CACHE=str(cache))
+    env = child_env(CC=str(compiler), ACTFUSION_CACHE_DIR=str(cache))
     code = """
         import json
         from actfusion_sdk.kernels import cpu
@@ -601,13 +603,15 @@ def test_a_failing_compiler_is_reported_and_leaves_no_file(tmp_path):
     reason = run_python(code, env)["reason"]
     assert reason is not None and "failed" in reason
     assert str(compiler) in reason and "deliberate failure" in reason
-    assert not cache.exists() or not any(cache.rglob("*"))  # no .so, no scratch directory left
+    left = list(cache.rglob("*")) if cache.exists() else []
+    assert not [path for path in left if path.is_dir() and path != cache / "kernels"]  # no scratch folder
+    assert not [path for path in left if path.suffix == ".so"]
 
 
 @pytest.mark.slow
 def test_build_cache_is_built_once_and_reused(tmp_path):
     cache = tmp_path / "cache"
-    env = child_env(ACTFUSION_KERNEL_CACHE=str(cache))
+    env = child_env(ACTFUSION_CACHE_DIR=str(cache))
     code = """
         import json, subprocess
         commands = []
@@ -626,9 +630,121 @@ def test_build_cache_is_built_once_and_reused(tmp_path):
     """
     first = run_python(code, env)
     assert first == {"reason": None, "builds": 1}
-    built = sorted(cache.iterdir())
-    assert len(built) == 1 and built[0].name.startswith("cpu_layer-") and built[0].suffix == ".so"
+    built = sorted((cache / "kernels").glob("*.so"))
+    assert len(built) == 1 and built[0].name.startswith("cpu_layer-")
     stamp = built[0].stat().st_mtime_ns
     second = run_python(code, env)
     assert second == {"reason": None, "builds": 0}
-    assert sorted(cache.iterdir()) == built and built[0].stat().st_mtime_ns == stamp
+    assert sorted((cache / "kernels").glob("*.so")) == built and built[0].stat().st_mtime_ns == stamp
+
+
+BUILD_COUNT = """
+    import json, subprocess
+    commands = []
+    real_run = subprocess.run
+
+    def spy(command, *args, **kwargs):
+        commands.append(list(map(str, command)))
+        return real_run(command, *args, **kwargs)
+
+    subprocess.run = spy
+    from actfusion_sdk.kernels import cpu
+    print(json.dumps({"reason": cpu.unavailable_reason(), "builds": sum("-shared" in c for c in commands)}))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_cold_starts_build_once(tmp_path):
+    env = child_env(ACTFUSION_CACHE_DIR=str(tmp_path / "cache"))
+    command = [sys.executable, "-c", textwrap.dedent(BUILD_COUNT)]
+    children = [
+        subprocess.Popen(
+            command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    reports = []
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err[-2000:]
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    assert [report["reason"] for report in reports] == [None] * 3
+    assert sum(report["builds"] for report in reports) == 1
+    assert len(list((tmp_path / "cache" / "kernels").glob("*.so"))) == 1
+
+
+def test_struct_mirrors_match_the_c_layout(kernel):
+    library = cpu.library()
+    for name, mirror in (("mix_args", cpu.MixArgs), ("gemm_args", cpu.GemmArgs)):
+        cpu.check_layout(library, name, mirror)  # the real mirrors pass
+
+    class Reordered(ctypes.Structure):  # two fields swapped: same size, other offsets
+        _fields_ = [cpu.GemmArgs._fields_[1], cpu.GemmArgs._fields_[0], *cpu.GemmArgs._fields_[2:]]
+
+    with pytest.raises(cpu.CpuKernelError, match="does not match its ctypes mirror Reordered"):
+        cpu.check_layout(library, "gemm_args", Reordered)
+
+
+@pytest.mark.parametrize(
+    ("machine", "platform_name", "cpu_flags", "present", "absent"),
+    [
+        (
+            "x86_64",
+            "linux",
+            "flags : fma avx2 avx512f",
+            ["-march=native", "-mprefer-vector-width=512", "-fopenmp"],
+            ["-mcpu=native"],
+        ),
+        ("x86_64", "linux", "flags : fma avx2", ["-march=native", "-fopenmp"], ["-mprefer-vector-width=512"]),
+        (
+            "aarch64",
+            "linux",
+            "",
+            ["-mcpu=native", "-fopenmp"],
+            ["-march=native", "-mprefer-vector-width=512"],
+        ),
+        ("arm64", "darwin", "", ["-mcpu=native"], ["-fopenmp", "-march=native"]),
+    ],
+)
+def test_build_flags_follow_the_architecture(monkeypatch, machine, platform_name, cpu_flags, present, absent):
+    monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
+    monkeypatch.setattr(cpu.sys, "platform", platform_name)
+    monkeypatch.setattr(cpu, "_cpu_flags", lambda: cpu_flags)
+    monkeypatch.setattr(cpu, "_LIBOMP_PREFIXES", ())  # no Homebrew libomp
+    flags = cpu.build_flags()
+    assert all(flag in flags for flag in present), flags
+    assert not any(flag in flags for flag in absent), flags
+
+
+@pytest.mark.slow
+def test_a_compiler_rejecting_a_flag_falls_back_with_one_log_line(tmp_path):
+    """A compiler without -mprefer-vector-width (as aarch64 GCC): where the flags ask for it, the build
+    fails, the torch path runs and one warning says why; elsewhere the kernel builds with that compiler."""
+    compiler = tmp_path / "picky-cc"
+    real = shutil.which("cc") or shutil.which("gcc")
+    compiler.write_text(
+        '#!/bin/sh\nfor a in "$@"; do case "$a" in -mprefer-vector-width=*)\n'
+        "echo \"picky-cc: error: unrecognized command-line option '$a'\" >&2; exit 1;; esac; done\n"
+        f'exec {real} "$@"\n'
+    )
+    compiler.chmod(compiler.stat().st_mode | stat.S_IXUSR)
+    env = child_env(CC=str(compiler), ACTFUSION_CACHE_DIR=str(tmp_path / "cache"))
+    code = """
+        import json, logging
+        logging.basicConfig(level=logging.WARNING, format="LOG %(name)s %(message)s")
+        from actfusion_sdk.kernels import cpu
+        reasons = [cpu.unavailable_reason(), cpu.unavailable_reason()]
+        print(json.dumps({"reasons": reasons, "asks": "-mprefer-vector-width=512" in cpu.build_flags()}))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    logged = [line for line in result.stderr.splitlines() if line.startswith("LOG actfusion_sdk.kernels.cpu")]
+    if report["asks"]:
+        assert report["reasons"][0] is not None and "unrecognized command-line option" in report["reasons"][0]
+        assert report["reasons"][0] == report["reasons"][1]
+        assert len(logged) == 1 and "torch path runs instead" in logged[0], result.stderr
+    else:
+        assert report["reasons"] == [None, None] and logged == []

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from actfusion_sdk.features import seeded
-from actfusion_sdk.features.seeded import CACHE_DIR_ENV, SEED0_FINGERPRINT, state_dict_fingerprint
+from actfusion_sdk.cache import CACHE_DIR_ENV
+from actfusion_sdk.features.seeded import SEED0_FINGERPRINT, state_dict_fingerprint
 
 # The real draw, once per seed per session (the tests below replace the module's to count calls).
 real_draw = functools.cache(seeded.draw_seeded_i3d_state_dict)

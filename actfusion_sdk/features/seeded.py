@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..cache import cache_root
 from ..fileio import atomic_write
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 # sha256 fingerprint (``state_dict_fingerprint``) of ``draw_seeded_i3d_state_dict(0)``, computed once by this
 # module (numpy 2.4, torch 2.14). A test recomputes it to catch drift across numpy/torch versions.
 SEED0_FINGERPRINT = "e6869fde56ef27c2839a6f841f072446b308b640aa9692ee97bd9455a7a17c2c"
-CACHE_DIR_ENV = "ACTFUSION_CACHE_DIR"
 _CACHE_FORMAT = "actfusion-seeded-i3d-r50/1"
 
 
@@ -99,19 +98,8 @@ def seeded_i3d_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     return state
 
 
-def cache_dir() -> Path | None:
-    """The cache directory: ``$ACTFUSION_CACHE_DIR``, else ``~/.cache/actfusion-sdk`` (None: disabled)."""
-    configured = os.environ.get(CACHE_DIR_ENV)
-    if configured is not None:
-        return Path(configured) if configured else None
-    try:
-        return Path.home() / ".cache" / "actfusion-sdk"
-    except RuntimeError:  # no home directory to be found
-        return None
-
-
 def _cache_path(seed: int) -> Path | None:
-    directory = cache_dir()
+    directory = cache_root()
     return None if directory is None else directory / f"i3d_r50_seeded_{seed}.safetensors"
 
 
