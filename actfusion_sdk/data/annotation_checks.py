@@ -56,6 +56,7 @@ def check_annotations(
     errors: list[str] = []
     warnings: list[str] = []
     known = set(videos)
+    valid = []  # the annotations without errors of their own, checked further for overlaps
     for item in annotations:
         if item.video not in known:
             listed = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
@@ -71,6 +72,8 @@ def check_annotations(
             )
         elif item.end == item.start:
             errors.append(f"{item.where}: the segment is empty (starts and ends at {item.start:g} s)")
+        else:
+            valid.append(item)
     annotated = {item.video for item in annotations}
     sources = sorted({str(item.source) for item in annotations})
     for video in videos:
@@ -79,9 +82,8 @@ def check_annotations(
                 f"video {video!r} has no annotation in {', '.join(sources) or 'the annotation files'}; "
                 "annotate it or leave it out"
             )
-    _raise(errors)
-    spelling = _spellings(annotations, background, merge_case, warnings)
-    merged = [replace(item, label=spelling.get(item.label, item.label)) for item in annotations]
+    spelling = _spellings(valid, background, merge_case, warnings)
+    merged = [replace(item, label=spelling.get(item.label, item.label)) for item in valid]
     by_video: dict[str, tuple[Annotation, ...]] = {}
     for video in videos:
         own = [item for item in merged if item.video == video]

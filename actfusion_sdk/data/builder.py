@@ -150,6 +150,8 @@ def build_dataset(
     i3d_weights: str | Path | None = None,
     extractor: Any = None,
     device: str | None = None,
+    precision: str | None = None,
+    batch_size: int = 8,
     on_video: Callable[[int, Path], None] | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> DatasetCard:
@@ -157,7 +159,8 @@ def build_dataset(
     format of `read_annotations`, or `Annotation` objects); returns its card.
 
     ``settings``: how features are made (default: the demo extractor's); ``extractor``: an
-    `I3DFeatureExtractor` to use instead of building one from ``settings``/``i3d_weights``/``device``.
+    `I3DFeatureExtractor` to use instead of one built (after the annotations passed their checks) from
+    ``settings``, ``i3d_weights``, ``device``, ``precision`` and ``batch_size``.
     ``folds``: K, from 2 to the number of videos. ``overlap``: "error", "later" or "longer" (which segment
     labels the frames two segments share). ``merge_case``: merge label spellings that differ only in case or
     spaces. ``tier``/``gt_fps``: ELAN tier, MS-TCN ground truth (and Label Studio) frame rate.

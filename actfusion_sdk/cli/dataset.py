@@ -1,0 +1,127 @@
+"""`actfusion dataset build`: annotated videos -> an MS-TCN dataset folder with a dataset card."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from .extract import extraction_settings
+
+if TYPE_CHECKING:
+    from ..data.builder import DatasetCard
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dataset",
+        help="build a training dataset from annotated videos",
+        description="Datasets for `actfusion train` made from videos and their annotations.",
+    )
+    commands = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    build = commands.add_parser(
+        "build",
+        help="extract features and label them from annotation files",
+        description=(
+            "Read the annotations (CSV/TSV video,start,end,label in seconds; ELAN .eaf; Label Studio JSON "
+            "export of video timeline labels; ActivityNet JSON; actfusion result JSON; MS-TCN groundTruth "
+            ".txt), check them, extract features of every video and write OUT in the MS-TCN layout: "
+            "features/, groundTruth/ (one class per feature frame, background where nothing is annotated), "
+            "mapping.txt (background first), splits/ (K folds by video) and dataset.json (the dataset card). "
+            "Problems in the annotations stop the build before any video is decoded; a failed build leaves "
+            "OUT as it was."
+        ),
+        epilog="Exit codes: 0 ok, 2 usage, 3 input error (annotations, videos), 4 weights error.",
+    )
+    build.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files or folders of videos")
+    build.add_argument(
+        "--annotations",
+        nargs="+",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="annotation files (.csv, .tsv, .eaf, .json, .txt); videos are matched by file stem",
+    )
+    build.add_argument("--out", required=True, type=Path, metavar="DATA", help="dataset folder to write")
+    build.add_argument(
+        "--settings",
+        metavar="demo|kinetics|FILE.json",
+        help="feature settings as for `actfusion extract` (default: kinetics with --i3d-weights, else demo)",
+    )
+    build.add_argument("--i3d-weights", type=Path, metavar="FILE", help="Kinetics i3d_r50 weights file")
+    build.add_argument("--folds", type=int, default=4, help="K folds by video (default 4)")
+    build.add_argument(
+        "--background", default="background", help="class of frames no annotation covers (default background)"
+    )
+    build.add_argument(
+        "--overlap",
+        choices=("error", "later", "longer"),
+        default="error",
+        help="overlapping segments: an error (default), or the later-starting / the longer one wins",
+    )
+    build.add_argument(
+        "--merge-case", action="store_true", help="merge labels that differ only in case or spaces"
+    )
+    build.add_argument("--tier", help="ELAN tier to read (default: the file's only tier)")
+    build.add_argument(
+        "--gt-fps",
+        type=float,
+        metavar="F",
+        help="frames per second of MS-TCN ground truth files (and of Label Studio tasks stating none)",
+    )
+    build.add_argument("--device", help="torch device for extraction (default: cuda if available)")
+    build.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
+    build.add_argument(
+        "--precision", choices=("fp32", "bf16"), help="compute precision (default: the settings')"
+    )
+    build.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    build.set_defaults(handler=run_build)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from ..data.builder import build_dataset
+
+    if args.gt_fps is not None and not args.gt_fps > 0:
+        raise ConfigError(f"--gt-fps must be a positive number of frames per second, got {args.gt_fps}")
+    settings = extraction_settings(args)
+
+    def on_video(index: int, video: Path) -> None:
+        if not args.quiet:
+            print(f"features {index + 1}: {video}", file=sys.stderr)
+
+    card = build_dataset(
+        args.inputs,
+        args.annotations,
+        args.out,
+        folds=args.folds,
+        background=args.background,
+        overlap=args.overlap,
+        merge_case=args.merge_case,
+        tier=args.tier,
+        gt_fps=args.gt_fps,
+        settings=settings,
+        i3d_weights=args.i3d_weights,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        on_video=on_video,
+    )
+    if not args.quiet:
+        print(summary(card), file=sys.stderr)
+    return 0
+
+
+def summary(card: DatasetCard) -> str:
+    """A short report of a built dataset: videos, classes with their seconds and frames, coverage."""
+    lines = [
+        f"dataset {card.root}: {len(card.videos)} videos, {len(card.classes)} classes, "
+        f"{len(card.folds)} folds, {card.coverage:.0%} of frames annotated"
+    ]
+    for name in card.classes:
+        stats = card.class_stats[name]
+        lines.append(
+            f"  {name:<24} {stats.seconds:>9.1f} s {stats.frames:>7} frames {stats.videos:>4} videos"
+        )
+    return "\n".join(lines)
