@@ -24,7 +24,6 @@ SUBCOMMANDS = (
     "batch",
     "train",
     "evaluate",
-    "view",
     "selfcheck",
     "bench",
     "make_benchmark",
