@@ -22,6 +22,7 @@ import ctypes
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import math
 import os
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -191,21 +193,25 @@ def check_layout(library: ctypes.CDLL, name: str, mirror: type[ctypes.Structure]
 
 
 @functools.cache
-def library() -> ctypes.CDLL:
-    """The built library (compiled on first use, then cached); CpuKernelError where that fails."""
+def _library_key() -> str:
+    """What the built library depends on (sources, compiler, flags, CPU features), hashed; raises
+    CpuKernelError where there is no compiler."""
     compiler = _compiler()
     if compiler is None:
         raise CpuKernelError("no C compiler found (set CC, or install gcc)")
-    flags = build_flags()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(
-        "\0".join(
-            [*(source.read_text() for source in SOURCES), version, " ".join(flags), _cpu_flags()]
-        ).encode()
-    ).hexdigest()[:16]
+    parts = [*(source.read_text() for source in SOURCES), version, " ".join(build_flags()), _cpu_flags()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    """The built library (compiled on first use, then cached); CpuKernelError where that fails."""
+    key = _library_key()
+    compiler, flags = _compiler(), build_flags()
     target = _cache_dir() / f"cpu_layer-{key}.so"
     if not target.exists():
-        _build(compiler, flags, target)
+        _build(str(compiler), flags, target)
     library = ctypes.CDLL(str(target))
     library.actfusion_mix.argtypes = [ctypes.POINTER(MixArgs)]
     library.actfusion_mix.restype = ctypes.c_int
@@ -484,12 +490,98 @@ GEMM_MIN_DEPTH = 64  # `gemm` is used for K >= this (measured slower than MKL at
 
 def gemm_applies(depth: int) -> bool:
     """Whether the fused CPU path multiplies by `gemm` (else torch's matmuls) for K = `depth`: the kernel
-    loaded, K >= GEMM_MIN_DEPTH and, unless ACTFUSION_CPU_GEMM=1 or 0 says, a CPU without AVX-512 (where
-    it was measured faster than MKL; it uses 256-bit vectors, which would leave half of an AVX-512 CPU
-    idle)."""
+    loaded, K >= GEMM_MIN_DEPTH, and ACTFUSION_CPU_GEMM=1 (0: never) or, without it, `gemm_decision`
+    measured it faster than torch's matmul here for K's size class."""
+    if depth < GEMM_MIN_DEPTH or unavailable_reason() is not None:
+        return False
     choice = os.environ.get("ACTFUSION_CPU_GEMM")
-    preferred = choice == "1" if choice in ("0", "1") else " avx512f" not in _cpu_flags()
-    return preferred and depth >= GEMM_MIN_DEPTH and unavailable_reason() is None
+    if choice in ("0", "1"):
+        return choice == "1"
+    return gemm_decision(depth).packed
+
+
+@dataclasses.dataclass(frozen=True)
+class GemmDecision:
+    """Packed-weight `gemm` or torch's matmul for one size class of K (a power of two): the best of
+    GEMM_TRIALS timed runs of each on a layer-sized product, measured on this machine at first use and
+    kept beside the built library (`source` says which)."""
+
+    depth_class: int
+    packed: bool
+    packed_seconds: float
+    torch_seconds: float
+    source: str  # "measured" now, or "cached" from an earlier process
+
+
+GEMM_TRIALS = 5
+GEMM_TRIAL_COLUMNS = 2048  # frames of the trial product: [3K, K] weights (q, k, v) by [K, 2048]
+
+
+def _decisions_path() -> Path:
+    return _cache_dir() / f"gemm-decisions-{_library_key()}.json"
+
+
+def gemm_decision(depth: int) -> GemmDecision:
+    """The measured choice for K's size class (read from the library's cache, else timed now and kept)."""
+    return _class_decision(1 << (depth.bit_length() - 1))
+
+
+@functools.cache
+def _class_decision(depth_class: int) -> GemmDecision:
+    path = _decisions_path()
+    known = _read_decisions(path)
+    if str(depth_class) in known:
+        packed_seconds, torch_seconds = known[str(depth_class)]
+        source = "cached"
+    else:
+        packed_seconds, torch_seconds = _time_products(depth_class)
+        source = "measured"
+        with contextlib.suppress(OSError), _build_lock(path.parent / "build.lock"):
+            known = _read_decisions(path) | {str(depth_class): [packed_seconds, torch_seconds]}
+            scratch = path.with_name(f".{path.name}.{os.getpid()}")
+            scratch.write_text(json.dumps(known, indent=1))
+            os.replace(scratch, path)
+    return GemmDecision(depth_class, packed_seconds < torch_seconds, packed_seconds, torch_seconds, source)
+
+
+def _read_decisions(path: Path) -> dict[str, list[float]]:
+    """The kept measurements {K class: [packed s, torch s]}; an unreadable file counts as none."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key: value
+        for key, value in data.items()
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value)
+    }
+
+
+def _time_products(depth: int) -> tuple[float, float]:
+    """Best-of-GEMM_TRIALS seconds of one layer-sized product with bias by `gemm` and by torch.matmul
+    plus the bias pass (the two ways a `Product` runs), alternated so that both see the same machine."""
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(3 * depth, depth, generator=generator)
+    b = torch.randn(1, depth, GEMM_TRIAL_COLUMNS, generator=generator)
+    bias = torch.randn(3 * depth, generator=generator)
+    out = torch.empty(1, 3 * depth, GEMM_TRIAL_COLUMNS)
+    packed = prepare_gemm(pack_matrices(matrix), b, out, bias=bias)
+    batched = matrix.expand(1, -1, -1)
+
+    def by_torch() -> None:
+        torch.matmul(batched, b, out=out)
+        bias_act(out, bias, None, relu=False)
+
+    best = [math.inf, math.inf]
+    for trial in range(GEMM_TRIALS + 1):  # the first round warms up
+        for index, run in enumerate((packed.run, by_torch)):
+            started = time.perf_counter()
+            run()
+            if trial:
+                best[index] = min(best[index], time.perf_counter() - started)
+    return best[0], best[1]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,8 @@ layer forward with the kernel chosen on and off."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -147,3 +149,36 @@ def test_layer_forward_with_and_without_the_kernel_matches_float64(choice, cross
             where = f"K={kernel_size} B={batch} L={length}"
             assert relative_error(first, float64_torch_forward(layer, x, cross)) <= 1e-5, where
             assert torch.equal(first, again), where
+
+
+def test_gemm_choice_is_measured_once_and_kept_beside_the_library(kernel, monkeypatch, tmp_path):
+    monkeypatch.delenv("ACTFUSION_CPU_GEMM", raising=False)
+    monkeypatch.setattr(cpu, "_cache_dir", lambda: tmp_path)
+    cpu._class_decision.cache_clear()
+    try:
+        first = cpu.gemm_decision(96)
+        assert (first.depth_class, first.source) == (64, "measured")
+        assert first.packed == (first.packed_seconds < first.torch_seconds)
+        assert first.packed_seconds > 0 and first.torch_seconds > 0
+        assert cpu.gemm_applies(96) == first.packed
+        kept = json.loads(cpu._decisions_path().read_text())
+        assert kept == {"64": [first.packed_seconds, first.torch_seconds]}
+        cpu._class_decision.cache_clear()  # as a new process would
+        again = cpu.gemm_decision(64)
+        assert again.source == "cached" and again.packed == first.packed
+        assert again.packed_seconds == first.packed_seconds
+        cpu._decisions_path().write_text("[not a dict")  # a damaged file is measured afresh
+        cpu._class_decision.cache_clear()
+        assert cpu.gemm_decision(64).source == "measured"
+    finally:
+        cpu._class_decision.cache_clear()
+
+
+def test_gemm_choice_environment_override_skips_the_measurement(kernel, monkeypatch):
+    def fail(depth_class):
+        raise AssertionError("measured despite ACTFUSION_CPU_GEMM")
+
+    monkeypatch.setattr(cpu, "_class_decision", fail)
+    for choice, expected in (("1", True), ("0", False)):
+        monkeypatch.setenv("ACTFUSION_CPU_GEMM", choice)
+        assert cpu.gemm_applies(128) is expected
