@@ -27,13 +27,21 @@ from ..outputs import (
     record_failures,
 )
 from ..results import FORMATS, AnticipationResult, SegmentationResult, activitynet_document
+from ..results.labelstudio import labelstudio_tasks
 
 if TYPE_CHECKING:
     from ..predictor import AnticipationWindow, Predictor, PreparedFeatures
 
 Result = TypeVar("Result", SegmentationResult, AnticipationResult)
 
-_SUFFIXES = {"json": ".json", "csv": ".csv", "mstcn": ".txt", "activitynet": ".activitynet.json"}
+_SUFFIXES = {
+    "json": ".json",
+    "csv": ".csv",
+    "mstcn": ".txt",
+    "activitynet": ".activitynet.json",
+    "eaf": ".eaf",
+    "labelstudio": ".labelstudio.json",
+}
 RECORD_SUFFIX = ".record.json"  # beside each video's outputs: its input and settings (`output_is_finished`)
 
 
@@ -109,7 +117,7 @@ def run_each(
 
     if args.out is not None and args.format is None:
         args.format = "json"
-    if len(args.videos) > 1 and args.out is None and args.format in ("csv", "mstcn"):
+    if len(args.videos) > 1 and args.out is None and args.format in ("csv", "mstcn", "eaf"):
         raise ConfigError(
             f"--format {args.format} prints one video at a time; add --out DIR to write one file per video"
         )
@@ -220,13 +228,15 @@ def save_result(
 
 
 def _stdout_export(results: Sequence[SegmentationResult | AnticipationResult], fmt: str) -> str:
-    """One document on stdout: a single export, or for several videos a JSON list / merged ActivityNet
-    (csv and mstcn with several videos need --out, checked in `build_pipeline`)."""
+    """One document on stdout: a single export, or for several videos a JSON list / merged ActivityNet /
+    Label Studio tasks (csv, mstcn and eaf with several videos need --out, checked in `build_pipeline`)."""
     if len(results) == 1:
         text = results[0].export(fmt)
         return text if text.endswith("\n") else text + "\n"
     if fmt == "activitynet":
         return json.dumps(activitynet_document(results), indent=2) + "\n"
+    if fmt == "labelstudio":
+        return json.dumps(labelstudio_tasks(results), indent=2) + "\n"
     return "[\n" + ",\n".join(result.to_json() for result in results) + "\n]\n"
 
 

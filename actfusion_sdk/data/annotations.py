@@ -15,7 +15,7 @@ Formats (`read_annotations` picks one by suffix, and for ``.json`` by content):
   task has no annotations (a pre-annotation file comes back as it was written).
 - ActivityNet JSON: ``database -> <video> -> annotations -> [{segment: [s, e], label}]`` (ground truth) or
   ``results -> <video> -> [{segment, label}]`` (detections, as `activitynet_document` writes them).
-- The SDK's result JSON (schema ``actfusion-sdk/result/1``): its segments (a corrected prediction as ground
+- The SDK's result JSON (`Result.to_json`, with its "schema"): its segments (a corrected prediction as ground
   truth).
 - MS-TCN ground truth (``<video>.txt``, one label per frame at ``frame_rate`` frames per second).
 
