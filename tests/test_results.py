@@ -111,7 +111,7 @@ def test_json_round_trip_both_kinds(frames, tmp_path):
         labels, CLASSES, FPS, frame_probs=probs, video="/data/a.mp4", model="demo", timings=timings
     )
     document = json.loads(segmentation.to_json())
-    assert document["schema"] == SCHEMA == "actfusion-sdk/result/1"
+    assert document["schema"] == SCHEMA == "actfusion-sdk/result/2"
     assert document["kind"] == "segmentation" and document["frame_probs"] is None
     assert document["num_frames"] == len(labels) and document["timings"] == timings
     loaded = SegmentationResult.from_json(segmentation.to_json())
@@ -164,7 +164,7 @@ def test_csv_parses_back_to_the_segments(frames, tmp_path):
         assert float(row["score"]) == pytest.approx(segment.score)
     segmentation = SegmentationResult.from_frames(labels, CLASSES, FPS)
     header = segmentation.to_csv().splitlines()[0]
-    assert header == "video,label,label_id,start,end,start_frame,end_frame,score"
+    assert header == "label,label_id,start,end,start_frame,end_frame,score"
 
 
 def test_mstcn_is_one_label_per_frame(frames, tmp_path):

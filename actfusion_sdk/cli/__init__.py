@@ -24,6 +24,7 @@ SUBCOMMANDS = (
     "batch",
     "train",
     "evaluate",
+    "view",
     "selfcheck",
     "bench",
     "make_benchmark",

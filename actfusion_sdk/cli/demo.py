@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="segment and anticipate a generated held-out video with the bundled demo model",
         description="Render a held-out procedural activity video, run Pipeline(...).segment() and "
         ".anticipate(ratio=0.3) with the bundled demo weights, print both next to the ground truth with "
-        "F1@50 and MoC, and write timeline PNGs comparing prediction and ground truth.",
+        "F1@50 and MoC, and write timeline PNGs and viewer pages (the video beside prediction and ground "
+        "truth).",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("demo_output"), help="output directory (demo_output)"
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         for name, result in (("segmentation", segmented), ("anticipation", anticipated)):
             path = result.plot(args.out / f"demo_{name}.png", ground_truth=list(video.labels))
             print(f"timeline written: {path}")
+            page = result.to_html(args.out / f"demo_{name}.html", video=video.path, truth=list(video.labels))
+            print(f"viewer page written: {page} (open it in a browser)")
 
     scores = score_videos([video], weights=args.weights, progress=True, on_video=show)
     print(

@@ -4,10 +4,11 @@ Results know nothing of torch: a result is built from per-frame labels (and opti
 feature rate `fps` (feature frames per second). Feature frame i covers [i/fps, (i+1)/fps); the last frame ends
 at the video's `duration`, so the segments are contiguous and cover [0, duration].
 
-JSON schema "actfusion-sdk/result/1" (`to_json`, loaded back by `from_json` / `load_result`)::
+JSON schema "actfusion-sdk/result/2" (`to_json`, loaded back by `from_json` / `load_result`; documents of
+"actfusion-sdk/result/1", which lack "frame_confidence", still load)::
 
     {
-      "schema": "actfusion-sdk/result/1",
+      "schema": "actfusion-sdk/result/2",
       "kind": "segmentation" | "anticipation",
       "video": str | null,            # source video path, if any
       "model": str | null,            # model name from the model card
@@ -17,6 +18,7 @@ JSON schema "actfusion-sdk/result/1" (`to_json`, loaded back by `from_json` / `l
       "classes": [str, ...],          # label_id -> label
       "frame_labels": [int, ...],     # one label id per feature frame
       "frame_probs": [[float]] | null,  # [classes][frames], only with include_probs=True
+      "frame_confidence": [float] | null,  # per frame, the highest class probability (when probs were known)
       "timings": {stage: seconds},
       # kind "segmentation":
       "segments": [segment, ...],
@@ -48,7 +50,9 @@ from ..errors import ConfigError, InputError
 from . import exporters
 from .segments import Segment, build_segments, frame_time
 
-SCHEMA = "actfusion-sdk/result/1"
+SCHEMA = "actfusion-sdk/result/2"
+#: Earlier schemas that still load (their missing fields read as absent).
+READABLE_SCHEMAS = (SCHEMA, "actfusion-sdk/result/1")
 ANTICIPATED_PART = "anticipated"
 
 Part = tuple[str, tuple[Segment, ...]]
@@ -69,6 +73,7 @@ class Result:
     duration: float
     classes: tuple[str, ...]
     frame_probs: np.ndarray | None = None
+    frame_confidence: np.ndarray | None = None  # [T] the highest class probability per frame
     video: str | None = None
     model: str | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
@@ -125,8 +130,9 @@ class Result:
         return [self._segment_row(part, segment) for part, segments in self.parts() for segment in segments]
 
     def to_dict(self, include_probs: bool = False) -> dict[str, Any]:
-        """The JSON document of schema "actfusion-sdk/result/1" as a dict (see the module docstring)."""
+        """The JSON document of schema SCHEMA as a dict (see the module docstring)."""
         probs = self.frame_probs.tolist() if include_probs and self.frame_probs is not None else None
+        confidence = None if self.frame_confidence is None else self.frame_confidence.tolist()
         return {
             "schema": SCHEMA,
             "kind": self.kind,
@@ -139,6 +145,7 @@ class Result:
             **self._kind_to_dict(),
             "frame_labels": self.frame_labels.tolist(),
             "frame_probs": probs,
+            "frame_confidence": confidence,
             "timings": dict(self.timings),
         }
 
@@ -160,9 +167,16 @@ class Result:
                 "(or load_result for either kind)"
             )
         probs = data.get("frame_probs")
+        confidence = data.get("frame_confidence")
+        if confidence is not None and len(confidence) != len(data["frame_labels"]):
+            raise InputError(
+                f"result JSON has {len(confidence)} frame_confidence values for {len(data['frame_labels'])} "
+                "frame_labels; expected one per frame (rewrite the file with to_json)"
+            )
         shared = _shared_fields(
             frame_labels=np.array(data["frame_labels"], dtype=np.int64),
             frame_probs=None if probs is None else np.array(probs, dtype=np.float32),
+            frame_confidence=None if confidence is None else np.array(confidence, dtype=np.float32),
             fps=data["fps"],
             duration=data["duration"],
             classes=data["classes"],
@@ -192,9 +206,11 @@ class Result:
         return exporters.export(self, fmt)
 
     def save(self, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
-        """Write an export (or the timeline PNG); the format comes from the suffix unless `fmt` is given.
+        """Write an export (or the timeline PNG, or the viewer page); the format comes from the suffix unless
+        `fmt` is given.
 
-        Suffixes: .json (our schema), .csv, .txt (MS-TCN), .png (plot); ActivityNet needs fmt="activitynet".
+        Suffixes: .json (our schema), .csv, .txt (MS-TCN), .png (plot), .html (`to_html`); ActivityNet needs
+        fmt="activitynet".
         """
         return exporters.save(self, path, fmt)
 
@@ -216,6 +232,21 @@ class Result:
         from . import timeline  # matplotlib loads only when a timeline is drawn
 
         return timeline.plot(self, Path(path), ground_truth, width, dpi)
+
+    def to_html(
+        self,
+        path: str | os.PathLike[str],
+        video: str | os.PathLike[str] | None = None,
+        truth: Result | Sequence[Any] | np.ndarray | None = None,
+        embed_video: bool = False,
+    ) -> Path:
+        """Write a self-contained HTML page: the video (default: the result's source, referenced relative to
+        the page; `embed_video` puts a small one inside) over timeline rows of the prediction, the ground
+        truth (`truth`: a result, labels per feature frame, or spans with label/start/end such as
+        `data.annotations.read_annotations` returns) and the per-frame confidence."""
+        from .viewer import write_result_page
+
+        return write_result_page(self, path, video, truth, embed_video)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -379,7 +410,7 @@ def _read_document(source: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"result JSON is not valid JSON ({err}); expected schema {SCHEMA!r}") from err
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise InputError(f"expected a result of schema {SCHEMA!r}, found {found!r}")
     return data
@@ -426,14 +457,21 @@ def _shared_fields(
     video: str | None,
     model: str | None,
     timings: Mapping[str, float] | None,
+    frame_confidence: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The base fields as a result stores them: read-only arrays (owned by the result), immutable timings."""
-    frame_labels.setflags(write=False)
+    """The base fields as a result stores them: read-only arrays (owned by the result), immutable timings.
+
+    The per-frame confidence is the probabilities' maximum over classes when they are given, else
+    `frame_confidence` as loaded (a document written without its probabilities keeps it)."""
     if frame_probs is not None:
-        frame_probs.setflags(write=False)
+        frame_confidence = frame_probs.max(axis=0)
+    for array in (frame_labels, frame_probs, frame_confidence):
+        if array is not None:
+            array.setflags(write=False)
     return {
         "frame_labels": frame_labels,
         "frame_probs": frame_probs,
+        "frame_confidence": frame_confidence,
         "fps": float(fps),
         "duration": float(duration),
         "classes": tuple(classes),

@@ -1,0 +1,94 @@
+"""The replay page of a live run (``actfusion view live.jsonl``): how the anticipation evolved.
+
+The top row is what happened: the segments the last update observed. Under it, one row per update at its
+stream time: what it had observed (plain) and what it anticipated after its cut (hatched), so each
+anticipation can be read against the top row. The row of the update current at the playhead is outlined.
+
+Updates carry class ids and labels but not the model's class list; the colours come from the classes seen,
+placed at their ids (so they match the result pages' colours unless an unseen class is named after a colour).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import InputError
+from ..results import html
+from .update import LiveUpdate
+
+
+def read_updates(path: str | os.PathLike[str]) -> list[LiveUpdate]:
+    """The updates of a ``--jsonl`` file, in order; a bad line is an InputError naming it."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise InputError(f"cannot read live updates '{path}': {err.strerror}") from err
+    updates = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            updates.append(LiveUpdate.from_json(line))
+        except InputError as err:
+            raise InputError(f"{path}:{number}: {err}") from err
+    if not updates:
+        raise InputError(
+            f"'{path}' holds no live update; write one with `actfusion live SOURCE --jsonl FILE`"
+        )
+    return updates
+
+
+def write_replay_page(
+    updates: Sequence[LiveUpdate],
+    path: str | os.PathLike[str],
+    video: str | os.PathLike[str] | None = None,
+    title: str = "live run",
+) -> Path:
+    """Write the replay page of `updates` to `path`; `video` is the recorded stream, when there is one."""
+    path = Path(path)
+    return html.write_page(path, replay_page(updates, path, video, title))
+
+
+def replay_page(
+    updates: Sequence[LiveUpdate], path: Path, video: str | os.PathLike[str] | None, title: str
+) -> str:
+    """The HTML of the replay page as it will be written to `path`."""
+    palette = html.Palette()
+    colors = palette.classes_of(_classes_seen(updates))
+    end = max(update.time + update.horizon for update in updates)
+    last = updates[-1]
+    happened = [(None, segment) for segment in last.observed_segments]
+    lanes = [("what happened", html.lane_element(html.Lane("what happened", happened, colors), end))]
+    for update in updates:
+        segments = [("observed", s) for s in update.observed_segments]
+        segments += [("anticipated", s) for s in update.anticipated_segments]
+        cut = f'<div class="cutline" style="left:{html.percent(update.time, end)}"></div>'
+        name = f"#{update.index} at {update.time:.1f} s"
+        attributes = f' data-time="{html.seconds(update.time)}" data-update="{update.index}"'
+        lane = html.Lane(name, segments, colors, cut, attributes)
+        lanes.append((name, html.lane_element(lane, end, "update")))
+    source = None if video is None else html.video_source(video, path)
+    stream_end = "" if last.end is None else f", ended: {last.end}"
+    meta = (
+        f"{len(updates)} updates, {last.time:.1f} s of stream{stream_end}; each row: observed (plain) and "
+        f"anticipated (hatched, {last.horizon:g} s horizon) at its update time"
+    )
+    body = (
+        f'<h1>{html.escape(title)}</h1><div class="meta">{html.escape(meta)}</div>'
+        + html.player(source, None if video is None else Path(video).name)
+        + html.controls()
+        + html.timeline(end, lanes)
+    )
+    return html.page(title, body, palette)
+
+
+def _classes_seen(updates: Sequence[LiveUpdate]) -> list[str]:
+    """Class names at their ids, from every segment of the updates ("" for ids never seen)."""
+    names: dict[int, str] = {}
+    for update in updates:
+        for segment in update.observed_segments + update.anticipated_segments:
+            names.setdefault(segment.label_id, segment.label)
+    return [names.get(label_id, "") for label_id in range(max(names, default=-1) + 1)]
