@@ -164,7 +164,7 @@ def test_csv_parses_back_to_the_segments(frames, tmp_path):
         assert float(row["score"]) == pytest.approx(segment.score)
     segmentation = SegmentationResult.from_frames(labels, CLASSES, FPS)
     header = segmentation.to_csv().splitlines()[0]
-    assert header == "label,label_id,start,end,start_frame,end_frame,score"
+    assert header == "video,label,label_id,start,end,start_frame,end_frame,score"
 
 
 def test_mstcn_is_one_label_per_frame(frames, tmp_path):

@@ -1,4 +1,5 @@
-"""Text exports of a result (our JSON schema, CSV, MS-TCN, ActivityNet), the table, and saving by suffix."""
+"""Text exports of a result (our JSON schema, CSV, MS-TCN, ActivityNet, ELAN, Label Studio), the table, and
+saving by suffix."""
 
 from __future__ import annotations
 
@@ -6,18 +7,27 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..fileio import atomic_write
+from .elan import to_eaf
+from .labelstudio import to_labelstudio
 
 if TYPE_CHECKING:
     from .types import Result
 
-FORMATS = ("json", "csv", "mstcn", "activitynet")
-_FORMAT_BY_SUFFIX = {".json": "json", ".csv": "csv", ".txt": "mstcn", ".png": "png", ".html": "html"}
+FORMATS = ("json", "csv", "mstcn", "activitynet", "eaf", "labelstudio")
+_FORMAT_BY_SUFFIX = {
+    ".eaf": "eaf",
+    ".json": "json",
+    ".csv": "csv",
+    ".txt": "mstcn",
+    ".png": "png",
+    ".html": "html",
+}
 
 
 def to_json(result: Result, include_probs: bool = False, indent: int | None = 2) -> str:
@@ -25,11 +35,14 @@ def to_json(result: Result, include_probs: bool = False, indent: int | None = 2)
     return json.dumps(result.to_dict(include_probs), indent=indent)
 
 
-def to_csv(result: Result) -> str:
-    """One row per segment: label, label_id, start, end (s), start_frame, end_frame, score (plus part)."""
-    rows = result.summary()
+def to_csv(result: Result, exclude: Collection[str] = ()) -> str:
+    """One row per segment: video (its file stem), label, label_id, start, end (s), start_frame, end_frame,
+    score (plus part); segments labelled with a name in `exclude` (e.g. "background") are left out. The
+    video, start, end and label columns read back as annotations (`actfusion dataset build`)."""
+    rows = [{"video": result.video_id, **row} for row in result.summary() if row["label"] not in exclude]
+    fields = ["video", *(name for name in result.summary()[0])]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -68,11 +81,14 @@ _EXPORTERS: dict[str, Callable[[Result], str]] = {
     "csv": to_csv,
     "mstcn": to_mstcn,
     "activitynet": to_activitynet,
+    "eaf": to_eaf,
+    "labelstudio": to_labelstudio,
 }
 
 
 def export(result: Result, fmt: str) -> str:
-    """The text of one of FORMATS: "json", "csv", "mstcn" or "activitynet"."""
+    """The text of one of FORMATS: "json", "csv", "mstcn", "activitynet", "eaf" (ELAN) or "labelstudio"
+    (Label Studio predictions), each with its defaults."""
     if fmt not in _EXPORTERS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return _EXPORTERS[fmt](result)
