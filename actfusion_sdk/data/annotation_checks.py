@@ -158,6 +158,8 @@ def _spellings(
         else:
             target = max(spellings, key=lambda label: (counts[label], -spellings.index(label)))
         listed = ", ".join(f"{label!r} ({first_seen[label].where})" for label in spellings)
+        if background not in spellings and target == background:
+            listed += f" and the background class {background!r}"
         if merge:
             mapping.update({label: target for label in spellings})
             warnings.append(f"labels {listed} differ only in case or spaces; merged into {target!r}")

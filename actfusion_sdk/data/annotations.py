@@ -223,8 +223,12 @@ def read_mstcn(path: Path, frame_rate: float) -> list[Annotation]:
 
 def read_eaf(path: Path, tier: str | None) -> list[Annotation]:
     """The aligned annotations of one tier of an ELAN file (times from its millisecond time slots)."""
-    from pympi.Elan import Eaf  # pympi-ling: the library ELAN users script with
-
+    try:
+        from pympi.Elan import Eaf  # pympi-ling: the library ELAN users script with
+    except ImportError as err:
+        raise DatasetError(
+            f"reading ELAN files ('{path}') needs pympi-ling: pip install 'actfusion-sdk[elan]'"
+        ) from err
     try:
         document = Eaf(str(path))
     except Exception as err:  # pympi raises bare XML, key and value errors for broken files
