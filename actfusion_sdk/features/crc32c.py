@@ -8,6 +8,8 @@ register after A carried through |B| zero bytes, xor the register B alone leaves
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 _POLYNOMIAL = 0x82F63B78  # Castagnoli, bit-reflected
@@ -44,12 +46,11 @@ def masked_crc32c(data: bytes | bytearray | memoryview | np.ndarray) -> int:
 
 def _advance(register: int, buffer: np.ndarray) -> int:
     """The CRC register after feeding `buffer` (uint8) into `register` (no final xor)."""
-    lanes = _MAX_LANES
-    while lanes > 1 and len(buffer) // lanes < _MIN_CHUNK:
-        lanes //= 2
-    if lanes == 1:
+    if len(buffer) < 2 * _MIN_CHUNK:
         return _advance_bytes(register, buffer)
-    chunk = len(buffer) // lanes
+    # Chunks of a power-of-two length, so that every join below uses one of a few cached shift maps.
+    chunk = max(_MIN_CHUNK, 1 << (-(-len(buffer) // _MAX_LANES) - 1).bit_length())
+    lanes = len(buffer) // chunk
     head = len(buffer) - lanes * chunk
     register = _advance_bytes(register, buffer[:head])
     # Column j holds byte j of every chunk, so each step reads one contiguous row.
@@ -57,13 +58,21 @@ def _advance(register: int, buffer: np.ndarray) -> int:
     states = np.zeros(lanes, dtype=np.uint32)
     for row in columns:
         states = _TABLE[(states ^ row) & 0xFF] ^ (states >> 8)
-    # Join neighbours pairwise: after level k each state covers chunk * 2**k bytes.
-    span = chunk
+    # Join neighbours pairwise: after level k each state covers chunk * 2**k bytes. Leading all-zero lanes
+    # pad the count to a power of two; from a zero register, leading zero bytes change nothing.
+    padding = (1 << (lanes - 1).bit_length()) - lanes
+    states = np.concatenate([np.zeros(padding, dtype=np.uint32), states])
+    level = chunk.bit_length() - 1
     while len(states) > 1:
-        shift = _ZeroShift(span)
-        states = shift.apply(states[0::2]) ^ states[1::2]
-        span *= 2
-    return _ZeroShift(span).apply_int(register) ^ int(states[0])
+        states = _apply_shift(_zero_shift(level), states[0::2]) ^ states[1::2]
+        level += 1
+    # The head's register, carried through the rest's length in zero bytes, joins the rest's register.
+    length = lanes * chunk
+    shifted = np.array([register], dtype=np.uint32)
+    for bit in range(length.bit_length()):
+        if length >> bit & 1:
+            shifted = _apply_shift(_zero_shift(bit), shifted)
+    return int(shifted[0] ^ states[0])
 
 
 def _advance_bytes(register: int, data: np.ndarray) -> int:
@@ -73,50 +82,26 @@ def _advance_bytes(register: int, data: np.ndarray) -> int:
     return register
 
 
-class _ZeroShift:
-    """The linear map 'feed `length` zero bytes' on the 32-bit register, as four 256-entry byte tables."""
-
-    def __init__(self, length: int) -> None:
-        columns = _zero_bytes_matrix(length)
-        self.tables = np.zeros((4, 256), dtype=np.uint32)
-        for position in range(4):
-            for bit in range(8):
-                image = columns[8 * position + bit]
-                with_bit = np.arange(256) & (1 << bit) != 0
-                self.tables[position, with_bit] ^= np.uint32(image)
-
-    def apply(self, states: np.ndarray) -> np.ndarray:
-        t = self.tables
-        return (
-            t[0][states & 0xFF]
-            ^ t[1][(states >> 8) & 0xFF]
-            ^ t[2][(states >> 16) & 0xFF]
-            ^ t[3][states >> 24]
-        )
-
-    def apply_int(self, register: int) -> int:
-        return int(self.apply(np.array([register], dtype=np.uint32))[0])
+@cache
+def _zero_shift(level: int) -> np.ndarray:
+    """The linear map 'feed 2**level zero bytes' on the 32-bit register, as four 256-entry byte tables."""
+    if level == 0:
+        columns = [_TABLE_LIST[(1 << bit) & 0xFF] ^ ((1 << bit) >> 8) for bit in range(32)]
+    else:
+        half = _zero_shift(level - 1)
+        units = np.array([1 << bit for bit in range(32)], dtype=np.uint32)
+        columns = [int(value) for value in _apply_shift(half, _apply_shift(half, units))]
+    tables = np.zeros((4, 256), dtype=np.uint32)
+    values = np.arange(256)
+    for bit, image in enumerate(columns):
+        tables[bit // 8, (values >> (bit % 8)) & 1 == 1] ^= np.uint32(image)
+    return tables
 
 
-def _zero_bytes_matrix(length: int) -> list[int]:
-    """Images of the 32 unit registers after `length` zero bytes (the map's columns), by repeated squaring."""
-    one_byte = [_TABLE_LIST[(1 << bit) & 0xFF] ^ ((1 << bit) >> 8) for bit in range(32)]
-    result = [1 << bit for bit in range(32)]  # identity
-    power = one_byte
-    while length:
-        if length & 1:
-            result = [_apply_columns(power, column) for column in result]
-        power = [_apply_columns(power, column) for column in power]
-        length >>= 1
-    return result
-
-
-def _apply_columns(columns: list[int], register: int) -> int:
-    out = 0
-    bit = 0
-    while register:
-        if register & 1:
-            out ^= columns[bit]
-        register >>= 1
-        bit += 1
-    return out
+def _apply_shift(tables: np.ndarray, states: np.ndarray) -> np.ndarray:
+    return (
+        tables[0][states & 0xFF]
+        ^ tables[1][(states >> 8) & 0xFF]
+        ^ tables[2][(states >> 16) & 0xFF]
+        ^ tables[3][states >> 24]
+    )

