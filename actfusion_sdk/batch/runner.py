@@ -26,6 +26,7 @@ from ..outputs import (
     prepare_output_dir,
     record_failures,
 )
+from .connection import join_cluster
 from .inputs import find_inputs
 from .job import BatchJob
 from .report import BatchReport, Progress, VideoRecord
@@ -163,7 +164,7 @@ def _ray_session(ray: Any, cluster: ClusterOptions) -> Iterator[None]:
             log_to_driver=False,
         )
     else:
-        ray.init(address=cluster.address, log_to_driver=False)
+        join_cluster(ray, cluster.address)
     try:
         yield
     finally:
