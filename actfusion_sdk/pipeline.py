@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, VideoError
+from .limits import check_seed
 from .predictor import AnticipationWindow, Predictor, PreparedFeatures
 from .results import AnticipationResult, SegmentationResult
 
@@ -124,6 +125,7 @@ class Pipeline:
 
     def segment(self, seed: int = 0) -> SegmentationResult | list[SegmentationResult]:
         """Temporal action segmentation of every input."""
+        check_seed(seed)  # before any extraction
         return self._each(lambda index: self.predictor.segment(self._features_of(index), seed=seed))
 
     def anticipate(
@@ -141,6 +143,7 @@ class Pipeline:
         (which may reach beyond the end of the video).
         """
         window = AnticipationWindow(ratio, observed, horizon)
+        check_seed(seed)  # before any extraction
         return self._each(
             lambda index: self.predictor.anticipate(self._features_of(index, window), window, seed=seed)
         )
@@ -181,6 +184,7 @@ class Pipeline:
         elif weights is not None or device is not None:
             raise ConfigError("give either predictor= or weights/device, not both")
         settings = predictor.feature_settings()
+        plan.check_rate(settings.features_per_second)
         live = LiveSource(
             source,
             settings.fps,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import numbers
 import os
 import sys
 import time
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, InputError, WeightsError
+from .limits import check_seconds, check_seed
 from .results import AnticipationResult, SegmentationResult
 from .runtime import resolve_device
 from .weights import BUNDLED_DEFAULT, DEMO_VIDEO_TAG, resolve_weights
@@ -34,7 +36,7 @@ from .weights import BUNDLED_DEFAULT, DEMO_VIDEO_TAG, resolve_weights
 Result = TypeVar("Result", SegmentationResult, AnticipationResult)
 
 if TYPE_CHECKING:
-    from .features.i3d import I3DFeatureExtractor
+    from .features.extract import FeatureExtractor
     from .features.settings import FeatureSettings
     from .model.checkpoint import ModelCard
 
@@ -83,7 +85,10 @@ class AnticipationWindow:
 
     def __post_init__(self) -> None:
         if self.observed is None and self.horizon is None:
-            ratio = DEFAULT_RATIO if self.ratio is None else float(self.ratio)
+            ratio = DEFAULT_RATIO if self.ratio is None else self.ratio
+            if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
+                raise ConfigError(f"ratio must be a number in (0, 1), got {ratio!r}")
+            ratio = float(ratio)
             if not 0.0 < ratio < 1.0:
                 raise ConfigError(
                     f"ratio must be in (0, 1) (the observed fraction of the video), got {ratio}"
@@ -94,17 +99,21 @@ class AnticipationWindow:
             raise ConfigError("give either a ratio or observed and horizon (seconds), not both")
         if self.observed is None or self.horizon is None:
             raise ConfigError("observed and horizon (seconds) go together; give both, or a ratio instead")
-        if not (self.observed > 0 and self.horizon > 0):
-            raise ConfigError(
-                f"observed and horizon must be positive seconds, got observed={self.observed}, "
-                f"horizon={self.horizon}"
-            )
-        object.__setattr__(self, "observed", float(self.observed))
-        object.__setattr__(self, "horizon", float(self.horizon))
+        for name in ("observed", "horizon"):
+            object.__setattr__(self, name, check_seconds(name, getattr(self, name)))
 
     def observed_frames(self, fps: float) -> int | None:
         """Feature frames observed at `fps` features/s (None for a ratio: it depends on the input)."""
         return None if self.observed is None else round(self.observed * fps)
+
+    def check_rate(self, fps: float) -> None:
+        """Refuse, before any decoding, an observation shorter than one feature frame at `fps` features/s."""
+        observed = self.observed_frames(fps)
+        if observed is not None and observed < 1:
+            raise ConfigError(
+                f"observed={self.observed:g} s is less than one feature frame of this model "
+                f"({fps:g} features/s); observe at least {0.5 / fps:g} s"
+            )
 
     def check_duration(self, duration: float | None, fps: float, source: str) -> None:
         """Refuse, before decoding, an observation longer than a video (`duration`: what its container
@@ -147,7 +156,7 @@ class VideoFeaturizer:
         self.weights, self.card, self.device = weights, card, device
         self._i3d_weights = i3d_weights
         self._precision = precision
-        self._extractor: I3DFeatureExtractor | None = None
+        self._extractor: FeatureExtractor | None = None
 
     @classmethod
     def from_card(
@@ -176,16 +185,17 @@ class VideoFeaturizer:
             ) from err
 
     @property
-    def extractor(self) -> I3DFeatureExtractor:
-        """The I3D extractor for the card's settings, built on first use."""
+    def extractor(self) -> FeatureExtractor:
+        """The extractor for the card's settings (i3d_r50, or MS-TCN with the weights the card names), built
+        on first use."""
         if self._extractor is None:
-            from .features.i3d import I3DFeatureExtractor
+            from .features.extract import build_extractor
 
             settings = self.feature_settings()
-            self._extractor = I3DFeatureExtractor(
+            self._extractor = build_extractor(
                 settings,
+                self._i3d_weights,
                 device=self.device,
-                weights=self._i3d_weights,
                 precision=self._precision or settings.precision,
             )
         return self._extractor
@@ -206,6 +216,7 @@ class VideoFeaturizer:
         needed = None
         if window is not None and window.observed is not None:
             fps = self.feature_settings().features_per_second
+            window.check_rate(fps)
             window.check_duration(info.duration, fps, repr(str(video)))
             needed = window.observed_frames(fps)
         extractor = self.extractor  # built on first use, outside the features' timing
@@ -280,6 +291,7 @@ class Predictor(VideoFeaturizer):
         """Temporal action segmentation of one input."""
         from .model.inference import segment
 
+        check_seed(seed)
         started = time.perf_counter()
         prediction = segment(self.model, prepared.features, seed=seed)
         predicted = time.perf_counter()
@@ -301,6 +313,7 @@ class Predictor(VideoFeaturizer):
         from .model.inference import anticipate
 
         window = window or AnticipationWindow()
+        check_seed(seed)
         frames = window.frames(prepared)
         started = time.perf_counter()
         if window.ratio is not None:

@@ -134,7 +134,7 @@ def test_official_file_with_the_wrong_preset_names_key_and_fitting_preset(tmp_pa
         load_model(path, preset="gtea")
     with pytest.raises(WeightsError, match="does not match preset 'breakfast'"):
         load_model(path, preset="breakfast")
-    with pytest.raises(ConfigError, match="needs preset=; the file fits preset '50salads'"):
+    with pytest.raises(WeightsError, match="fits preset '50salads'.*convert it first"):
         load_model(path)
 
 

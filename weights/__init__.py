@@ -63,6 +63,8 @@ def _problem(path: Path) -> str | None:
         return None if (path / "model.json").is_file() else "directory without model.json"
     if path.is_file():
         return None
+    if path.exists():
+        return "exists, but is a device, FIFO or socket, not a model file or folder"
     return "does not exist"
 
 

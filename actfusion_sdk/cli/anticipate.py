@@ -34,10 +34,15 @@ def add_window_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..predictor import AnticipationWindow
+    from ..limits import check_seed
+    from ..predictor import AnticipationWindow, VideoFeaturizer
 
-    # Checked before loading weights or decoding, so a bad request fails at once.
+    # Checked before loading the model or decoding, so a bad request fails at once: the window and the seed,
+    # then (reading only the model card) whether the window observes at least one feature frame.
     window = AnticipationWindow(args.ratio, args.observed, args.horizon)
+    check_seed(args.seed)
+    if window.observed is not None:
+        window.check_rate(VideoFeaturizer.from_card(args.weights).feature_settings().features_per_second)
     return run_each(
         args,
         "anticipate",

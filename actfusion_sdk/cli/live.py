@@ -10,8 +10,14 @@ import argparse
 import statistics
 import time
 from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
+from ..errors import ConfigError
 from ._common import add_compute_arguments
+
+if TYPE_CHECKING:
+    from ..predictor import Predictor
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,14 +52,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..limits import check_seconds, check_threads
     from ..live import UpdatePlan
-    from ..pipeline import Pipeline
     from ..predictor import Predictor
     from ._common import apply_threads
 
-    UpdatePlan(args.every, args.horizon, args.context, args.seed, args.drop)  # fail before loading
-    apply_threads(args)
-    predictor = Predictor(args.weights, args.device, args.attention_impl)
+    # Every option is checked, and the --jsonl file opened, before the model loads or the source opens.
+    UpdatePlan(args.every, args.horizon, args.context, args.seed, args.drop)
+    check_seconds("--stall", args.stall)
+    if args.threads is not None:
+        check_threads(args.threads)
+    with ExitStack() as stack:
+        jsonl = stack.enter_context(_open_jsonl(args.jsonl)) if args.jsonl else None
+        apply_threads(args)
+        predictor = Predictor(args.weights, args.device, args.attention_impl)
+        return _follow(args, predictor, jsonl)
+
+
+def _open_jsonl(path: str) -> TextIO:
+    """The --jsonl file, opened for writing, or a usage error saying why it cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"--jsonl {path!r} is a folder; give a file name (e.g. {path}/live.jsonl)")
+    if not target.parent.is_dir():
+        raise ConfigError(
+            f"--jsonl {path!r}: the folder {str(target.parent)!r} does not exist; create it first"
+        )
+    try:
+        return open(target, "w", encoding="utf-8")  # noqa: SIM115 - closed by the caller's ExitStack
+    except OSError as err:
+        raise ConfigError(
+            f"--jsonl {path!r} cannot be written ({err.strerror or err}); choose a writable file"
+        ) from err
+
+
+def _follow(args: argparse.Namespace, predictor: Predictor, jsonl: TextIO | None) -> int:
+    """Print (and write to `jsonl`) every update of the stream, then the summary line."""
+    from ..pipeline import Pipeline
+
     updates = Pipeline.stream(
         args.source,
         every=args.every,
@@ -72,19 +108,17 @@ def run(args: argparse.Namespace) -> int:
     last = None
     started = time.monotonic()
     interrupted = False
-    with ExitStack() as stack:
-        jsonl = stack.enter_context(open(args.jsonl, "w", encoding="utf-8")) if args.jsonl else None
-        try:
-            for update in updates:
-                print(update.status_line(), flush=True)
-                if jsonl is not None:
-                    jsonl.write(update.to_json() + "\n")
-                    jsonl.flush()
-                latencies.append(update.latency)
-                skipped += update.skipped
-                last = update
-        except KeyboardInterrupt:
-            interrupted = True
+    try:
+        for update in updates:
+            print(update.status_line(), flush=True)
+            if jsonl is not None:
+                jsonl.write(update.to_json() + "\n")
+                jsonl.flush()
+            latencies.append(update.latency)
+            skipped += update.skipped
+            last = update
+    except KeyboardInterrupt:
+        interrupted = True
     print(_summary(last, latencies, skipped, time.monotonic() - started, interrupted))
     return 130 if interrupted else 0
 

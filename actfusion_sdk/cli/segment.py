@@ -19,4 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..limits import check_seed
+
+    check_seed(args.seed)  # before loading the model or decoding
     return run_each(args, "segment", lambda predictor, prepared: predictor.segment(prepared, seed=args.seed))

@@ -10,12 +10,12 @@ stalls, the open clips are edge-padded as offline and a final update observes ev
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
+from ..limits import check_seconds, check_seed
 from ..predictor import AnticipationWindow, Predictor
 from ..results import Segment
 from ..video.live import LiveSource
@@ -40,8 +40,20 @@ class UpdatePlan:
     def __post_init__(self) -> None:
         for name in ("every", "horizon", "context"):
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
+            if value is not None:
+                object.__setattr__(self, name, check_seconds(name, value))
+        check_seed(self.seed)
+
+    def check_rate(self, fps: float) -> None:
+        """Refuse, before the stream is opened, an update step or context shorter than one feature frame
+        (`fps` features/s): such updates would repeat on the same features without end."""
+        for name in ("every", "context"):
+            value = getattr(self, name)
+            if value is not None and value * fps < 1:
+                raise ConfigError(
+                    f"{name}={value:g} s is shorter than one feature frame of this model "
+                    f"({fps:g} features/s); use at least {1 / fps:g} s"
+                )
 
 
 def live_updates(predictor: Predictor, source: LiveSource, plan: UpdatePlan) -> Iterator[LiveUpdate]:

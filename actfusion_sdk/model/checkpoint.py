@@ -11,73 +11,29 @@ import json
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
 from ..errors import ConfigError, WeightsError
 from ..fileio import atomic_write, sha256_file
 from .actfusion import ActFusion
+from .card import FORMAT_VERSION, ModelCard
 from .config import PRESETS, ActFusionConfig, preset
 
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "LoadedModel", "ModelCard", "load_card", "load_model", "save_model"]
+
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model.json"
 OFFICIAL_SUFFIXES = (".model", ".pth", ".pt")
 CLASS_KEY = "encoder.conv_out.weight"  # its first dimension is the class count
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What a saved model is: configuration, class names, feature-extractor settings, weights checksum."""
-
-    format_version: int
-    config: ActFusionConfig
-    classes: tuple[str, ...]
-    features: dict[str, Any] | None = None  # feature-extractor settings, owned by actfusion_sdk.features
-    fps: float | None = None
-    sha256: str = ""  # of the safetensors file; filled in by save_model
-    description: str = ""
-    training: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "classes", tuple(self.classes))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": self.format_version,
-            "config": self.config.to_dict(),
-            "classes": list(self.classes),
-            "features": self.features,
-            "fps": self.fps,
-            "sha256": self.sha256,
-            "description": self.description,
-            "training": self.training,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ConfigError(
-                f"model card format_version {version!r} is not supported (this SDK reads {FORMAT_VERSION}); "
-                f"upgrade actfusion-sdk or re-save the model"
-            )
-        try:
-            return cls(
-                format_version=version,
-                config=ActFusionConfig.from_dict(data["config"]),
-                classes=tuple(data["classes"]),
-                features=data.get("features"),
-                fps=data.get("fps"),
-                sha256=data.get("sha256", ""),
-                description=data.get("description", ""),
-                training=data.get("training"),
-            )
-        except KeyError as err:
-            raise ConfigError(f"model card lacks the key {err.args[0]!r}") from err
+# What to do with an official checkpoint where a model card is needed.
+CONVERT_HINT = (
+    "convert it first: load_model(CKPT, preset=P, classes=[names]) then save_model(model, card, DIR) "
+    "in Python, and use DIR as the weights"
+)
 
 
 class LoadedModel(NamedTuple):
@@ -212,8 +168,12 @@ def _card_path(path: Path) -> Path:
 
 def _read_card(card_path: Path) -> ModelCard:
     try:
-        return ModelCard.from_dict(json.loads(card_path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, ConfigError) as err:
+        text = card_path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise WeightsError(f"cannot read the model card {card_path}: {err.strerror}") from err
+    try:
+        return ModelCard.from_dict(json.loads(text))
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:  # ValueError: JSON and ConfigError
         raise WeightsError(f"{card_path} is not a valid model card: {err}") from err
 
 
@@ -252,7 +212,10 @@ def _load_official(
         raise WeightsError(f"{path} is not an ActFusion state_dict (no {CLASS_KEY} [classes, width, 1])")
     file_classes = state_dict[CLASS_KEY].shape[0]
     if preset_or_config is None:
-        raise ConfigError(f"loading the official state_dict {path} needs preset=; {_fit_hint(state_dict)}")
+        raise WeightsError(
+            f"{path} is an official ActFusion checkpoint, which names neither its classes nor its preset "
+            f"({_fit_hint(state_dict)}); {CONVERT_HINT}"
+        )
     config = preset(preset_or_config) if isinstance(preset_or_config, str) else preset_or_config
     if classes is None:
         names = tuple(f"class_{i}" for i in range(file_classes))

@@ -6,6 +6,7 @@ Imported only when a timeline is drawn (`Result.plot`), so matplotlib is not loa
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 # Timeline layout in pixels, so the PNG size is exact: width x (top + rows + axis + legend).
 _TOP, _ROW, _GAP, _AXIS, _LEFT, _RIGHT = 36, 34, 12, 44, 120, 24
 _LEGEND_ROW, _LEGEND_ENTRY_WIDTH = 22, 180
+MIN_WIDTH, MAX_WIDTH = _LEFT + _RIGHT + 176, 20_000  # pixels: room for the bars, and a sane image size
+MIN_DPI, MAX_DPI = 10, 1200
+# Image files a timeline is written as, by suffix (matplotlib's format names).
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
 
 
 def timeline_height(num_rows: int, num_legend_entries: int, width: int) -> int:
@@ -89,10 +94,30 @@ def plot(
     width: int,
     dpi: int,
 ) -> Path:
-    """Draw `result`'s timeline, with `ground_truth` (names or ids per feature frame) as a second row."""
+    """Draw `result`'s timeline, with `ground_truth` (names or ids per feature frame) as a second row, in the
+    image format that `path`'s suffix names (IMAGE_FORMATS)."""
+    image_format = _image_format(path)
+    _check_pixels("width", width, MIN_WIDTH, MAX_WIDTH)
+    _check_pixels("dpi", dpi, MIN_DPI, MAX_DPI)
     gt_ids = None if ground_truth is None else _label_ids(ground_truth, result.classes)
-    _draw(result, path, gt_ids, width, dpi)
+    _draw(result, path, gt_ids, int(width), int(dpi), image_format)
     return path
+
+
+def _image_format(path: Path) -> str:
+    """The matplotlib format of `path`'s suffix, or a ConfigError listing the suffixes it knows."""
+    image_format = IMAGE_FORMATS.get(path.suffix.lower())
+    if image_format is None:
+        raise ConfigError(
+            f"cannot tell the image format of {str(path)!r} from its suffix; use one of "
+            f"{', '.join(IMAGE_FORMATS)}"
+        )
+    return image_format
+
+
+def _check_pixels(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ConfigError(f"the timeline's {name} must be an integer from {low} to {high}, got {value!r}")
 
 
 def _label_ids(labels: Sequence[str] | Sequence[int] | np.ndarray, classes: Sequence[str]) -> np.ndarray:
@@ -114,7 +139,9 @@ def _label_ids(labels: Sequence[str] | Sequence[int] | np.ndarray, classes: Sequ
     return ids
 
 
-def _draw(result: Result, path: Path, ground_truth: np.ndarray | None, width: int, dpi: int) -> None:
+def _draw(
+    result: Result, path: Path, ground_truth: np.ndarray | None, width: int, dpi: int, image_format: str
+) -> None:
     """Render the prediction row (an anticipated part hatched after the cut, where it starts), the GT row."""
     parts = result.parts()
     rows: list[tuple[str, Sequence[Part]]] = [("prediction", parts)]
@@ -187,5 +214,5 @@ def _draw(result: Result, path: Path, ground_truth: np.ndarray | None, width: in
         fontsize=8,
         handlelength=1.6,
     )
-    with atomic_write(path) as stream:  # a PNG under its final name is a whole one
-        figure.savefig(stream, dpi=dpi, format="png")
+    with atomic_write(path) as stream:  # an image under its final name is a whole one
+        figure.savefig(stream, dpi=dpi, format=image_format)

@@ -48,6 +48,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from . import exporters
+from .document import check_consistent, check_fields, source_name
 from .segments import Segment, build_segments, frame_time
 
 SCHEMA = "actfusion-sdk/result/2"
@@ -153,7 +154,9 @@ class Result:
     def from_json(cls: type[R], source: str | os.PathLike[str]) -> R:
         """Load a result written by `to_json` / `save` (a path or the JSON text).
 
-        On `Result` either kind loads; on a kind's class, a document of another kind is an InputError.
+        On `Result` either kind loads; on a kind's class, a document of another kind is an InputError. What
+        is loaded is checked (`results.document`): a missing or mistyped field, a label that is not a class
+        id, segments that contradict the frame labels are each an InputError naming the file and the field.
         """
         data = _read_document(source)
         kind = _KINDS.get(data.get("kind"))
@@ -166,6 +169,8 @@ class Result:
                 f"expected a result of kind {cls.kind!r}, got kind {kind.kind!r}; use {kind.__name__} "
                 "(or load_result for either kind)"
             )
+        where = source_name(source)
+        check_fields(data, kind.kind, where)  # every field's type and range, before any is used
         probs = data.get("frame_probs")
         confidence = data.get("frame_confidence")
         if confidence is not None and len(confidence) != len(data["frame_labels"]):
@@ -184,7 +189,9 @@ class Result:
             model=data.get("model"),
             timings=data.get("timings"),
         )
-        return kind(**shared, **kind._kind_from_dict(data))
+        result = kind(**shared, **kind._kind_from_dict(data))
+        check_consistent(result, where)  # labels in range, segments exactly those the labels give
+        return result
 
     def to_json(self, include_probs: bool = False, indent: int | None = 2) -> str:
         return exporters.to_json(self, include_probs, indent)
@@ -228,7 +235,8 @@ class Result:
         width: int = 1200,
         dpi: int = 100,
     ) -> Path:
-        """Draw the timeline (coloured bars, legend, optional ground-truth row) as a PNG, `width` px wide."""
+        """Draw the timeline (coloured bars, legend, optional ground-truth row), `width` px wide, as the image
+        format that the suffix names (.png, .jpg, .svg, .pdf); a bad suffix or size is a ConfigError."""
         from . import timeline  # matplotlib loads only when a timeline is drawn
 
         return timeline.plot(self, Path(path), ground_truth, width, dpi)

@@ -4,14 +4,23 @@ A source is anything PyAV opens as it arrives (a file, optionally paced at 1x; a
 with ``follow``; ``pipe:0`` or a FIFO path; ``rtsp://``; ``http(s)://`` HLS; a V4L2 device with
 ``format="v4l2"``) or an iterable of ``(timestamp_seconds, HxWx3 uint8 array)`` pushed from Python. Decoding
 runs in a producer thread; frames are resampled by presentation time exactly as the file decoder does.
-A source that cannot be opened, or that breaks off with an I/O error, raises ``VideoError``; a corrupt packet
-is skipped with a warning; a source that delivers nothing for ``stall_seconds`` ends the stream
-(``stalled`` is then True) instead of hanging.
+A source that cannot be opened, or that breaks off with an I/O error, raises ``VideoError``; a source that
+delivers nothing for ``stall_seconds`` ends the stream (``stalled`` is then True) instead of hanging.
+
+Damage is handled as the file decoder handles it, and reported with its accounting (``StreamTimeline``): a
+corrupt packet is skipped; a frame whose timestamp repeats or goes back (garbage in the stream, two
+recordings joined, a clock reset) is dropped until the timestamps pass the latest one seen; gaps count as
+dropped frames. The first such event is logged as it happens, and one warning line at the end of the stream
+gives the counts (``actfusion_sdk.video.live`` logger). A pushed frame that cannot be used at all (a timestamp
+that is not a finite number, an image with no pixels) raises ``VideoError`` naming the frame.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
+import math
+import numbers
 import os
 import time
 import warnings
@@ -24,13 +33,16 @@ import av
 import numpy as np
 import torch
 
-from ..errors import VideoError
-from .decode import PresentationClock, frame_interval
+from ..errors import ConfigError, VideoError
+from ..limits import MAX_SECONDS, check_seconds
+from .decode import PresentationClock, StreamTimeline, frame_interval
 from .prefetch import SourceStalled, prefetch
 from .resample import FrameResampler, SourceFrame, to_fraction
 
 PushedFrames = Iterable[tuple[float, np.ndarray]]
 _PUSHED_TICK = Fraction(1, 1_000_000)  # pushed timestamps are exact to the microsecond (to_fraction)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,9 @@ class LiveSource:
         stall_seconds: float = 10.0,
         buffer_frames: int = 256,
     ) -> None:
+        stall_seconds = check_seconds("stall_seconds", stall_seconds)
+        if isinstance(buffer_frames, bool) or not isinstance(buffer_frames, int) or buffer_frames < 1:
+            raise ConfigError(f"buffer_frames must be a positive integer, got {buffer_frames!r}")
         self.source = source
         self.name = str(source) if isinstance(source, (str, os.PathLike)) else "frames from Python"
         self.fps = fps
@@ -82,6 +97,7 @@ class LiveSource:
         self.buffer_frames = buffer_frames
         self.stalled = False
         self.skipped_packets = 0
+        self.timeline = StreamTimeline(None)  # what the frame times show (set anew when a container opens)
         self.newest = -1  # index of the newest frame produced so far
         self.duration: float | None = None  # stream seconds, once the source has ended
 
@@ -99,6 +115,32 @@ class LiveSource:
             warnings.warn(
                 f"{self.name!r}: no frame for {self.stall_seconds:g} s; ending the stream", stacklevel=2
             )
+        self._report()
+
+    def _report(self) -> None:
+        """One warning line with what the damage of the stream cost, if it had any (as the decoder says)."""
+        found = self.timeline.findings()
+        if self.skipped_packets:
+            found.insert(0, f"{self.skipped_packets} corrupt packets skipped")
+        if found:
+            log.warning("'%s': %s", self.name, "; ".join(found))
+
+    def _timed(self, frame: SourceFrame) -> SourceFrame:
+        """`frame`, its time noted on the timeline; the first repeated or backward time is said at once."""
+        before = self.timeline.out_of_order
+        latest = self.timeline.last
+        self.timeline.observe(frame.time)
+        if before == 0 and self.timeline.out_of_order == 1:
+            log.warning(
+                "'%s': a frame's timestamp (%.3f s) does not follow the latest one (%.3f s): the stream has "
+                "damage, a splice or a clock reset; such frames are dropped until the timestamps pass %.3f s "
+                "(the count follows at the end)",
+                self.name,
+                float(frame.time),
+                float(latest),
+                float(latest),
+            )
+        return frame
 
     def _produce(self) -> Iterator[LiveFrame]:
         resampler = FrameResampler(self.fps, short_side=self.short_side, crop_size=self.crop_size)
@@ -119,15 +161,17 @@ class LiveSource:
 
     def _source_frames(self, resampler: FrameResampler) -> Iterator[SourceFrame]:
         if not isinstance(self.source, (str, os.PathLike)):
-            yield from _pushed(self.source)
+            for frame in _pushed(self.source):
+                yield self._timed(frame)
             return
         with self._open() as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             resampler.expect_frame_interval(frame_interval(stream))
+            self.timeline = StreamTimeline(frame_interval(stream))
             clock = PresentationClock()
             for frame in self._decoded(container, stream):
-                yield clock.source_frame(frame)
+                yield self._timed(clock.source_frame(frame))
 
     def _open(self) -> av.container.InputContainer:
         target = str(self.source)
@@ -166,10 +210,10 @@ class LiveSource:
                 frames = packet.decode()
             except av.FFmpegError as err:
                 self.skipped_packets += 1
-                warnings.warn(
-                    f"{self.name!r}: skipped a corrupt packet ({err}); {self.skipped_packets} so far",
-                    stacklevel=2,
-                )
+                if self.skipped_packets == 1:
+                    log.warning(
+                        "'%s': skipped a corrupt packet (%s); the count follows at the end", self.name, err
+                    )
                 continue
             yield from frames
 
@@ -183,15 +227,37 @@ def _ended_growing(err: BaseException) -> bool:
 def _pushed(frames: PushedFrames) -> Iterator[SourceFrame]:
     """(timestamp seconds, HxWx3 uint8 image) pairs as source frames, timed from the first timestamp."""
     start = None
-    for timestamp, image in frames:
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise VideoError(
-                f"pushed frames must be HxWx3 uint8 arrays, got shape {image.shape} dtype {image.dtype}"
-            )
-        moment = to_fraction(float(timestamp))
+    for index, item in enumerate(frames):
+        timestamp, image = _pushed_pair(index, item)
+        moment = to_fraction(timestamp)
         start = moment if start is None else start
+        if abs(moment - start) > MAX_SECONDS:
+            raise VideoError(
+                f"pushed frame {index}: timestamp {timestamp} s is more than a week from the first frame's "
+                f"({float(start)} s); timestamps are seconds of stream time"
+            )
         yield SourceFrame(moment - start, _PUSHED_TICK, None, lambda image=image: image)
+
+
+def _pushed_pair(index: int, item: object) -> tuple[float, np.ndarray]:
+    """Pushed frame `index` checked: a finite timestamp in seconds and an HxWx3 uint8 image with pixels."""
+    try:
+        timestamp, image = item  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise VideoError(
+            f"pushed frame {index} is {type(item).__name__}, not a (timestamp seconds, image) pair"
+        ) from None
+    if isinstance(timestamp, bool) or not isinstance(timestamp, numbers.Real) or not math.isfinite(timestamp):
+        raise VideoError(f"pushed frame {index}: timestamp {timestamp!r} is not a finite number of seconds")
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise VideoError(
+            f"pushed frame {index}: frames must be HxWx3 uint8 arrays, got shape {image.shape} "
+            f"dtype {image.dtype}"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise VideoError(f"pushed frame {index} has no pixels (shape {image.shape}); push real images")
+    return float(timestamp), image
 
 
 class _Pacer:
