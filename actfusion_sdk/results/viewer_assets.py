@@ -14,7 +14,7 @@ body { margin: 16px 20px; background: #fff; }
 h1 { font-size: 18px; margin: 0 0 4px; }
 .meta { color: #555; margin-bottom: 10px; }
 #player { display: flex; flex-direction: column; align-items: flex-start; gap: 6px; }
-#video { max-width: 100%; max-height: 50vh; background: #000; }
+#video { height: min(45vh, 360px); max-width: 100%; background: #000; }
 .notice { padding: 6px 10px; border-radius: 4px; background: #fff4d6; border: 1px solid #e6c96f; }
 .notice.error { background: #fde2e1; border-color: #e08a85; }
 #controls { display: flex; gap: 8px; align-items: center; margin: 8px 0; flex-wrap: wrap; }
@@ -46,7 +46,8 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .shade { position: absolute; top: 0; bottom: 0; background: #d9d9d9; z-index: 0; }
 .lanes { position: relative; z-index: 1; }
 .mark { position: absolute; top: 0; bottom: 0; width: 0; z-index: 2; pointer-events: none; }
-.mark span { position: absolute; top: 2px; left: 3px; font-size: 11px; white-space: nowrap; }
+.mark span { position: absolute; top: 3px; left: 3px; font-size: 11px; white-space: nowrap;
+  background: rgba(255, 255, 255, 0.9); padding: 0 2px; }
 .cutline { position: absolute; top: -2px; bottom: -2px; border-left: 2px solid #000; z-index: 2;
   pointer-events: none; }
 .mark.cut { border-left: 2px dashed #000; }
@@ -55,7 +56,8 @@ h1 { font-size: 18px; margin: 0 0 4px; }
   pointer-events: none; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 16px; margin: 10px 0; }
 .legend-entry { display: flex; align-items: center; gap: 6px; }
-.swatch { display: inline-block; width: 14px; height: 14px; border-radius: 2px; position: relative; }
+.swatch { display: inline-block; width: 14px; height: 14px; border-radius: 2px;
+  box-shadow: inset 0 0 0 1px rgba(0, 0, 0, 0.25); }
 .legend .total { color: #555; font-variant-numeric: tabular-nums; }
 #tooltip { position: fixed; z-index: 10; pointer-events: none; background: #222; color: #fff;
   padding: 4px 8px; border-radius: 4px; font-size: 12px; white-space: pre; }
