@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
 
-from actfusion_sdk.live import LiveUpdate
 from actfusion_sdk.live.replay import write_replay_page
-from actfusion_sdk.results import AnticipationResult, Result, Segment, SegmentationResult
+from actfusion_sdk.results import AnticipationResult, Result, SegmentationResult
 from actfusion_sdk.results.timeline import class_colors
 from actfusion_sdk.results.viewer_index import view_folder
 
 from .browser import chromium, console_errors, open_page, unavailable_reason
+from .test_viewer import live_update
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 
@@ -142,6 +142,18 @@ def test_segmentation_page(driver, clip, tmp_path):
     segments = assert_segments_drawn(driver, result)
     assert len(drawn(driver, "ground truth")) == 6  # the rolled last frame joins the first run
     assert_click_seeks(driver, segments)
+    # Hovering a segment shows its label, times, length and score.
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    second = driver.find_elements(By.CSS_SELECTOR, ".lane[data-source='prediction'] .seg")[1]
+    ActionChains(driver).move_to_element(second).perform()
+    tooltip = driver.execute_script(
+        "const t = document.getElementById('tooltip'); return t.hidden ? '' : t.textContent"
+    )
+    score = result.segments[1].score
+    assert "red_disc_bounce" in tooltip and "1.50 s \u2013 3.50 s" in tooltip and "length 2.00 s" in tooltip
+    assert f"score {score:.3f}" in tooltip
     driver.execute_script("document.getElementById('video').currentTime = 0")
     assert_playing_moves_the_playhead(driver)
     assert driver.execute_script("return document.getElementById('video').currentTime") > 0
@@ -208,34 +220,15 @@ def test_index_page_links_every_result(driver, clip, tmp_path):
 
 
 def test_live_replay_page(driver, tmp_path):
-    updates = []
-    for index, time in enumerate((2.0, 4.0, 6.0)):
-        frames = int(time * FPS)
-        updates.append(
-            LiveUpdate(
-                index=index,
-                time=time,
-                observed_frames=frames,
-                context_start=0.0,
-                horizon=4.0,
-                fps=FPS,
-                latency=0.1,
-                lag=0.0,
-                skipped=0,
-                final=index == 2,
-                end="end" if index == 2 else None,
-                observed_segments=(Segment("red_disc_bounce", 1, 0.0, time, 0, frames, 0.9),),
-                anticipated_segments=(Segment("pour", 4, time, time + 4.0, frames, frames + 8, 0.5),),
-            )
-        )
+    updates = [live_update(0, 2.0), live_update(1, 4.0), live_update(2, 6.0, final=True)]
     page = write_replay_page(updates, tmp_path / "live.html")
     assert open_page(driver, page) == []
-    assert [s["label"] for s in drawn(driver, "what happened")] == ["red_disc_bounce"]
+    assert [s["label"] for s in drawn(driver, "what happened")] == ["background"]
     rows = driver.execute_script("return Array.from(document.querySelectorAll('.lane.update')).length")
     assert rows == 3
     segments = drawn(driver, "#1 at 4.0 s")
     assert [(s["label"], s["start"], s["end"], s["part"]) for s in segments] == [
-        ("red_disc_bounce", 0.0, 4.0, "observed"),
+        ("background", 0.0, 4.0, "observed"),
         ("pour", 4.0, 8.0, "anticipated"),
     ]
     assert_click_seeks(driver, segments, lane="#1 at 4.0 s")
