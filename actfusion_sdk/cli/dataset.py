@@ -51,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="feature settings as for `actfusion extract` (default: kinetics with --i3d-weights, else demo)",
     )
     build.add_argument("--i3d-weights", type=Path, metavar="FILE", help="Kinetics i3d_r50 weights file")
-    build.add_argument("--folds", type=int, default=4, help="K folds by video (default 4)")
+    build.add_argument(
+        "--folds", type=int, help="K folds by video (default 4, or the number of videos when fewer)"
+    )
     build.add_argument(
         "--background", default="background", help="class of frames no annotation covers (default background)"
     )

@@ -141,7 +141,7 @@ def build_dataset(
     out: str | Path,
     *,
     settings: FeatureSettings | None = None,
-    folds: int = DEFAULT_FOLDS,
+    folds: int | None = None,
     background: str = "background",
     overlap: str = "error",
     merge_case: bool = False,
@@ -161,13 +161,17 @@ def build_dataset(
     ``settings``: how features are made (default: the demo extractor's); ``extractor``: an
     `I3DFeatureExtractor` to use instead of one built (after the annotations passed their checks) from
     ``settings``, ``i3d_weights``, ``device``, ``precision`` and ``batch_size``.
-    ``folds``: K, from 2 to the number of videos. ``overlap``: "error", "later" or "longer" (which segment
-    labels the frames two segments share). ``merge_case``: merge label spellings that differ only in case or
-    spaces. ``tier``/``gt_fps``: ELAN tier, MS-TCN ground truth (and Label Studio) frame rate.
+    ``folds``: K, from 2 to the number of videos (default 4, or the number of videos when fewer).
+    ``overlap``: "error", "later" or "longer" (which segment labels the frames two segments share).
+    ``merge_case``: merge label spellings that differ only in case or spaces. ``tier``, ``gt_fps``: the ELAN
+    tier, and the frame rate of MS-TCN ground truth (and of Label Studio tasks that state none).
     """
     out = Path(out)
+    _check_destination(out)
     inputs = find_videos(videos)
     names = _video_names(inputs)
+    if folds is None:
+        folds = min(DEFAULT_FOLDS, len(inputs))
     if not isinstance(folds, int) or not 2 <= folds <= len(inputs):
         raise ConfigError(
             f"folds must be an integer from 2 to the number of videos ({len(inputs)}), got {folds!r}"
@@ -221,16 +225,24 @@ def _video_names(inputs: list[Path]) -> dict[Path, str]:
     return names
 
 
-def _working_folder(out: Path) -> Path:
-    """``.<out>.building`` beside `out`, seeded with the features of a dataset being rebuilt."""
+def _check_destination(out: Path) -> None:
+    """`out` may be new, empty or a dataset this builder wrote (which the build replaces)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"'{out}' is a file; give a folder for the dataset")
     if out.is_dir() and any(out.iterdir()) and not (out / CARD_FILE).is_file():
         raise ConfigError(
             f"'{out}' exists and is not a dataset built by actfusion; choose a new or empty folder"
         )
+
+
+def _working_folder(out: Path) -> Path:
+    """``.<out>.building`` beside `out`, seeded with the features (and their name claims) of a dataset being
+    rebuilt, so that its finished features are not extracted again."""
     work = out.parent / f".{out.name}.building"
     (work / "features").mkdir(parents=True, exist_ok=True)
+    if (out / STATE_DIR).is_dir() and not (work / STATE_DIR).exists():
+        # The folder's state: which video each feature file was made from (`claim_output_names`).
+        shutil.copytree(out / STATE_DIR, work / STATE_DIR)
     previous = out / "features"
     if previous.is_dir():
         for path in previous.iterdir():
@@ -348,7 +360,6 @@ def _class_stats(
 
 def _replace(work: Path, out: Path) -> None:
     """Swap the finished working folder in as `out` (the old `out`, if any, goes only after the swap)."""
-    shutil.rmtree(work / STATE_DIR, ignore_errors=True)
     (work / FAILURES_FILE).unlink(missing_ok=True)
     old = None
     if out.exists():
