@@ -19,10 +19,10 @@ from harness import timed
 from actfusion_sdk.data.mstcn import Stream
 from actfusion_sdk.data.targets import boundary_targets
 from actfusion_sdk.model.actfusion import ActFusion
-from actfusion_sdk.model.config import preset
 from actfusion_sdk.model.losses import class_weights
 from actfusion_sdk.model.masking import draw_mask_type, visible_frames
 from actfusion_sdk.train import TrainingObjective, stream_losses
+from actfusion_sdk.train.recipes import recipe
 
 
 def synthetic_stream(
@@ -35,7 +35,7 @@ def synthetic_stream(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="50salads")
+    parser.add_argument("--preset", default="50salads", help="a recipe: small or a released preset")
     parser.add_argument("--classes", type=int, default=19)
     parser.add_argument("--length", type=int, default=1000, help="frames per training stream (L)")
     parser.add_argument("--videos", type=int, default=12, help="timed videos (after 2 warm-up videos)")
@@ -45,7 +45,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = preset(args.preset)
+    config = recipe(args.preset)
     model = ActFusion(config, args.classes)
     model.attention_impl = args.attention_impl
     objective = TrainingObjective(model).train()

@@ -276,7 +276,7 @@ PROFILE_GROUPS = {
     "backward": ("_tensor.py", "backward"),
     "optimizer step (state.py)": ("state.py", "optimizer_step"),
     "evaluation": ("trainer.py", "validate"),
-    "checkpoint write": ("state.py", "write_checkpoint"),
+    "checkpoint write": ("state.py", "save_checkpoint"),
     "model write": ("trainer.py", "save_model"),
     "epoch": ("trainer.py", "run_epoch"),
 }

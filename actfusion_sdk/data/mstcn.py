@@ -5,6 +5,7 @@
     <dir>/groundTruth/<vid>.txt     one class name per feature frame
     <dir>/mapping.txt               "<idx> <name>" lines; the class index is the line order
     <dir>/splits/{train,test}.split<k>.bundle   "<vid>.txt" lines
+    <dir>/dataset.json              optional dataset card of `actfusion dataset build` ({"features": {...}})
 
 Labels and boundaries are read and checked when the dataset is opened; features are memory-mapped and read
 when a video is used, so large datasets cost little memory.
@@ -156,6 +157,22 @@ def read_feature_settings(paths: list[Path]) -> dict | None:
     return settings
 
 
+def dataset_feature_settings(root: Path, sidecar_settings: dict | None) -> dict | None:
+    """The feature settings of the dataset card <root>/dataset.json (`actfusion dataset build`) when there is
+    one, else those of the feature sidecars; a DatasetError when the two differ."""
+    from .builder import CARD_FILE, read_dataset_card  # the builder reads videos: loaded only when needed
+
+    if not (root / CARD_FILE).is_file():
+        return sidecar_settings
+    settings = read_dataset_card(root).settings.to_dict()
+    if sidecar_settings is not None and sidecar_settings != settings:
+        raise DatasetError(
+            f"dataset card {root / CARD_FILE} names other feature settings than the sidecars in "
+            f"{root / 'features'}; rebuild the dataset so that its features match its card"
+        )
+    return settings
+
+
 class MSTCNDataset:
     """The videos of one split of an MS-TCN dataset, with labels mapped through mapping.txt."""
 
@@ -198,7 +215,9 @@ class MSTCNDataset:
         if len(feature_dims) > 1:
             raise DatasetError(f"features in {self.root} have different dimensions {sorted(feature_dims)}")
         self.feature_dim = feature_dims.pop()
-        self.feature_settings = read_feature_settings([video.feature_path for video in self.videos])
+        self.feature_settings = dataset_feature_settings(
+            self.root, read_feature_settings([video.feature_path for video in self.videos])
+        )
 
     def __len__(self) -> int:
         return len(self.videos)

@@ -14,29 +14,40 @@ code lacks: a moving average of the weights (`ema_decay`) and a cosine learning-
     distributed.py  torchrun/DDP: process group, rank shards, collectives
     lr_schedule.py  constant or cosine learning rate
     splits.py       the training videos and the validation subset carved from them
+    recipes.py      recipes by name: 'small' (the demo model's, the default) and the released presets
+    warm_start.py   `init=`: start from trained weights with another class list
 """
 
 from .distributed import Distributed, epoch_shard, init_distributed
 from .lr_schedule import learning_rate
 from .objective import Targets, TrainingObjective, stream_losses, training_targets
+from .recipes import RECIPES, SMALL, recipe
 from .splits import carve_validation
 from .state import TrainingRNG, TrainingState, WeightAverage
-from .trainer import TrainResult, resolve_config, train
+from .trainer import TrainingInterrupted, TrainResult, resolve_config, train
+from .warm_start import WarmStart, class_dependent_keys, warm_start
 
 __all__ = [
+    "RECIPES",
+    "SMALL",
     "Distributed",
     "Targets",
     "TrainResult",
     "TrainingObjective",
+    "TrainingInterrupted",
     "TrainingRNG",
     "TrainingState",
+    "WarmStart",
     "WeightAverage",
     "carve_validation",
+    "class_dependent_keys",
     "epoch_shard",
     "init_distributed",
     "learning_rate",
+    "recipe",
     "resolve_config",
     "stream_losses",
     "train",
     "training_targets",
+    "warm_start",
 ]

@@ -147,20 +147,24 @@ class TrainingState:
         self.best_score, self.history = payload["best_score"], payload["history"]
 
 
-def write_checkpoint(
-    path: Path, state: TrainingState, config: ActFusionConfig, num_classes: int, info: Distributed
-) -> None:
-    """Every rank hands in its RNG states; rank 0 writes the checkpoint atomically."""
+def checkpoint_payload(
+    state: TrainingState, config: ActFusionConfig, num_classes: int, info: Distributed
+) -> dict[str, Any] | None:
+    """What latest.pt holds: every rank hands in its RNG states; rank 0 gets the payload, others None."""
     rng_states = info.gather(state.rng.state())
     if not info.is_main:
-        return
-    payload = {
+        return None
+    return {
         "version": CHECKPOINT_VERSION,
         "config": config.to_dict(),
         "num_classes": num_classes,
         "world_size": info.world_size,
         **state.payload(rng_states),
     }
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write a `checkpoint_payload` atomically."""
     with atomic_write(path) as stream:
         torch.save(payload, stream)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import random
@@ -18,16 +19,25 @@ from ..evaluate import evaluate_model
 from ..features.settings import FeatureSettings
 from ..fileio import atomic_write
 from ..model.actfusion import ActFusion
-from ..model.checkpoint import FORMAT_VERSION, ModelCard, save_model
-from ..model.config import ActFusionConfig, preset
+from ..model.checkpoint import FORMAT_VERSION, OFFICIAL_SUFFIXES, ModelCard, load_card, save_model
+from ..model.config import ActFusionConfig
 from ..model.diffusion import NoiseSchedule
 from ..model.losses import class_weights
 from ..model.masking import check_mask_types, draw_mask_type, visible_frames
 from .distributed import epoch_shard, init_distributed
 from .lr_schedule import apply_learning_rate, check_run_length
 from .objective import TrainingObjective, stream_losses
+from .recipes import DEFAULT_RECIPE, recipe
 from .splits import training_splits
-from .state import TrainingRNG, TrainingState, WeightAverage, resume_checkpoint, write_checkpoint
+from .state import (
+    TrainingRNG,
+    TrainingState,
+    WeightAverage,
+    checkpoint_payload,
+    resume_checkpoint,
+    save_checkpoint,
+)
+from .warm_start import WarmStart, resolve_init, warm_start
 
 CHECKPOINT_NAME = "latest.pt"
 BEST_MODEL_DIR = "model"
@@ -47,14 +57,40 @@ class TrainResult:
     steps: int  # videos processed by this rank
     best_score: float | None
     history: list[dict[str, Any]]
+    init: WarmStart | None = None  # where the initial weights came from (`init=`), None for a fresh start
 
 
-def resolve_config(config: ActFusionConfig | str | dict) -> ActFusionConfig:
-    """A preset name, an ActFusionConfig, its to_dict() form, or a model card's dict (its configuration)."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the last finished epoch was saved to `checkpoint`; `resume=True` continues."""
+
+    def __init__(self, checkpoint: Path, epoch: int, epochs: int) -> None:
+        super().__init__(
+            f"interrupted; saved a resumable checkpoint {checkpoint} after epoch {epoch} of {epochs}: run "
+            "the same command again with --resume (resume=True) to continue from there"
+        )
+        self.checkpoint, self.epoch, self.epochs = checkpoint, epoch, epochs
+
+
+def resolve_config(
+    config: ActFusionConfig | str | dict | None, init: str | Path | None = None
+) -> ActFusionConfig:
+    """A recipe name ('small' or a preset), an ActFusionConfig, its to_dict() form, or a model card's dict
+    (its configuration). None: the configuration of the `init` model when it is one of ours, else 'small'."""
+    if config is None:
+        init_path = None if init is None else resolve_init(init)
+        if init_path is None or init_path.suffix in OFFICIAL_SUFFIXES:
+            if init_path is not None:
+                raise ConfigError(
+                    f"--init {init} is an official state_dict without a model card: give the configuration "
+                    "it was trained with (--preset or --config)"
+                )
+            config = DEFAULT_RECIPE
+        else:
+            return load_card(init_path).config
     if isinstance(config, ActFusionConfig):
         return config
     if isinstance(config, str):
-        return preset(config)
+        return recipe(config)
     if isinstance(config, dict) and isinstance(config.get("config"), dict):
         config = config["config"]  # a model card: train its configuration and recipe again
     return ActFusionConfig.from_dict(config)
@@ -78,6 +114,7 @@ class _Trainer:
         attention_impl: str,
         progress: bool,
         description: str,
+        init: str | Path | None = None,
     ) -> None:
         check_mask_types(config.training.cond_types)
         self.info, self.device = init_distributed(device)
@@ -85,6 +122,7 @@ class _Trainer:
         self.epochs, self.seed, self.eval_every = epochs, seed, eval_every
         self.progress = progress and self.info.is_main
         self.description = description
+        self.snapshot: dict[str, Any] | None = None  # the state at the last epoch boundary (`interrupted`)
         self.train_data, self.val_data = training_splits(config, data_dir, split, val_fraction, seed)
         self.weights = (
             class_weights(self.train_data.label_counts()).to(self.device)
@@ -94,6 +132,11 @@ class _Trainer:
         torch.manual_seed(seed)  # identical initial parameters on every rank
         model = ActFusion(config, self.train_data.num_classes).to(self.device)
         model.attention_impl = attention_impl
+        self.init = (
+            None
+            if init is None
+            else warm_start(model, self.train_data.classes, init, self.train_data.feature_settings)
+        )
         self.schedule = NoiseSchedule.from_module(model)
         self.objective = self.info.data_parallel(TrainingObjective(model))
         self.accumulation = self.info.videos_per_step(config.training.batch_size)
@@ -131,6 +174,7 @@ class _Trainer:
                 "seed": self.seed,
                 "world_size": self.info.world_size,
                 "validation": scores,
+                "init": None if self.init is None else self.init.to_dict(),
             },
         )
         save_model(self.state.selected_weights, card, path)
@@ -211,8 +255,16 @@ class _Trainer:
                     "scores": scores,
                 }
             )
-        write_checkpoint(self.checkpoint_path, state, self.config, self.train_data.num_classes, self.info)
+        self.write_checkpoint(self.payload())
         self.info.barrier()
+
+    def payload(self) -> dict[str, Any] | None:
+        """The run's state as latest.pt holds it (on rank 0; None elsewhere)."""
+        return checkpoint_payload(self.state, self.config, self.train_data.num_classes, self.info)
+
+    def write_checkpoint(self, payload: dict[str, Any] | None) -> None:
+        if payload is not None:
+            save_checkpoint(self.checkpoint_path, payload)
 
     def start(self, resume: bool) -> None:
         """Resume from latest.pt when asked and present; otherwise start a new log."""
@@ -239,11 +291,38 @@ class _Trainer:
                     "seed": self.seed,
                 }
             )
+            if self.init is not None:
+                self.log({"event": "init", **self.init.to_dict()})
 
     def run(self, resume: bool) -> TrainResult:
         self.start(resume)
         state = self.state
         bar = tqdm(total=self.epochs, initial=state.epoch, desc="training", disable=not self.progress)
+        try:
+            self.run_epochs(bar)
+        except KeyboardInterrupt:
+            bar.close()
+            raise self.interrupted() from None
+        bar.close()
+        return TrainResult(
+            model=state.model,
+            out_dir=self.out_dir,
+            model_dir=self.out_dir / BEST_MODEL_DIR,
+            checkpoint=self.checkpoint_path,
+            log=self.out_dir / LOG_NAME,
+            epochs=state.epoch,
+            steps=state.step,
+            best_score=state.best_score,
+            history=state.history,
+            init=self.init,
+        )
+
+    def run_epochs(self, bar: tqdm) -> None:
+        """The epochs still to run; a copy of the state at each epoch boundary is kept for `interrupted`."""
+        state = self.state
+        # Ctrl-C anywhere in an epoch saves the state at its start, which resumes exactly (a mid-epoch state
+        # would skip the rest of the epoch's videos).
+        self.snapshot = copy.deepcopy(self.payload())
         while state.epoch < self.epochs:
             started = time.perf_counter()
             losses = self.run_epoch()
@@ -259,24 +338,23 @@ class _Trainer:
                 }
             )
             self.checkpoint_epoch()
+            self.snapshot = copy.deepcopy(self.payload())
             bar.update()
             bar.set_postfix(loss=f"{losses['total']:.4f}")
-        bar.close()
-        return TrainResult(
-            model=state.model,
-            out_dir=self.out_dir,
-            model_dir=self.out_dir / BEST_MODEL_DIR,
-            checkpoint=self.checkpoint_path,
-            log=self.out_dir / LOG_NAME,
-            epochs=state.epoch,
-            steps=state.step,
-            best_score=state.best_score,
-            history=state.history,
-        )
+
+    def interrupted(self) -> KeyboardInterrupt:
+        """Save the state of the last epoch boundary as latest.pt (rank 0) and say how to continue."""
+        if self.snapshot is None:  # another rank, or before the first epoch began: nothing to save here
+            return KeyboardInterrupt()
+        epoch = self.snapshot["epoch"]
+        self.write_checkpoint(self.snapshot)
+        with (self.out_dir / LOG_NAME).open("a") as handle:
+            handle.write(json.dumps({"event": "interrupted", "saved_epoch": epoch}) + "\n")
+        return TrainingInterrupted(self.checkpoint_path, epoch, self.epochs)
 
 
 def train(
-    config: ActFusionConfig | str | dict,
+    config: ActFusionConfig | str | dict | None,
     data_dir: str | Path,
     split: int | str = 1,
     out_dir: str | Path = "runs/actfusion",
@@ -290,19 +368,28 @@ def train(
     attention_impl: str = "auto",
     progress: bool = True,
     description: str = "",
+    name: str | None = None,
+    init: str | Path | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train ActFusion on the train split of an MS-TCN dataset; returns where the results are.
 
-    `config` is a preset name, an ActFusionConfig or its dict; keyword `overrides` replace TrainingConfig
-    fields (e.g. batch_size=2, learning_rate=1e-3). `epochs` and `eval_every` default to the config's.
+    `config` is a recipe name ('small': the demo model's recipe for few videos; or a released preset), an
+    ActFusionConfig or its dict, or None (the `init` model's configuration, else 'small'); keyword
+    `overrides` replace TrainingConfig fields (e.g. batch_size=2, learning_rate=1e-3). `name` names the model
+    in its card and in every result, table and plot (default: the configuration's name). `init` starts from
+    trained weights (a model directory or card, 'demo', or an official state_dict) whose class list may
+    differ: see `warm_start`. `epochs` and `eval_every` default to the config's.
     `val_fraction` of the training videos (at least one when > 0) are held out for model selection;
     `val_fraction=0` trains on all of them, as the official trainer does, and the last model is kept.
     The selected model (best validation score, or the last one without validation videos) is written in our
     format to <out_dir>/model; <out_dir>/latest.pt allows `resume=True`; <out_dir>/log.jsonl logs the run.
-    Under torchrun, every rank calls this; rank 0 writes the files.
+    Under torchrun, every rank calls this; rank 0 writes the files. Ctrl-C saves the last finished epoch to
+    latest.pt and raises TrainingInterrupted (a KeyboardInterrupt).
     """
-    config = resolve_config(config)
+    config = resolve_config(config, init)
+    if name is not None:
+        config = dataclasses.replace(config, name=name)
     if overrides:
         try:
             config = dataclasses.replace(config, training=dataclasses.replace(config.training, **overrides))
@@ -326,5 +413,6 @@ def train(
         attention_impl=attention_impl,
         progress=progress,
         description=description,
+        init=init,
     )
     return trainer.run(resume)
