@@ -299,3 +299,26 @@ def test_live_replay_page(tmp_path, capsys):
     with pytest.raises(InputError, match=r"live.jsonl:2"):
         read_updates(jsonl)
     assert write_replay_page(updates, tmp_path / "r.html").is_file()
+
+
+def test_html_output_of_segment_and_anticipate_is_written_with_its_record(segmentation, tmp_path):
+    """`--html` (segment/anticipate): the page is one of the result's files, listed in its record, and the
+    video is referred to from the output folder."""
+    from actfusion_sdk.cli import build_parser
+    from actfusion_sdk.cli._common import save_result
+    from actfusion_sdk.outputs import InputIdentity
+
+    video = tmp_path / "clip.webm"
+    video.write_bytes(b"a video")
+    result = SegmentationResult.from_frames(frame_labels(), CLASSES, FPS, video=str(video))
+    out = tmp_path / "out"
+    written = save_result(result, out, "clip", "json", False, InputIdentity.of(video), {"seed": 0}, html=True)
+    assert sorted(path.name for path in written) == ["clip.segmentation.html", "clip.segmentation.json"]
+    page = Elements((out / "clip.segmentation.html").read_text())
+    assert spans_of(page.lane("prediction")) == expected_spans(RUNS)
+    (source,) = [attrs["src"] for tag, attrs in page.tags if tag == "video"]
+    assert (out / unquote(source)).resolve() == video.resolve()
+    record = json.loads((out / "clip.segmentation.record.json").read_text())
+    assert "clip.segmentation.html" in json.dumps(record["outputs"])
+    for command in ("segment", "anticipate"):
+        assert build_parser().parse_args([command, "v.mp4", "--html"]).html is True

@@ -87,6 +87,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot", action="store_true", help="also write a timeline PNG per video (into --out or .)"
     )
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write a viewer page per video: the video beside its timeline (into --out or .)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress or file messages on stderr")
 
@@ -122,7 +127,7 @@ def run_each(
             f"--format {args.format} prints one video at a time; add --out DIR to write one file per video"
         )
     destination = None
-    if args.out is not None or args.plot:
+    if args.out is not None or args.plot or args.html:
         destination = prepare_output_dir(args.out or Path("."))
     run = Run.begin()
     predictor = Predictor(args.weights, device=args.device)
@@ -186,7 +191,8 @@ def emit(
     if destination is not None:
         fmt = args.format if args.out is not None else None
         for video, result, identity in answered:
-            for path in save_result(result, destination, names[video], fmt, args.plot, identity, settings):
+            options = (names[video], fmt, args.plot, identity, settings, args.html)
+            for path in save_result(result, destination, *options):
                 note(args, f"wrote {path}")
     if args.format is not None and args.out is None:
         print(_stdout_export(results, args.format), end="")
@@ -194,12 +200,17 @@ def emit(
         print("\n\n".join(result.table() for result in results))
 
 
-def result_files(destination: Path, name: str, kind: str, fmt: str | None, plot: bool) -> dict[str, Path]:
-    """The files of the result named `name`: ``<name>.<kind><suffix>`` for an export `fmt` and
-    ``<name>.<kind>.png`` for a timeline, keyed by their format ("png" for the timeline)."""
+def result_files(
+    destination: Path, name: str, kind: str, fmt: str | None, plot: bool, html: bool = False
+) -> dict[str, Path]:
+    """The files of the result named `name`: ``<name>.<kind><suffix>`` for an export `fmt`,
+    ``<name>.<kind>.png`` for a timeline and ``<name>.<kind>.html`` for a viewer page, keyed by their format
+    ("png" for the timeline, "html" for the page)."""
     files = {} if fmt is None else {fmt: destination / f"{name}.{kind}{_SUFFIXES[fmt]}"}
     if plot:
         files["png"] = destination / f"{name}.{kind}.png"
+    if html:
+        files["html"] = destination / f"{name}.{kind}.html"
     return files
 
 
@@ -216,10 +227,11 @@ def save_result(
     plot: bool,
     identity: InputIdentity,
     settings: dict[str, Any],
+    html: bool = False,
 ) -> list[Path]:
     """Write `result`'s files (`result_files`), each atomically, then their record, so that a record means
-    finished files; returns the files written (none, and no record, when neither an export nor a plot)."""
-    files = result_files(destination, name, result.kind, fmt, plot)
+    finished files; returns the files written (none, and no record, without export, plot or page)."""
+    files = result_files(destination, name, result.kind, fmt, plot, html)
     written = [result.save(path, file_format) for file_format, path in files.items()]
     if written:
         with atomic_write(record_file(destination, name, result.kind), "w") as handle:
