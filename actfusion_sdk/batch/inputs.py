@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,8 @@ _GLOB_CHARACTERS = frozenset("*?[")
 
 
 def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Every video named by `inputs`, in order, without repeats.
+    """Every video named by `inputs`, in order, without repeats: one file named twice (by an absolute and a
+    relative path, through a symbolic link or with ``..`` components) is one video, the first naming kept.
 
     A folder contributes its videos (by suffix, recursively), a pattern with * ? [ its matches, a
     .txt/.lst/.list file one path per line (relative to the list's folder; blank lines and # comments
@@ -32,7 +34,10 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             expanded += matches
         else:
             expanded.append(path)
-    return find_videos(expanded)
+    unique: dict[str, Path] = {}
+    for video in find_videos(expanded):
+        unique.setdefault(os.path.realpath(video), video)
+    return list(unique.values())
 
 
 def _read_list(path: Path) -> list[Path]:

@@ -138,10 +138,10 @@ class ExtractStage:
         name, identity = row["name"], _identity(row)
         if self.job.is_finished(name, identity, self.settings):  # a retried task's first attempt wrote it
             return record(row, outputs=self.job.outputs(name), present=True)
+        npy, meta = self.job.outputs(name)[0], self.job.record(name)
         try:
             features = self.extractor.extract(Path(row["video"]))
+            write_features(npy, meta, features, self.extractor.precision, identity)
         except Exception as err:  # one bad video must not stop the batch: its record carries the error
             return record(row, _error(err))
-        npy, meta = self.job.outputs(name)[0], self.job.record(name)
-        write_features(npy, meta, features, self.extractor.precision, identity)
         return record(row, outputs=[npy, meta])

@@ -7,15 +7,15 @@ Results go to stdout (a table, or an export with --format); progress and written
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigError, InputError, KernelError, WeightsError
-from ..fileio import atomic_write
 from ..model.attention import IMPLEMENTATIONS
 from ..outputs import (
     InputFailure,
@@ -25,6 +25,7 @@ from ..outputs import (
     output_record,
     prepare_output_dir,
     record_failures,
+    write_outputs,
 )
 from ..results import FORMATS, AnticipationResult, SegmentationResult, activitynet_document
 from ..results.labelstudio import labelstudio_tasks
@@ -112,8 +113,9 @@ def run_each(
     answer: Callable[[Predictor, PreparedFeatures], Result],
     window: AnticipationWindow | None = None,
 ) -> int:
-    """Answer every video like `actfusion extract` does: each good one gets its result and its outputs, each
-    failure is one line on stderr (and merged into OUT/failures.json); the exit code is 3 if any failed.
+    """Answer every video like `actfusion extract` does: each good one gets its result and its outputs
+    (written as soon as that video is done, so an interrupt keeps the finished ones), each failure is one line
+    on stderr (and merged into OUT/failures.json); the exit code is 3 if any failed.
 
     `command` and `window` (anticipate's) go into each output's record (`result_settings`); the window also
     limits extraction to the observed part. `--out` without `--format` writes JSON.
@@ -135,7 +137,10 @@ def run_each(
     videos = [Path(video) for video in args.videos]
     # Names for every input up front, as `extract` and `batch` claim them, so all three agree.
     names = {} if destination is None else claim_output_names(destination, videos)
-    answered: list[Answered] = []
+    settings = result_settings(command, args.seed, args.format, predictor.card.sha256, window)
+    fmt = args.format if args.out is not None else None
+    results: list[SegmentationResult | AnticipationResult] = []
+    finished: list[Path] = []
     failed: list[InputFailure] = []
     for video in videos:
         try:
@@ -144,18 +149,24 @@ def run_each(
             identity = InputIdentity.of(video)
             if before is not None and before != (identity.size, identity.mtime_ns):
                 raise InputError(f"'{video}' changed while it was read; run again when it is complete")
-            answered.append(Answered(video, answer(predictor, prepared), identity))
+            result = answer(predictor, prepared)
+            if destination is not None:  # written now, so an interrupt later keeps this video's outputs
+                options = (names[video], fmt, args.plot, identity, settings, args.html)
+                saved = _saved(video, result, destination, *options)
+                for path in saved:
+                    note(args, f"wrote {path}")
         except (WeightsError, KernelError):
             raise  # the model or the device, not this video: no other video would fare better
         except Exception as err:  # one bad video must not cost the others their results
             failed.append(InputFailure(video, f"{type(err).__name__}: {err}"))
-    if answered:
-        settings = result_settings(command, args.seed, args.format, predictor.card.sha256, window)
-        emit(answered, args, destination, names, settings)
-    for failure in failed:
-        print(f"actfusion: {failure.error}", file=sys.stderr)
+            print(f"actfusion: {failed[-1].error}", file=sys.stderr)
+            continue
+        results.append(result)
+        finished.append(video)
+    if results:
+        print_results(results, args)
     if destination is not None and args.out is not None:
-        report = record_failures(destination, run, failed, [entry.video for entry in answered])
+        report = record_failures(destination, run, failed, finished)
         if report is not None:
             note(args, f"failures listed in {report}")
     return InputError.exit_code if failed else 0
@@ -170,30 +181,22 @@ def _size_and_mtime(path: Path) -> tuple[int, int] | None:
     return status.st_size, status.st_mtime_ns
 
 
-class Answered(NamedTuple):
-    """A video's result, with the identity of the input it was computed from."""
+def _saved(video: Path, result: Result, destination: Path, *options: Any) -> list[Path]:
+    """`save_result`, with a failure to write (a full disk, a read-only folder) said as one sentence naming
+    the video and the folder (an OSError; `save_result` leaves nothing partial behind)."""
+    try:
+        return save_result(result, destination, *options)
+    except OSError as err:
+        raise OSError(
+            f"cannot write the outputs of '{video}' into '{destination}': {err.strerror or err} (none of "
+            "them was kept; free some space or choose another folder, then run again)"
+        ) from err
 
-    video: Path
-    result: SegmentationResult | AnticipationResult
-    identity: InputIdentity
 
-
-def emit(
-    answered: Sequence[Answered],
-    args: argparse.Namespace,
-    destination: Path | None,
-    names: dict[Path, str],
-    settings: dict[str, Any],
+def print_results(
+    results: Sequence[SegmentationResult | AnticipationResult], args: argparse.Namespace
 ) -> None:
-    """Print or write the results as the arguments ask (files named by `names`); every written set of files
-    gets its input record."""
-    results = [entry.result for entry in answered]
-    if destination is not None:
-        fmt = args.format if args.out is not None else None
-        for video, result, identity in answered:
-            options = (names[video], fmt, args.plot, identity, settings, args.html)
-            for path in save_result(result, destination, *options):
-                note(args, f"wrote {path}")
+    """Print the results as the arguments ask: an export on stdout (--format without --out), else tables."""
     if args.format is not None and args.out is None:
         print(_stdout_export(results, args.format), end="")
     if args.format is None or args.out is not None:
@@ -229,14 +232,15 @@ def save_result(
     settings: dict[str, Any],
     html: bool = False,
 ) -> list[Path]:
-    """Write `result`'s files (`result_files`), each atomically, then their record, so that a record means
-    finished files; returns the files written (none, and no record, without export, plot or page)."""
+    """Write `result`'s files (`result_files`) and then their record (`write_outputs`: a record always means
+    these very files, finished); returns the files written (none, and no record, without export, plot or
+    page)."""
     files = result_files(destination, name, result.kind, fmt, plot, html)
-    written = [result.save(path, file_format) for file_format, path in files.items()]
-    if written:
-        with atomic_write(record_file(destination, name, result.kind), "w") as handle:
-            json.dump(output_record(identity, settings, [path.name for path in written]), handle, indent=1)
-    return written
+    if not files:
+        return []
+    writers = {path: functools.partial(result.save, fmt=file_format) for file_format, path in files.items()}
+    record = record_file(destination, name, result.kind)
+    return write_outputs(record, writers, lambda digests: output_record(identity, settings, digests))
 
 
 def _stdout_export(results: Sequence[SegmentationResult | AnticipationResult], fmt: str) -> str:

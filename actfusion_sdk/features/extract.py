@@ -7,7 +7,6 @@ report while the batch goes on. Videos sharing a stem get distinct names (`claim
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_write
 from ..outputs import (
     InputFailure,
     InputIdentity,
@@ -25,6 +23,7 @@ from ..outputs import (
     output_record,
     prepare_output_dir,
     record_failures,
+    write_outputs,
 )
 from .i3d import I3DFeatureExtractor, VideoFeatures
 
@@ -62,11 +61,14 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def sidecar(result: VideoFeatures, precision: str, identity: InputIdentity, npy_name: str) -> dict[str, Any]:
-    """The JSON record written next to a feature file (also its `output_is_finished` record)."""
+def sidecar(
+    result: VideoFeatures, precision: str, identity: InputIdentity, digests: dict[str, str]
+) -> dict[str, Any]:
+    """The JSON record written next to a feature file (also its `output_is_finished` record; digests: the
+    feature file's sha256 by its name)."""
     settings = result.settings
     return {
-        **output_record(identity, settings.to_dict(), [npy_name]),
+        **output_record(identity, settings.to_dict(), digests),
         "video": str(result.source),
         "shape": list(result.features.shape),
         "fps": settings.fps,
@@ -92,11 +94,13 @@ def feature_files(out_dir: Path, name: str) -> tuple[Path, Path]:
 def write_features(
     npy: Path, meta: Path, result: VideoFeatures, precision: str, identity: InputIdentity
 ) -> None:
-    """The features (float32) and then their sidecar, each atomically: a sidecar means finished features."""
-    with atomic_write(npy) as handle:
-        np.save(handle, result.features.astype(np.float32, copy=False))
-    with atomic_write(meta, "w") as handle:
-        json.dump(sidecar(result, precision, identity, npy.name), handle, indent=1)
+    """The features (float32), then their sidecar (`write_outputs`): a sidecar means these very features."""
+
+    def save(path: Path) -> None:
+        with open(path, "wb") as handle:
+            np.save(handle, result.features.astype(np.float32, copy=False))
+
+    write_outputs(meta, {npy: save}, lambda digests: sidecar(result, precision, identity, digests))
 
 
 def extract_to_directory(
@@ -125,10 +129,10 @@ def extract_to_directory(
                 report.skipped.append(video)
                 continue
             result = extractor.extract(video, progress=progress)
+            write_features(npy, meta, result, extractor.precision, identity)
         except Exception as err:  # one bad video must not stop the batch; the report says what happened
             report.failed.append(InputFailure(video, f"{type(err).__name__}: {err}"))
             continue
-        write_features(npy, meta, result, extractor.precision, identity)
         report.written.append(npy)
     finished = [video for video in videos if video not in {f.video for f in report.failed}]
     report.failures_file = record_failures(out_dir, run, report.failed, finished)

@@ -18,6 +18,7 @@ Decoding never hangs: if no frame arrives for ``stall_seconds`` the file is give
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,8 +35,12 @@ from .resample import FrameResampler, SourceFrame, to_fraction
 
 log = logging.getLogger(__name__)
 
-# Container formats that hold still images, which PyAV would otherwise open as one-frame videos.
+# Container formats of images: one frame is a still image (refused), more an animation (decoded as a video).
 _IMAGE_FORMATS = ("image2", "_pipe", "gif", "webp", "apng")
+# A decoding plan is absurd when it makes over ABSURD_PLAN_RATIO frames per source frame and over
+# ABSURD_PLAN_FRAMES frames in all: e.g. timestamps an hour apart in a 3-frame file.
+ABSURD_PLAN_RATIO = 100
+ABSURD_PLAN_FRAMES = 10_000
 
 
 @dataclass(frozen=True)
@@ -55,27 +60,48 @@ class VideoInfo:
 
 
 def _open(path: Path) -> av.container.InputContainer:
-    reason = unreadable_reason(path)
+    reason = unreadable_reason(path)  # also answers a FIFO or device at once, before anything waits on it
     if reason is not None:
         raise VideoError(f"'{path}' {reason}")
     if path.stat().st_size == 0:
         raise VideoError(f"'{path}' is empty (0 bytes); re-copy or re-encode the video")
+    container = _container(path)
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        container.close()
+        raise VideoError(f"'{path}' has no video stream (it holds {', '.join(kinds)})")
+    fmt = container.format.name
+    if any(marker in fmt for marker in _IMAGE_FORMATS):
+        # An image container holding more than one frame (an animated GIF or PNG) is decoded as a video.
+        frames = _count_frames(container, limit=2)
+        container.close()
+        if frames < 2:
+            raise VideoError(f"'{path}' is a still image ({fmt}), not a video")
+        container = _container(path)  # from the start again
+    return container
+
+
+def _container(path: Path) -> av.container.InputContainer:
     try:
-        container = av.open(str(path), mode="r")
+        return av.open(str(path), mode="r")
     except av.FFmpegError as err:
         raise VideoError(
             f"'{path}' is not a readable video (corrupt, truncated before its index, or not a video at "
             f"all): {err}"
         ) from err
-    fmt = container.format.name
-    if any(marker in fmt for marker in _IMAGE_FORMATS):
-        container.close()
-        raise VideoError(f"'{path}' is a still image ({fmt}), not a video")
-    if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-        container.close()
-        raise VideoError(f"'{path}' has no video stream (it holds {', '.join(kinds)})")
-    return container
+
+
+def _count_frames(container: av.container.InputContainer, limit: int) -> int:
+    """The number of frames (non-empty packets) of the first video stream, counted up to `limit`."""
+    count = 0
+    try:
+        for packet in container.demux(container.streams.video[0]):
+            count += packet.size > 0
+            if count >= limit:
+                break
+    except av.FFmpegError:
+        pass  # a broken container: the frames before the break are what it holds
+    return count
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -175,6 +201,38 @@ class StreamTimeline:
         return found
 
 
+class PlanCheck:
+    """Warns once, before the work, when decoding at `fps` would make absurdly many frames from few source
+    frames (timestamps far apart): from the container's declared frame count and duration when it states
+    them, else at the first frame whose timestamp would make it so."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps = path, fps
+        self.warned = False
+
+    def declared(self, info: VideoInfo) -> None:
+        if info.declared_frames and info.duration:
+            self.check(info.duration, info.declared_frames)
+
+    def check(self, span: float | Fraction | None, source_frames: int) -> None:
+        """`span`: seconds from the first frame to the latest; `source_frames`: frames that span holds."""
+        if self.warned or span is None or self.fps is None:  # fps None: one frame per source frame
+            return
+        planned = math.floor(span * self.fps) + 1
+        if planned > ABSURD_PLAN_FRAMES and planned > ABSURD_PLAN_RATIO * max(source_frames, 1):
+            self.warned = True
+            log.warning(
+                "'%s': its timestamps span %.2f s for %d source frame(s); decoding at %g fps makes %s "
+                "frames of it (mostly repeats of the same picture), which takes long. If the timestamps are "
+                "wrong, re-encode the video with regular ones",
+                self.path,
+                float(span),
+                source_frames,
+                self.fps,
+                f"{planned:,}",
+            )
+
+
 class VideoDecoder:
     """Iterate a video's frames at ``fps`` as [H, W, 3] uint8 tensors, resized/cropped as they are decoded.
 
@@ -216,10 +274,13 @@ class VideoDecoder:
             )
             clock = PresentationClock()
             timeline = StreamTimeline(frame_interval(stream))
+            plan = PlanCheck(self.path, self.fps)
+            plan.declared(self.info)
             self._damage: str | None = None
             for frame in self._decoded(container, stream):
                 source = clock.source_frame(frame)
                 timeline.observe(source.time)
+                plan.check(source.time, self.source_frames)
                 yield from resampler.push(source)
             yield from resampler.finish()
             if not resampler.started:
