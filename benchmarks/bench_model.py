@@ -1,6 +1,7 @@
 """CPU benchmark of the model core: the attention seam and whole-model segmentation (issue 2).
 
-1. Attention seam, impl "torch" and "cpu" (when the C kernel builds) vs "reference": C in {64, 256}, K = 5,
+1. Attention, the seam's impl "torch" and the CPU kernel's attention alone ("cpu", when the C kernel builds)
+   vs "reference": C in {64, 256}, K = 5,
    L in {1k, 4k, 16k}, one call per dilation 1, 2, ..., 2048 (summed). Time = best of --repeats; peak
    memory = the process's RSS high-water (VmHWM, reset through /proc/self/clear_refs) during one pass minus
    its RSS just before, in a fresh subprocess per configuration (torch's CPU allocator keeps no
@@ -29,11 +30,11 @@ import torch
 from harness import best_seconds, matmul_gflops, peak_rss, reply_to_parent, run_child, timed
 
 from actfusion_sdk.kernels import cpu
+from actfusion_sdk.kernels.engine import winograd_applies
 from actfusion_sdk.model.actfusion import ActFusion
-from actfusion_sdk.model.attention import cpu_kernel_unavailable, dilated_attention
+from actfusion_sdk.model.attention import dilated_attention, log_mask_terms
 from actfusion_sdk.model.config import PRESET_CLASSES, ActFusionConfig, preset
 from actfusion_sdk.model.inference import sample_probs, seeded_generators, segment
-from actfusion_sdk.model.layers import winograd_applies
 
 DILATIONS = [2**i for i in range(12)]
 KERNEL = 5
@@ -45,9 +46,18 @@ def attention_child(impl: str, channels: int, length: int, repeats: int) -> dict
     q, k, v = (torch.randn(1, channels, length, generator=generator) for _ in range(3))
     bias = torch.randn(KERNEL, generator=generator)
 
+    log_invalid, log_valid = log_mask_terms()
+
+    def attend(dilation: int) -> torch.Tensor:
+        if impl == "cpu":  # the C kernel's attention alone (the engine runs it fused with conv and norm)
+            return cpu.attention(
+                q, k, v, KERNEL, dilation, tap_bias=bias, log_valid=log_valid, log_invalid=log_invalid
+            )
+        return dilated_attention(q, k, v, bias, dilation, KERNEL, impl=impl)
+
     def one_pass() -> None:
         for dilation in DILATIONS:
-            dilated_attention(q, k, v, bias, dilation, KERNEL, impl=impl)
+            attend(dilation)
 
     with torch.inference_mode():
         with peak_rss() as memory:
@@ -64,7 +74,7 @@ def attention_table(lengths: list[int], threads: int, repeats: int) -> None:
         for length in lengths:
             results = {}
             for impl in (
-                ("reference", "torch", "cpu") if cpu_kernel_unavailable() is None else ("reference", "torch")
+                ("reference", "torch", "cpu") if cpu.unavailable_reason() is None else ("reference", "torch")
             ):
                 child = [
                     "--attention-child",
@@ -199,7 +209,7 @@ def model_table(cases: list[tuple[str, int]], threads: int, repeats: int) -> Non
 
 def ours_path() -> str:
     """Which CPU path "auto" takes here: the fused C kernel when it builds, else the torch path."""
-    reason = cpu_kernel_unavailable()
+    reason = cpu.unavailable_reason()
     return "fused CPU kernel" if reason is None else f"torch path: {reason}"
 
 

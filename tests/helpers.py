@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -205,12 +205,33 @@ def official_attention_inputs(case: dict) -> tuple[torch.Tensor, torch.Tensor, t
     )
 
 
-def assert_official_cases_pass(cases: list[dict], impl: str) -> None:
-    """The attention branch of every official layer case within 1e-5 (max abs) through `impl`."""
+def kernel_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation: int,
+    kernel_size: int,
+) -> torch.Tensor:
+    """The CPU kernel's dilated attention alone (kernels/cpu.py), with the official log-mask terms."""
+    from actfusion_sdk.kernels import cpu
+    from actfusion_sdk.model.attention import log_mask_terms
+
+    log_invalid, log_valid = log_mask_terms()
+    bias = None if bias is None else bias.to(torch.float32).contiguous()
+    return cpu.attention(
+        q, k, v, kernel_size, dilation, tap_bias=bias, log_valid=log_valid, log_invalid=log_invalid
+    )
+
+
+def assert_official_cases_pass(cases: list[dict], impl: str | Callable[..., torch.Tensor]) -> None:
+    """The attention branch of every official layer case within 1e-5 (max abs) through `impl` (a seam
+    implementation's name, or a function like `kernel_attention`)."""
     assert len(cases) == 60
+    attend = impl if callable(impl) else functools.partial(dilated_attention, impl=impl)
     for index, case in enumerate(cases):
         q, k, v, bias = official_attention_inputs(case)
-        out = dilated_attention(q, k, v, bias, case["dilation"], case["K"], impl=impl)
+        out = attend(q, k, v, bias, case["dilation"], case["K"])
         error = (out - case["attention"]).abs().max().item()
         where = f"case {index} ({case['kind']}, K={case['K']}, d={case['dilation']}, L={case['L']})"
         assert error <= 1e-5, where
@@ -330,5 +351,4 @@ def float64_torch_forward(layer: DilatedAttentionLayer, x: torch.Tensor, cross: 
     twin.attention_impl = "torch"
     with torch.inference_mode():
         projection = None if cross is None else twin.project_cross(cross.double())
-        assert not twin.fused_cpu(x.double())
         return twin(x.double(), projection)

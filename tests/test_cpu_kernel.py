@@ -1,5 +1,6 @@
-"""The fused CPU kernel (kernels/cpu_layer.c via actfusion_sdk.kernels.cpu): attention impl "cpu", a layer's
-fused inference forward, the whole model on that path, its errors, buffer reuse, fallback and build cache.
+"""The fused CPU kernel (kernels/cpu_layer.c via actfusion_sdk.kernels.cpu) and the CPU engine that drives
+it (actfusion_sdk.kernels.engine): the kernel's attention, a layer's fused inference forward, the whole model
+on that path, its errors, buffer reuse, fallback and build cache.
 
 Every result is compared with an independent float64 computation (the reference attention, or the layer's
 torch path run in float64)."""
@@ -20,20 +21,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from actfusion_sdk.errors import KernelError
 from actfusion_sdk.kernels import cpu
-from actfusion_sdk.model import layers as layers_module
+from actfusion_sdk.kernels.engine import CpuEngine, FusedForward, engine_for, expands_query_key
 from actfusion_sdk.model.attention import IMPLEMENTATIONS, dilated_attention
 from actfusion_sdk.model.inference import anticipate, segment
-from actfusion_sdk.model.layers import DilatedAttentionLayer, reused_buffers
+from actfusion_sdk.model.layers import DilatedAttentionLayer
 
-from .helpers import REPO, float64_torch_forward, relative_error, small_model
+from .helpers import REPO, float64_torch_forward, kernel_attention, relative_error, small_model
 
 pytestmark = pytest.mark.usefixtures("single_thread", "kernel")
 
 
-# ---- dilated_attention(impl="cpu") against the float64 reference ------------------------------------
+# ---- the kernel's attention against the float64 reference -----------------------------------------
+
+
+def fused(module: nn.Module) -> CpuEngine:
+    """The module's CPU engine (its fused path runs inside `engine.running()`)."""
+    engine = engine_for(module)
+    assert isinstance(engine, CpuEngine)
+    return engine
 
 
 def attention_inputs(generator, batch, channels, length, kernel_size):
@@ -60,7 +69,7 @@ def test_cpu_attention_matches_float64_reference(kernel_size, with_bias):
                 for dilation in (1, 2, 64, 512):
                     q, k, v, bias = attention_inputs(generator, batch, channels, length, kernel_size)
                     bias = bias if with_bias else None
-                    got = dilated_attention(q, k, v, bias, dilation, kernel_size, impl="cpu")
+                    got = kernel_attention(q, k, v, bias, dilation, kernel_size)
                     want = dilated_attention(
                         q.double(),
                         k.double(),
@@ -81,13 +90,16 @@ def test_cpu_attention_accepts_non_contiguous_inputs():
     # [B, L, C] storage seen as [B, C, L]: every tensor is a transposed view.
     q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v))
     assert not q.is_contiguous()
-    got = dilated_attention(q, k, v, bias, 3, 5, impl="cpu")
+    got = kernel_attention(q, k, v, bias, 3, 5)
     want = dilated_attention(q.double(), k.double(), v.double(), bias.double(), 3, 5, impl="reference")
     assert relative_error(got, want) <= 1e-5
 
 
-def test_cpu_is_a_listed_implementation():
-    assert "cpu" in IMPLEMENTATIONS
+def test_the_seam_has_no_standalone_cpu_attention():
+    assert "cpu" not in IMPLEMENTATIONS
+    q = torch.randn(1, 4, 10)
+    with pytest.raises(KernelError, match="unknown attention implementation 'cpu'"):
+        dilated_attention(q, q, q, None, 1, 3, impl="cpu")
 
 
 # ---- a whole layer on the fused path against its torch path in float64 ----------------------------
@@ -118,20 +130,19 @@ def test_fused_layer_matches_float64_torch_path(kind, pos):
                     x = torch.randn(batch, WIDTH, length, generator=generator)
                     cross = torch.randn(batch, cross_dim, length, generator=generator) if cross_dim else None
                     want = float64_torch_forward(layer, x, cross)
-                    for impl in ("cpu", "auto"):
-                        layer.attention_impl = impl
-                        with torch.inference_mode():
-                            projection = None if cross is None else layer.project_cross(cross)
-                            assert projection is None or projection.shape == (batch, 2 * WIDTH, length)
-                            assert layer.fused_cpu(x), impl
-                            got = layer(x, projection)
-                        where = f"{impl} K={kernel_size} d={dilation} B={batch} L={length}"
-                        assert got.dtype == torch.float32 and got.shape == want.shape, where
-                        assert relative_error(got, want) <= 1e-5, where
+                    engine = fused(layer)
+                    with torch.inference_mode(), engine.running():
+                        projection = None if cross is None else layer.project_cross(cross)
+                        assert projection is None or projection.shape == (batch, 2 * WIDTH, length)
+                        assert engine.runs(layer, x)
+                        got = layer(x, projection)
+                    where = f"K={kernel_size} d={dilation} B={batch} L={length}"
+                    assert got.dtype == torch.float32 and got.shape == want.shape, where
+                    assert relative_error(got, want) <= 1e-5, where
 
 
 def test_expanded_query_key_matches_float64_torch_path():
-    """Decoder layers wide enough for the expanded q·k (C >= 8K) take it within `reused_buffers` and give
+    """Decoder layers wide enough for the expanded q·k (C >= 8K) take it within an engine block and give
     the float64 torch path's numbers, on boundary and interior tiles; a new cross projection in the same
     block gets its own terms, and a narrow layer keeps the plain form."""
     width, cross_dim = 40, 10
@@ -142,9 +153,10 @@ def test_expanded_query_key_matches_float64_torch_path():
         with torch.no_grad():
             layer.att_linear_q.weight.mul_(4)
             layer.att_linear_k.weight.mul_(2)
-        assert layer.expands_query_key() == (width >= 8 * kernel_size)
+        assert expands_query_key(layer) == (width >= 8 * kernel_size)
+        engine = fused(layer)
         for batch, length in ((1, 1), (2, 5), (1, 300), (2, 700)):
-            with torch.inference_mode(), reused_buffers():
+            with torch.inference_mode(), engine.running():
                 for _ in range(
                     2
                 ):  # a second cross projection in the same block must not reuse the first's terms
@@ -152,8 +164,8 @@ def test_expanded_query_key_matches_float64_torch_path():
                     cross = torch.randn(batch, cross_dim, length, generator=generator)
                     projection = layer.project_cross(cross)
                     got = layer(x, projection)
-                    expanded = layer.expanded_cross(projection)
-                    assert (expanded is not None) == layer.expands_query_key()
+                    expanded = engine.expanded_cross(layer, projection)
+                    assert (expanded is not None) == expands_query_key(layer)
                     assert expanded is None or expanded.source is projection
                     assert relative_error(got, float64_torch_forward(layer, x, cross)) <= 1e-5, (
                         kernel_size,
@@ -162,23 +174,20 @@ def test_expanded_query_key_matches_float64_torch_path():
                         length,
                     )
     narrow = DilatedAttentionLayer(24, 1, 7, 0.0, cross_dim=cross_dim).eval()
-    assert not narrow.expands_query_key()
+    assert not expands_query_key(narrow)
 
 
-def test_fused_layer_is_taken_under_no_grad_and_matches_official_layers(testvectors):
+def test_fused_layer_is_taken_under_no_grad_and_matches_official_layers(testvectors, monkeypatch):
     cases = torch.load(testvectors / "attention_layers.pt", weights_only=True)
-    calls = []
+    calls = count_fused_calls(monkeypatch)
     for case in cases:
         decoder = case["kind"] == "decoder"
         layer = DilatedAttentionLayer(
             case["C"], case["dilation"], case["K"], 0.1, cross_dim=case["x_cross"].shape[1] if decoder else 0
         )
         layer.load_state_dict(case["state_dict"], strict=True)
-        layer.attention_impl = "cpu"
         layer.eval()
-        original = layer.forward_cpu
-        layer.forward_cpu = lambda x, p, original=original: calls.append(1) or original(x, p)
-        with torch.no_grad():
+        with torch.no_grad(), fused(layer).running():
             projection = layer.project_cross(case["x_cross"]) if decoder else None
             got = layer(case["x"], projection)
         where = f"{case['kind']} K={case['K']} d={case['dilation']} L={case['L']}"
@@ -196,7 +205,7 @@ def test_fused_layer_gives_the_same_numbers_on_one_or_two_threads():
     try:
         for count in (1, 2):
             torch.set_num_threads(count)
-            with torch.inference_mode():
+            with torch.inference_mode(), fused(layer).running():
                 outputs.append(layer(x, layer.project_cross(cross)))
     finally:
         torch.set_num_threads(threads)
@@ -204,17 +213,22 @@ def test_fused_layer_gives_the_same_numbers_on_one_or_two_threads():
     assert relative_error(outputs[0], float64_torch_forward(layer, x, cross)) <= 1e-5
 
 
-def test_fused_path_is_not_taken_for_torch_reference_or_float64():
+def test_fused_path_is_not_taken_for_torch_reference_float64_or_outside_a_block():
     layer = make_layer(5, 1, 0, "rel", seed=2)
+    engine = fused(layer)
     x = torch.randn(1, WIDTH, 20)
     with torch.inference_mode():
-        for impl in ("torch", "reference"):
-            layer.attention_impl = impl
-            assert not layer.fused_cpu(x)
-        layer.attention_impl = "auto"
-        assert layer.fused_cpu(x)
-        assert not layer.fused_cpu(x.double())
-    assert not layer.fused_cpu(x)  # autograd on
+        assert not engine.runs(layer, x)  # outside a block
+        with engine.running():
+            for impl in ("torch", "reference"):
+                layer.attention_impl = impl
+                assert not engine.runs(layer, x)
+            layer.attention_impl = "auto"
+            assert engine.runs(layer, x)
+            assert not engine.runs(layer, x.double())
+    with engine.running():
+        assert not engine.runs(layer, x)  # autograd on
+    assert isinstance(engine_for(make_layer(5, 1, 0, "rel", seed=2).double()), CpuEngine) is False
 
 
 # ---- the whole model: fused ("auto") against the torch path ------------------------------------------
@@ -228,14 +242,15 @@ def model_and_features():
 
 
 def count_fused_calls(monkeypatch) -> list[int]:
+    """The length of every layer forward that runs a prepared fused plan."""
     calls: list[int] = []
-    original = DilatedAttentionLayer.forward_cpu
+    original = FusedForward.__call__
 
-    def spy(self, x, cross_projection):
+    def spy(self, x):
         calls.append(x.shape[2])
-        return original(self, x, cross_projection)
+        return original(self, x)
 
-    monkeypatch.setattr(DilatedAttentionLayer, "forward_cpu", spy)
+    monkeypatch.setattr(FusedForward, "__call__", spy)
     return calls
 
 
@@ -262,27 +277,16 @@ def test_model_on_fused_path_matches_torch_path(model_and_features, monkeypatch,
 # ---- errors -------------------------------------------------------------------------------------------
 
 
-def test_cpu_attention_refuses_float64():
+def test_kernel_attention_refuses_float64():
     q = torch.randn(1, 4, 10, dtype=torch.float64)
-    with pytest.raises(KernelError, match="float32 CPU tensors.*float64"):
-        dilated_attention(q, q, q, None, 1, 3, impl="cpu")
-
-
-def test_cpu_attention_refuses_inputs_requiring_grad_under_autograd():
-    q, k, v, bias = attention_inputs(torch.Generator().manual_seed(0), 1, 4, 10, 3)
-    q.requires_grad_(True)
-    with pytest.raises(KernelError, match="no backward.*impl='torch'"):
-        dilated_attention(q, k, v, bias, 1, 3, impl="cpu")
-    with torch.no_grad():  # the same inputs without autograd: fine
-        got = dilated_attention(q, k, v, bias, 1, 3, impl="cpu")
-    want = dilated_attention(q.double(), k.double(), v.double(), bias.double(), 1, 3, impl="reference")
-    assert relative_error(got, want.detach()) <= 1e-5
+    with pytest.raises(cpu.CpuKernelError, match="float32 CPU tensor"):
+        kernel_attention(q, q, q, None, 1, 3)
 
 
 @pytest.mark.parametrize("mode", ["training", "autograd", "float64"])
-def test_cpu_layer_where_it_cannot_run_says_what_to_use(mode):
+def test_engine_takes_the_torch_path_where_the_kernel_cannot_run(mode):
     layer = make_layer(5, 2, 0, "rel", seed=5)
-    layer.attention_impl = "cpu"
+    engine = fused(layer)
     x = torch.randn(1, WIDTH, 30)
     if mode == "training":
         layer.train()
@@ -290,8 +294,13 @@ def test_cpu_layer_where_it_cannot_run_says_what_to_use(mode):
         layer.double()
         x = x.double()
     context = torch.enable_grad() if mode != "float64" else torch.inference_mode()
-    with context, pytest.raises(KernelError, match="attention impl 'cpu' cannot run.*use 'torch' or 'auto'"):
-        layer(x)
+    with context, engine.running():
+        assert not engine.runs(layer, x)
+        torch.manual_seed(0)
+        got = layer(x)
+    torch.manual_seed(0)
+    with context:
+        assert torch.equal(got, layer(x))  # the class's own forward
 
 
 def test_auto_trains_on_the_torch_path_and_gradients_reach_every_parameter():
@@ -303,9 +312,10 @@ def test_auto_trains_on_the_torch_path_and_gradients_reach_every_parameter():
     for impl in ("torch", "auto"):
         layer.attention_impl = impl
         layer.zero_grad()
-        assert not layer.fused_cpu(x)
         torch.manual_seed(0)  # the same dropout masks for both
-        out = layer(x, layer.project_cross(cross))
+        with fused(layer).running():
+            assert not fused(layer).runs(layer, x)
+            out = layer(x, layer.project_cross(cross))
         out.square().sum().backward()
         outputs[impl] = (out.detach(), {name: p.grad.clone() for name, p in layer.named_parameters()})
     assert torch.equal(outputs["auto"][0], outputs["torch"][0])
@@ -319,27 +329,15 @@ def test_auto_trains_on_the_torch_path_and_gradients_reach_every_parameter():
 def test_auto_layer_with_more_taps_than_the_kernel_handles_falls_back():
     kernel_size = cpu.MAX_TAPS + 1
     layer = make_layer(kernel_size, 1, 0, "rel", seed=7)
+    engine = fused(layer)
     x = torch.randn(1, WIDTH, 40)
-    with torch.inference_mode():
-        assert not layer.fused_cpu(x)
+    with torch.inference_mode(), engine.running():
+        assert not engine.runs(layer, x)
         got = layer(x)
-        layer.attention_impl = "cpu"
-        with pytest.raises(KernelError, match=f"up to {cpu.MAX_TAPS} taps"):
-            layer(x)
-        q = torch.randn(1, 4, 40)
-        with pytest.raises(KernelError, match=f"up to {cpu.MAX_TAPS} taps"):
-            dilated_attention(q, q, q, None, 1, kernel_size, impl="cpu")
-    layer.attention_impl = "auto"
+    q = torch.randn(1, 4, 40)
+    with pytest.raises(cpu.CpuKernelError, match=f"up to {cpu.MAX_TAPS}|kernel_size"):
+        kernel_attention(q, q, q, None, 1, kernel_size)
     assert relative_error(got, float64_torch_forward(layer, x, None)) <= 1e-5
-
-
-def test_cpu_attention_with_other_value_width_is_a_kernel_error():
-    generator = torch.Generator().manual_seed(8)
-    q, k, _, _ = attention_inputs(generator, 1, 8, 20, 3)
-    v = torch.randn(1, 4, 20, generator=generator)
-    with pytest.raises(KernelError, match="v as wide as q and k, got 4 and 8 channels"):
-        dilated_attention(q, k, v, None, 1, 3, impl="cpu")
-    assert dilated_attention(q, k, v, None, 1, 3, impl="torch").shape == (1, 4, 20)
 
 
 # ---- the FFN epilogue ---------------------------------------------------------------------------------
@@ -390,31 +388,35 @@ def test_bias_act_refuses_non_contiguous_values():
         cpu.bias_act(torch.zeros(2, 4, 5), torch.zeros(5), None, True)  # bias of the wrong length
 
 
-# ---- reused_buffers ---------------------------------------------------------------------------------
+# ---- an engine block: reused buffers, plans, weight checks ---------------------------------------------
 
 
-def test_reused_buffers_give_the_same_results_and_never_alias_outputs():
+def test_a_block_reuses_buffers_gives_the_same_results_and_never_aliases_outputs():
     encoder = make_layer(5, 2, 0, "rel", seed=9)
     decoder = make_layer(7, 1, CROSS_DIM, "rel", seed=10)
+    pair = nn.ModuleList([encoder, decoder])  # the engine holds its model weakly: keep it alive
+    engine = fused(pair)
     generator = torch.Generator().manual_seed(9)
     shapes = ((2, 300), (1, 5), (2, 700), (1, 300))  # growing and shrinking buffers
     inputs = [torch.randn(b, WIDTH, n, generator=generator) for b, n in shapes]
     crosses = [torch.randn(x.shape[0], CROSS_DIM, x.shape[2], generator=generator) for x in inputs]
 
-    def run_all() -> list[torch.Tensor]:
-        pairs = zip(inputs, crosses, strict=True)
-        return [decoder(encoder(x), decoder.project_cross(cross)) for x, cross in pairs]
+    def run(x, cross) -> torch.Tensor:
+        return decoder(encoder(x), decoder.project_cross(cross))
 
     with torch.inference_mode():
-        outside = run_all()
-        with reused_buffers():
-            inside = run_all()
-            assert {"projections", "hidden", "inner"} <= set(layers_module._reuse.buffers)
-            assert set(layers_module._reuse.checked) == {id(encoder), id(decoder)}
+        separate = []
+        for x, cross in zip(inputs, crosses, strict=True):
+            with engine.running():  # fresh buffers for each call
+                separate.append(run(x, cross))
+        with engine.running():
+            together = [run(x, cross) for x, cross in zip(inputs, crosses, strict=True)]
+            assert {"projections", "hidden", "inner"} <= set(engine.block().buffers)
+            assert engine.block().checked == {encoder, decoder}
     # Every earlier result survives the later calls: none is a view of a reused buffer.
-    for index, (got, want) in enumerate(zip(inside, outside, strict=True)):
+    for index, (got, want) in enumerate(zip(together, separate, strict=True)):
         assert torch.equal(got, want), index
-    for x, got, cross in zip(inputs, inside, crosses, strict=True):
+    for x, got, cross in zip(inputs, together, crosses, strict=True):
         hidden = float64_torch_forward(encoder, x, None)
         want = float64_torch_forward(decoder, hidden.float(), cross)
         assert relative_error(got, want) <= 1e-5
@@ -422,19 +424,22 @@ def test_reused_buffers_give_the_same_results_and_never_alias_outputs():
 
 def test_a_block_prepares_each_forward_once_per_shape_and_cross_projection(monkeypatch):
     layer = make_layer(5, 2, CROSS_DIM, "rel", seed=14)
+    engine = fused(layer)
     generator = torch.Generator().manual_seed(14)
     prepared = []
-    original = DilatedAttentionLayer.prepare_forward
+    original = CpuEngine.prepare_forward
     monkeypatch.setattr(
-        DilatedAttentionLayer,
+        CpuEngine,
         "prepare_forward",
-        lambda self, x, cross: prepared.append((x.shape[2], cross)) or original(self, x, cross),
+        lambda self, module, x, cross: (
+            prepared.append((x.shape[2], cross)) or original(self, module, x, cross)
+        ),
     )
     long, other = (torch.randn(1, CROSS_DIM, 90, generator=generator) for _ in range(2))
     short = long[:, :, :40]
     sources = [long, long, short, other, long]  # the cross features of each call
     inputs = [torch.randn(1, WIDTH, source.shape[2], generator=generator) for source in sources]
-    with torch.inference_mode(), reused_buffers():
+    with torch.inference_mode(), engine.running():
         projections = {id(source): layer.project_cross(source) for source in (long, short, other)}
         got = [layer(x, projections[id(source)]) for x, source in zip(inputs, sources, strict=True)]
     # one plan per (length, cross projection): the second and last calls reuse the first one's
@@ -448,6 +453,7 @@ def test_a_block_prepares_each_forward_once_per_shape_and_cross_projection(monke
 
 def test_fused_weights_are_rebuilt_after_the_parameters_change():
     layer = make_layer(5, 2, CROSS_DIM, "rel", seed=13)
+    engine = fused(layer)
     generator = torch.Generator().manual_seed(13)
     x = torch.randn(1, WIDTH, 90, generator=generator)
     cross = torch.randn(1, CROSS_DIM, 90, generator=generator)
@@ -460,37 +466,41 @@ def test_fused_weights_are_rebuilt_after_the_parameters_change():
         with torch.no_grad():
             change()
         want = float64_torch_forward(layer, x, cross)
-        with torch.inference_mode():
-            assert relative_error(layer(x, layer.project_cross(cross)), want) <= 1e-5  # outside a block
-            with reused_buffers():
-                assert relative_error(layer(x, layer.project_cross(cross)), want) <= 1e-5
+        with torch.inference_mode(), engine.running():
+            assert relative_error(layer(x, layer.project_cross(cross)), want) <= 1e-5
 
 
-def test_nested_reused_buffers_clear_only_at_the_outermost_exit():
+def test_nested_blocks_share_state_per_thread_and_clear_at_the_outermost_exit():
     layer = make_layer(3, 1, 0, "none", seed=12)
+    engine = fused(layer)
     x = torch.randn(1, WIDTH, 50)
-    assert getattr(layers_module._reuse, "buffers", None) is None
+    assert engine.block() is None and "forward" not in layer.__dict__
     with torch.inference_mode():
-        expected = layer(x)
-        with reused_buffers():
-            buffers = layers_module._reuse.buffers
-            with reused_buffers():
-                assert layers_module._reuse.buffers is buffers  # the inner block shares the outer's state
+        with engine.running():
+            expected = layer(x)
+        with engine.running():
+            block = engine.block()
+            with engine.running():
+                assert engine.block() is block  # the inner block shares the outer's state
                 assert torch.equal(layer(x), expected)
-            assert layers_module._reuse.buffers is buffers and buffers
-            assert id(layer) in layers_module._reuse.checked
+            assert engine.block() is block and block.buffers
+            assert layer in block.checked
             seen_elsewhere = []
-            worker = threading.Thread(
-                target=lambda: seen_elsewhere.append(getattr(layers_module._reuse, "buffers", None))
-            )
+            worker = threading.Thread(target=lambda: seen_elsewhere.append(engine.block()))
             worker.start()
             worker.join()
             assert seen_elsewhere == [None]  # per thread
             assert torch.equal(layer(x), expected)
-    assert layers_module._reuse.buffers is None and layers_module._reuse.checked is None
-    with pytest.raises(ValueError), reused_buffers():  # cleared on an exception too
+    assert engine.block() is None and "forward" not in layer.__dict__  # the class's forward again
+    with pytest.raises(ValueError), engine.running():  # cleared on an exception too
         raise ValueError
-    assert layers_module._reuse.buffers is None and layers_module._reuse.checked is None
+    assert engine.block() is None and "forward" not in layer.__dict__
+
+
+def test_one_engine_per_model_kept_while_the_model_lives():
+    layer = make_layer(3, 1, 0, "none", seed=15)
+    assert engine_for(layer) is engine_for(layer)
+    assert engine_for(make_layer(3, 1, 0, "none", seed=15)) is not engine_for(layer)
 
 
 # ---- build, cache and fallback, each in a fresh interpreter ------------------------------------------
@@ -522,48 +532,36 @@ def child_env(**changes: str | None) -> dict[str, str]:
     return env
 
 
-# The child's check: a small model segments the same with "auto" as with "torch", and impl "cpu" raises.
+# The child's check: a small model segments the same with "auto" as with "torch", by the torch engine.
 FALLBACK_CHECK = """
     import json, sys
     import numpy as np, torch
     sys.path.insert(0, {repo!r})
-    from actfusion_sdk.errors import KernelError
     from actfusion_sdk.kernels import cpu
-    from actfusion_sdk.model.attention import dilated_attention
+    from actfusion_sdk.kernels.engine import engine_for
     from actfusion_sdk.model.inference import segment
     from tests.helpers import small_model
 
     torch.set_num_threads(1)
     reason = cpu.unavailable_reason()
     model = small_model(seed=1)
-    layer = model.encoder.encoder.layers[0]
     features = torch.randn(model.config.encoder.input_dim, 60, generator=torch.Generator().manual_seed(0))
     results = {{}}
     for impl in ("torch", "auto"):
         model.attention_impl = impl
         results[impl] = segment(model, features, seed=0).probs
-    with torch.inference_mode():
-        fused = layer.fused_cpu(torch.zeros(1, layer.width, 8))
-    q = torch.randn(1, 4, 10)
-    try:
-        dilated_attention(q, q, q, None, 1, 3, impl="cpu")
-        message = None
-    except KernelError as error:
-        message = str(error)
     print(json.dumps({{
         "reason": reason,
-        "fused": fused,
+        "engine": type(engine_for(model)).__name__,
         "difference": float(np.abs(results["auto"] - results["torch"]).max()),
-        "message": message,
     }}))
 """
 
 
 def assert_falls_back(report: dict) -> None:
     assert report["reason"], report
-    assert report["fused"] is False
+    assert report["engine"] == "TorchEngine"
     assert report["difference"] == 0.0  # "auto" is the torch path itself
-    assert report["message"] is not None and report["reason"] in report["message"]
 
 
 @pytest.mark.slow

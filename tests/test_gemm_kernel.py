@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from actfusion_sdk.kernels import cpu
-from actfusion_sdk.model.layers import DilatedAttentionLayer, reused_buffers
+from actfusion_sdk.kernels.engine import engine_for
+from actfusion_sdk.model.layers import DilatedAttentionLayer
 
 from .helpers import float64_torch_forward, relative_error
 
@@ -143,7 +144,7 @@ def test_layer_forward_with_and_without_the_kernel_matches_float64(choice, cross
         for batch, length in ((1, 37), (2, 400)):
             x = torch.randn(batch, layer.width, length, generator=generator)
             cross = torch.randn(batch, cross_dim, length, generator=generator) if cross_dim else None
-            with torch.inference_mode(), reused_buffers():
+            with torch.inference_mode(), engine_for(layer).running():
                 first = layer(x, None if cross is None else layer.project_cross(cross))
                 again = layer(x, None if cross is None else layer.project_cross(cross))
             where = f"K={kernel_size} B={batch} L={length}"

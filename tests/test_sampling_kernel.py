@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from actfusion_sdk.kernels import cpu, sampling
+from actfusion_sdk.kernels.engine import CpuSamplerSteps
 from actfusion_sdk.model.diffusion import DDIMSampler, NoiseSchedule, decoder_input, normalize
 
 pytestmark = pytest.mark.usefixtures("kernel")
@@ -74,7 +75,7 @@ def test_sampling_with_and_without_the_kernel_agrees_bit_for_bit(snr_scale):
     schedule = NoiseSchedule.cosine()
     results = []
     for fused in (True, False):
-        sampler = DDIMSampler(schedule, snr_scale=snr_scale, fused=fused)
+        sampler = DDIMSampler(schedule, snr_scale=snr_scale, steps=CpuSamplerSteps() if fused else None)
         generators = [torch.Generator().manual_seed(seed) for seed in (4, 9)]
         results.append(sampler.sample(denoiser, (2, 5, 203), generators))
         results.append(torch.stack([torch.rand(3, generator=g) for g in generators]))  # generators' states

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from actfusion_sdk.kernels import cpu
-from actfusion_sdk.model import layers as layers_module
-from actfusion_sdk.model.layers import WINOGRAD_MIN_WIDTH, DilatedAttentionLayer, reused_buffers
+from actfusion_sdk.kernels.engine import WINOGRAD_MIN_WIDTH, engine_for, winograd_applies
+from actfusion_sdk.model.layers import DilatedAttentionLayer
 
 from .helpers import float64_torch_forward, relative_error
 
@@ -163,8 +163,8 @@ def test_layer_uses_winograd_where_it_pays_and_matches_float64_torch_path(kind, 
             x = torch.randn(batch, layer.width, length, generator=generator)
             cross = torch.randn(batch, cross_dim, length, generator=generator) if cross_dim else None
             calls.clear()
-            with torch.inference_mode(), reused_buffers():  # reused buffers: the expanded q·k too
-                expected = layer.uses_winograd(length)
+            with torch.inference_mode(), engine_for(layer).running():  # in a block: the expanded q·k too
+                expected = winograd_applies(layer.width, kernel_size, dilation, length)
                 got = layer(x, None if cross is None else layer.project_cross(cross))
             where = f"K={kernel_size} d={dilation} B={batch} L={length}"
             assert relative_error(got, float64_torch_forward(layer, x, cross)) <= 1e-5, where
@@ -177,19 +177,23 @@ def test_layer_uses_winograd_where_it_pays_and_matches_float64_torch_path(kind, 
 def test_narrow_layers_keep_the_direct_conv():
     layer = DilatedAttentionLayer(WINOGRAD_MIN_WIDTH - 1, 1, 5, 0.0).eval()
     with torch.inference_mode():
-        weights = layer.inference_weights()
-    assert weights.winograd is None and not layer.uses_winograd(1000)
+        weights = engine_for(layer).weights(layer)
+    assert weights.winograd is None and not winograd_applies(layer.width, 5, 1, 1000)
 
 
 def test_layer_with_winograd_reuses_its_buffers_without_aliasing_outputs():
     layer = wide_layer(5, 2, 0, seed=13)
     generator = torch.Generator().manual_seed(13)
     inputs = [torch.randn(1, layer.width, 500, generator=generator) for _ in range(3)]
+    engine = engine_for(layer)
     with torch.inference_mode():
-        fresh = [layer(x) for x in inputs]
-        with reused_buffers():
+        fresh = []
+        for x in inputs:
+            with engine.running():  # fresh buffers for each call
+                fresh.append(layer(x))
+        with engine.running():
             reused = [layer(x) for x in inputs]
-            assert {"winograd_inputs", "winograd_products", "hidden"} <= set(layers_module._reuse.buffers)
+            assert {"winograd_inputs", "winograd_products", "hidden"} <= set(engine.block().buffers)
     for one, two in zip(fresh, reused, strict=True):
         assert torch.equal(one, two)
     assert len({output.data_ptr() for output in reused}) == len(reused)

@@ -15,8 +15,8 @@ from torch import nn
 
 from ..errors import ConfigError, InputError
 from .config import ENCODER_PROBS, RAW_FEATURES, ActFusionConfig, DecoderConfig, EncoderConfig
-from .diffusion import DDIMSampler, NoiseSchedule
-from .layers import DilatedAttentionLayer, fused_pointwise, instance_norm, pointwise, timestep_embedding
+from .diffusion import DDIMSampler, NoiseSchedule, SamplerSteps
+from .layers import DilatedAttentionLayer, instance_norm, pointwise, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,11 @@ class Decoder(nn.Module):
         hidden = pointwise(self.conv_in.weight, offset, noisy_labels)
         for layer, projection in zip(self.module.layers, cache.projections, strict=True):
             hidden = layer(hidden, projection)
-        # conv_out takes the fused CPU path exactly where the layers before it did (same impl, same data)
-        output = fused_pointwise if self.module.layers[-1].fused_cpu(hidden) else pointwise
-        return output(self.conv_out.weight, self.conv_out.bias, hidden)
+        return self.logits(hidden)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """conv_out: the last layer's output [B, C, L] to class logits [B, nc, L]."""
+        return pointwise(self.conv_out.weight, self.conv_out.bias, hidden)
 
 
 class ActFusion(nn.Module):
@@ -172,17 +174,12 @@ class ActFusion(nn.Module):
     def schedule(self) -> NoiseSchedule:
         return NoiseSchedule.from_module(self)
 
-    def sampler(self) -> DDIMSampler:
-        """A DDIM sampler over this model's (loaded) schedule buffers with the configured settings; its
-        elementwise work goes by the CPU kernel library where the attention implementation does (auto,
-        cpu), by torch operations otherwise (the same numbers)."""
+    def sampler(self, steps: SamplerSteps | None = None) -> DDIMSampler:
+        """A DDIM sampler over this model's (loaded) schedule buffers with the configured settings, doing
+        its elementwise work by `steps` (default: torch's operations)."""
         diffusion = self.config.diffusion
         return DDIMSampler(
-            self.schedule,
-            diffusion.snr_scale,
-            diffusion.eta,
-            diffusion.sampling_timesteps,
-            fused=self.attention_impl in ("auto", "cpu"),
+            self.schedule, diffusion.snr_scale, diffusion.eta, diffusion.sampling_timesteps, steps=steps
         )
 
     def encode(

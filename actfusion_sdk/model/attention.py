@@ -7,10 +7,10 @@ values but stay in the softmax denominator with logit bias_j/sqrt(C) + ln(1e-6);
 before the 1/sqrt(C) scale.
 
 Implementations: "reference" (gather, the test oracle), "torch" (per-tap shifted slices, no gathered copies),
-"triton" (fused kernels in actfusion_sdk.kernels, imported lazily), "cpu" (the fused C kernel of
-actfusion_sdk.kernels.cpu, compiled on first use; inference only) and "auto" (triton on CUDA when available,
-else torch; float64 always takes torch). A layer's inference forward on CPU with "auto" or "cpu" goes further
-and runs its conv, attention and instance norm in one kernel pass (`prepare_fused_mixed_norm`).
+"triton" (fused kernels in actfusion_sdk.kernels, imported lazily) and "auto" (triton on CUDA when available,
+else torch; float64 always takes torch). On a CPU, inference with "auto" can go further, outside this seam:
+the CPU engine (actfusion_sdk.kernels.engine) runs a whole layer's conv, attention and norm in one kernel
+pass.
 """
 
 from __future__ import annotations
@@ -19,16 +19,12 @@ import functools
 import importlib.util
 import math
 import os
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import KernelError
 
-if TYPE_CHECKING:
-    from ..kernels.cpu import PreparedMix
-
-IMPLEMENTATIONS = ("auto", "reference", "torch", "triton", "cpu")
+IMPLEMENTATIONS = ("auto", "reference", "torch", "triton")
 # "auto" sends these CUDA dtypes to the Triton kernels; float64 stays on the torch path there.
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -206,86 +202,6 @@ def _triton_dilated_attention(
     )
 
 
-def cpu_kernel_unavailable() -> str | None:
-    """None when the fused CPU kernel (actfusion_sdk.kernels.cpu) is built and loaded here, else why not
-    (decided once per process, by the kernel module)."""
-    from ..kernels import cpu
-
-    return cpu.unavailable_reason()
-
-
-def cpu_kernel_problem(x: torch.Tensor, kernel_size: int) -> str | None:
-    """None when the fused CPU kernel can run on `x` with `kernel_size` taps, else why not."""
-    problem = cpu_kernel_unavailable()
-    if problem is not None:
-        return problem
-    if x.device.type != "cpu" or x.dtype != torch.float32:
-        return f"it runs on float32 CPU tensors, got {x.dtype} on {x.device}"
-    from ..kernels import cpu
-
-    if kernel_size > cpu.MAX_TAPS:
-        return f"it handles up to {cpu.MAX_TAPS} taps, got kernel_size {kernel_size}"
-    return None
-
-
-def prepare_fused_mixed_norm(
-    projections: torch.Tensor,
-    kernel_size: int,
-    dilation: int,
-    *,
-    norm_eps: float,
-    out: torch.Tensor | None = None,
-    **terms: torch.Tensor | None,
-) -> PreparedMix:
-    """A layer's IN(conv + attention) by the fused CPU kernel from its stacked projections, prepared to
-    run (`actfusion_sdk.kernels.cpu.PreparedMix`); `terms` are the biases, expanded-q·k tensors and
-    precomputed conv of `actfusion_sdk.kernels.cpu.mix`, which says what each holds. The official
-    log-mask terms (spec §2) are added here."""
-    from ..kernels import cpu
-
-    log_invalid, log_valid = log_mask_terms()
-    return cpu.prepare_mix(
-        projections,
-        kernel_size,
-        dilation,
-        log_valid=log_valid,
-        log_invalid=log_invalid,
-        norm_eps=norm_eps,
-        out=out,
-        **terms,
-    )
-
-
-def _cpu_dilated_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    bias: torch.Tensor | None,
-    dilation: int,
-    kernel_size: int,
-) -> torch.Tensor:
-    problem = cpu_kernel_problem(q, kernel_size)
-    if problem is None and v.shape[1] != q.shape[1]:
-        problem = f"it needs v as wide as q and k, got {v.shape[1]} and {q.shape[1]} channels"
-    elif problem is None and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        problem = "it has no backward; use impl='torch' for training"
-    if problem is not None:
-        raise KernelError(f"attention impl 'cpu' cannot run here: {problem}")
-    from ..kernels import cpu
-
-    log_invalid, log_valid = log_mask_terms()
-    return cpu.attention(
-        q,
-        k,
-        v,
-        kernel_size,
-        dilation,
-        tap_bias=None if bias is None else bias.to(torch.float32).contiguous(),
-        log_valid=log_valid,
-        log_invalid=log_invalid,
-    )
-
-
 def dilated_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -306,8 +222,6 @@ def dilated_attention(
         return torch_dilated_attention(q, k, v, bias, dilation, kernel_size)
     if impl == "triton":
         return _triton_dilated_attention(q, k, v, bias, dilation, kernel_size)
-    if impl == "cpu":
-        return _cpu_dilated_attention(q, k, v, bias, dilation, kernel_size)
     raise KernelError(
         f"unknown attention implementation {impl!r}; choose one of {', '.join(IMPLEMENTATIONS)}"
     )

@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..errors import ConfigError
-from ..kernels import sampling as cpu_sampling
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -137,6 +136,27 @@ class StepCoefficients:
     sigma: torch.Tensor
 
 
+class SamplerSteps:
+    """The sampler's elementwise operations: the official torch operations. An inference engine may
+    inject its own that compute the same numbers (kernels/engine.py)."""
+
+    def fill_normal(self, rows: Sequence[torch.Tensor], generators: Sequence[torch.Generator]) -> None:
+        """Fill each row with standard-normal draws from its generator (torch.randn's numbers)."""
+        for row, generator in zip(rows, generators, strict=True):
+            torch.randn(row.shape, generator=generator, dtype=row.dtype, out=row)
+
+    def update(
+        self,
+        probs: torch.Tensor,
+        state: torch.Tensor,
+        noise: torch.Tensor,
+        coefficients: StepCoefficients,
+        scale: float,
+    ) -> DDIMStep | None:
+        """The step's result computed in one go, or None: the sampler's torch operations compute it."""
+        return None
+
+
 class DDIMSampler:
     """DDIM in label space with the official timestep pairs, clamping and random-draw order (spec §3)."""
 
@@ -147,14 +167,13 @@ class DDIMSampler:
         eta: float = 1.0,
         sampling_timesteps: int = 25,
         *,
-        fused: bool = True,
+        steps: SamplerSteps | None = None,
     ) -> None:
-        """fused: on the CPU, draw float64 noise and update the state by the C kernel where it is
-        available (kernels/sampling.py: the same numbers); False keeps the official torch operations."""
+        """steps: the elementwise operations (default: torch's)."""
         self.schedule = schedule
         self.snr_scale = snr_scale
         self.eta = eta
-        self.fused = fused
+        self.steps = SamplerSteps() if steps is None else steps
         self.set_timesteps(sampling_timesteps)
 
     def set_timesteps(self, sampling_timesteps: int) -> None:
@@ -167,7 +186,7 @@ class DDIMSampler:
         self, shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device | str = "cpu"
     ) -> torch.Tensor:
         """N(0, 1) float32 start of shape [B, nc, L] (not scaled by s), one draw per batch element."""
-        return _draw(shape, torch.float32, generators, device)
+        return _draw(shape, torch.float32, generators, device, SamplerSteps())
 
     def step(
         self,
@@ -177,21 +196,17 @@ class DDIMSampler:
         state: torch.Tensor,
         generators: Sequence[torch.Generator],
     ) -> DDIMStep:
-        """Advance the state from t to t_next given the decoder's class logits at t. `fused` on the CPU,
-        one pass of the C kernel (kernels/sampling.py) computes the same numbers as the torch operations
-        below, and the next decoder input with them."""
+        """Advance the state from t to t_next given the decoder's class logits at t (by `self.steps`
+        where it computes the step, with the next decoder input on the way; else as below)."""
         s = self.snr_scale
         probs = torch.softmax(logits, dim=1)
         if t_next < 0:
             return DDIMStep(state=None, x0=torch.clamp(normalize(probs, s), -s, s))
         coefficients = self.coefficients(t, t_next)
-        noise = _draw(state.shape, state.dtype, generators, state.device, fused=self.fused)
-        if self.fused and state.device.type == "cpu":
-            factors = {field.name: getattr(coefficients, field.name).item() for field in fields(coefficients)}
-            fused = cpu_sampling.ddim_update(probs, state, noise, **factors, scale=s)
-            if fused is not None:
-                x0, next_state, noisy_labels = fused
-                return DDIMStep(state=next_state, x0=x0, noisy_labels=noisy_labels)
+        noise = _draw(state.shape, state.dtype, generators, state.device, self.steps)
+        computed = self.steps.update(probs, state, noise, coefficients, s)
+        if computed is not None:
+            return computed
         x0 = torch.clamp(normalize(probs, s), -s, s)
         # The unclamped state gives ε̂; the dimensioned float64 factors promote it to float64 (spec §9.5).
         eps = (coefficients.recip * state - x0) / coefficients.recipm1
@@ -243,18 +258,11 @@ def _draw(
     dtype: torch.dtype,
     generators: Sequence[torch.Generator],
     device: torch.device | str,
-    *,
-    fused: bool = False,
+    steps: SamplerSteps,
 ) -> torch.Tensor:
-    """A standard-normal draw of shape [1, *shape[1:]] per batch element, each from its CPU generator
-    (`fused` float64 ones through kernels/sampling.py where it reproduces torch.randn)."""
+    """A standard-normal draw of shape [1, *shape[1:]] per batch element, each from its CPU generator."""
     if len(generators) != shape[0]:
         raise ConfigError(f"need one generator per batch element: {len(generators)} for batch {shape[0]}")
     draws = torch.empty(tuple(shape), dtype=dtype)
-    fast = fused and dtype == torch.float64 and cpu_sampling.draws_like_torch(draws[0].numel())
-    for row, generator in zip(draws.split(1), generators, strict=True):  # rows: no concatenation copy
-        if fast:
-            cpu_sampling.normal_draw(generator, out=row)
-        else:
-            torch.randn(row.shape, generator=generator, dtype=dtype, out=row)
+    steps.fill_normal(draws.split(1), generators)  # rows: no concatenation copy
     return draws.to(device)

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
+from ..kernels.engine import engine_for
 from ..postprocess import median_filter_probs, purge, upsample_indices
 from ..runtime import inference
 from .acceleration import accelerated
 from .actfusion import ActFusion
-from .layers import reused_buffers
 
 Features = torch.Tensor | np.ndarray
 
@@ -70,7 +70,8 @@ def sample_probs(
     the decoder through torch.compile and cuda_graphs replays it from a CUDA graph (both off by default,
     see `acceleration`).
     """
-    with inference(model), reused_buffers():
+    engine = engine_for(model)  # on a CPU, the fused kernels run the model from the outside
+    with inference(model), engine.running():
         cross = model.encode(features, visible, with_logits=False).cross
         cache = model.precompute_cross(cross) if cache_cross else None
 
@@ -79,7 +80,7 @@ def sample_probs(
 
         denoise = accelerated(decode, features.device, compile=compile_denoiser, cuda_graphs=cuda_graphs)
         batch, _, length = features.shape
-        return model.sampler().sample(
+        return model.sampler(engine.sampler_steps()).sample(
             denoise,
             (batch, model.num_classes, length),
             generators,
