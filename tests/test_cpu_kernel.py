@@ -27,6 +27,7 @@ from actfusion_sdk.errors import KernelError
 from actfusion_sdk.kernels import cpu
 from actfusion_sdk.kernels.engine import CpuEngine, FusedForward, engine_for, expands_query_key
 from actfusion_sdk.model.attention import IMPLEMENTATIONS, dilated_attention
+from actfusion_sdk.model.config import DecoderConfig, DiffusionConfig, EncoderConfig
 from actfusion_sdk.model.inference import anticipate, segment
 from actfusion_sdk.model.layers import DilatedAttentionLayer
 
@@ -272,6 +273,44 @@ def test_model_on_fused_path_matches_torch_path(model_and_features, monkeypatch,
     assert len(calls) >= layer_count and max(calls) > cpu.TILE  # several tiles per sequence
     np.testing.assert_array_less(np.abs(fused_result.probs - torch_result.probs), 1e-5)
     assert np.array_equal(fused_result.labels, torch_result.labels)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gemm", ["1", "0"], ids=["packed-gemm", "mkl"])
+def test_wide_model_with_every_fused_feature_matches_torch_path(monkeypatch, gemm):
+    """A breakfast-like model (width 64, K = 5) through full sampling loops: the Winograd conv, the expanded
+    q·k of the decoder and (or not) the packed-weight gemm all run, and give the torch path's numbers."""
+    monkeypatch.setenv("ACTFUSION_CPU_GEMM", gemm)
+    seen = {"winograd": 0, "expanded": 0, "gemm": 0}
+    for name, key in (("winograd_output", "winograd"), ("tap_products", "expanded")):
+        original = getattr(cpu, name)
+        monkeypatch.setattr(
+            cpu, name, lambda *a, _o=original, _k=key, **k: seen.__setitem__(_k, seen[_k] + 1) or _o(*a, **k)
+        )
+    run_gemm = cpu.PreparedGemm.run
+    monkeypatch.setattr(
+        cpu.PreparedGemm,
+        "run",
+        lambda self, *a: seen.__setitem__("gemm", seen["gemm"] + 1) or run_gemm(self, *a),
+    )
+    model = small_model(
+        seed=21,
+        encoder=EncoderConfig(5, 64, 5, 0.5, 0.1, 0.1, (2, 3, 4)),
+        decoder=DecoderConfig(4, 64, 5, 0.1, time_emb_dim=64),
+        diffusion=DiffusionConfig(sampling_timesteps=4, snr_scale=0.5),
+        sample_rate=2,
+    )
+    features = torch.randn(model.config.encoder.input_dim, 1200, generator=torch.Generator().manual_seed(21))
+    results = {}
+    for impl in ("torch", "auto"):
+        model.attention_impl = impl
+        results[impl] = segment(model, features, seed=5)
+        if impl == "torch":
+            assert seen == {"winograd": 0, "expanded": 0, "gemm": 0}
+    assert seen["winograd"] > 0 and seen["expanded"] > 0
+    assert (seen["gemm"] > 0) == (gemm == "1")
+    np.testing.assert_array_less(np.abs(results["auto"].probs - results["torch"].probs), 1e-5)
+    assert np.array_equal(results["auto"].labels, results["torch"].labels)
 
 
 # ---- errors -------------------------------------------------------------------------------------------
