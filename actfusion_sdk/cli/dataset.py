@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,16 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = commands.add_parser(
         "build",
         help="extract features and label them from annotation files",
-        description=(
+        description=textwrap.fill(
             "Read the annotations (CSV/TSV video,start,end,label in seconds; ELAN .eaf; Label Studio JSON "
             "export of video timeline labels; ActivityNet JSON; actfusion result JSON; MS-TCN groundTruth "
             ".txt), check them, extract features of every video and write OUT in the MS-TCN layout: "
             "features/, groundTruth/ (one class per feature frame, background where nothing is annotated), "
             "mapping.txt (background first), splits/ (K folds by video) and dataset.json (the dataset card). "
             "Problems in the annotations stop the build before any video is decoded; a failed build leaves "
-            "OUT as it was."
+            "OUT as it was.",
+            100,
         ),
-        epilog="Exit codes: 0 ok, 2 usage, 3 input error (annotations, videos), 4 weights error.",
+        epilog=_formats_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files or folders of videos")
     build.add_argument(
@@ -80,6 +83,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--quiet", action="store_true", help="no progress and no summary")
     build.set_defaults(handler=run_build)
+
+
+def _formats_epilog() -> str:
+    """The annotation formats and the CSV column names the readers accept, for --help."""
+    from ..data.annotations import COLUMN_NAMES
+
+    columns = "\n".join(f"    {field:<6} {', '.join(names)}" for field, names in COLUMN_NAMES.items())
+    return (
+        "annotation files (videos are named by file stem: clip01.mp4 or clip01):\n"
+        "  .csv/.tsv  one segment per row, seconds (12.5) or [h:]mm:ss; a header names the columns:\n"
+        f"{columns}\n"
+        "             without a header the columns are video,start,end,label\n"
+        "  .eaf       ELAN: the annotations of one tier (--tier), the video from its linked media\n"
+        "  .json      Label Studio export (timelinelabels, frames at data.fps, else --gt-fps, else 24),\n"
+        "             ActivityNet (database/results), or an actfusion result (segment --format json)\n"
+        "  .txt       MS-TCN ground truth <video>.txt, one label per frame at --gt-fps\n\n"
+        "Exit codes: 0 ok, 2 usage, 3 input error (annotations, videos), 4 weights error."
+    )
 
 
 def run_build(args: argparse.Namespace) -> int:
