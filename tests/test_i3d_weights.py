@@ -105,6 +105,15 @@ def test_corrupt_or_foreign_index_is_refused(tmp_path):
         read_bundle_index(tmp_path / "text.index")
 
 
+def test_checkpoint_directory_must_hold_one_index(tmp_path):
+    with pytest.raises(WeightsError, match="holds 0 TensorFlow checkpoint index files"):
+        load_inception_i3d(tmp_path)
+    for name in ("a.index", "b.index"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(WeightsError, match="holds 2 TensorFlow checkpoint index files"):
+        load_inception_i3d(tmp_path)
+
+
 def test_identification_needs_every_tensor():
     table = json.loads(CHECKSUMS_PATH.read_text())["checkpoints"]
     for name in CHECKPOINTS:

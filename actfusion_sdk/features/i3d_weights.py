@@ -154,7 +154,10 @@ def identify_checkpoint(checksums: Mapping[str, int]) -> tuple[str, int]:
 
 
 def check_mstcn_pair(rgb: I3dWeightsInfo, flow: I3dWeightsInfo | None) -> bool:
-    """True when the weights are the MS-TCN pair (rgb_imagenet + flow_imagenet); otherwise log a warning."""
+    """True when the weights are the MS-TCN pair (rgb_imagenet + flow_imagenet); otherwise log a warning.
+
+    RGB-only features (`flow` None) from rgb_imagenet are half of the MS-TCN features: False, without warning.
+    """
     pair = (rgb.checkpoint, None if flow is None else flow.checkpoint)
     if pair == MSTCN_PAIR:
         return True
