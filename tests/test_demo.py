@@ -42,3 +42,7 @@ def test_demo_command_prints_tables_and_writes_timelines(tmp_path, capsys) -> No
     for name in ("segmentation", "anticipation"):
         png = tmp_path / f"demo_{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        page = tmp_path / f"demo_{name}.html"  # the viewer page beside it: the video, prediction and truth
+        assert f"viewer page written: {page}" in printed
+        text = page.read_text()
+        assert 'data-source="ground truth"' in text and '<video id="video" src="demo_' in text

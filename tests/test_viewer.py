@@ -7,6 +7,7 @@ import base64
 import json
 import re
 import time
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -18,7 +19,7 @@ from matplotlib.colors import to_hex
 from actfusion_sdk.cli import main
 from actfusion_sdk.errors import ConfigError, InputError
 from actfusion_sdk.live import LiveUpdate
-from actfusion_sdk.live.replay import read_updates, write_replay_page
+from actfusion_sdk.live.replay import read_updates, what_happened, write_replay_page
 from actfusion_sdk.results import AnticipationResult, Segment, SegmentationResult, load_result
 from actfusion_sdk.results.timeline import class_colors
 
@@ -145,6 +146,8 @@ def test_page_is_self_contained_and_refers_to_the_video_relatively(segmentation,
 
     bare = SegmentationResult.from_frames(frame_labels(), CLASSES, FPS)
     assert "<video" not in bare.to_html(tmp_path / "bare.html").read_text()
+    streamed = SegmentationResult.from_frames(frame_labels(), CLASSES, FPS, video="rtsp://camera/stream")
+    assert "<video" not in streamed.to_html(tmp_path / "stream.html").read_text()  # nothing fetched
 
 
 def test_anticipation_page_parts_cut_and_end_of_video(tmp_path):
@@ -299,6 +302,26 @@ def test_live_replay_page(tmp_path, capsys):
     with pytest.raises(InputError, match=r"live.jsonl:2"):
         read_updates(jsonl)
     assert write_replay_page(updates, tmp_path / "r.html").is_file()
+
+
+def test_what_happened_in_a_live_run_with_context():
+    """With --context each update observed only its last seconds: earlier times come from earlier updates."""
+    background, pour = ("background", 0), ("pour", 3)
+
+    def update(index, time_s, context_start, spans):
+        segments = tuple(
+            Segment(label, i, a, b, int(a * FPS), int(b * FPS), 0.5) for (label, i), a, b in spans
+        )
+        return replace(live_update(index, time_s), context_start=context_start, observed_segments=segments)
+
+    updates = [
+        update(0, 4.0, 0.0, [(background, 0.0, 4.0)]),
+        update(1, 8.0, 2.0, [(background, 2.0, 6.0), (pour, 6.0, 8.0)]),
+        update(2, 10.0, 6.0, [(pour, 6.0, 10.0)]),
+    ]
+    happened = [(s.label, s.start, s.end, s.start_frame, s.end_frame) for s in what_happened(updates)]
+    assert happened == [("background", 0.0, 6.0, 0, 12), ("pour", 6.0, 10.0, 12, 20)]
+    assert what_happened(updates[:1]) == list(updates[0].observed_segments)
 
 
 def test_html_output_of_segment_and_anticipate_is_written_with_its_record(segmentation, tmp_path):

@@ -1,6 +1,7 @@
 """The replay page of a live run (``actfusion view live.jsonl``): how the anticipation evolved.
 
-The top row is what happened: the segments the last update observed. Under it, one row per update at its
+The top row is what happened: the segments the last update observed (with --context, earlier times from the
+last update whose context held them). Under it, one row per update at its
 stream time: what it had observed (plain) and what it anticipated after its cut (hatched), so each
 anticipation can be read against the top row. The row of the update current at the playhead is outlined.
 
@@ -10,12 +11,14 @@ placed at their ids (so they match the result pages' colours unless an unseen cl
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
-from ..results import html
+from ..results import Segment, html
 from .update import LiveUpdate
 
 
@@ -60,7 +63,7 @@ def replay_page(
     colors = palette.classes_of(_classes_seen(updates))
     end = max(update.time + update.horizon for update in updates)
     last = updates[-1]
-    happened = [(None, segment) for segment in last.observed_segments]
+    happened = [(None, segment) for segment in what_happened(updates)]
     lanes = [("what happened", html.lane_element(html.Lane("what happened", happened, colors), end))]
     for update in updates:
         segments = [("observed", s) for s in update.observed_segments]
@@ -83,6 +86,28 @@ def replay_page(
         + html.timeline(end, lanes)
     )
     return html.page(title, body, palette)
+
+
+def what_happened(updates: Sequence[LiveUpdate]) -> list[Segment]:
+    """The observed segments of the whole stream in hindsight: each time from the last update that observed
+    it (whose context held it), adjacent pieces of one label joined."""
+    pieces: list[Segment] = []
+    covered_from = math.inf  # later times are already taken from a later update
+    for update in reversed(updates):
+        for segment in reversed(update.observed_segments):
+            start, end = max(segment.start, update.context_start), min(segment.end, covered_from)
+            if end > start:
+                frames = {"start_frame": round(start * update.fps), "end_frame": round(end * update.fps)}
+                pieces.append(replace(segment, start=start, end=end, **frames))
+        covered_from = min(covered_from, update.context_start)
+        if covered_from <= 0:
+            break
+    joined: list[Segment] = []
+    for piece in reversed(pieces):
+        if joined and joined[-1].label_id == piece.label_id and joined[-1].end == piece.start:
+            piece = replace(joined.pop(), end=piece.end, end_frame=piece.end_frame, score=None)
+        joined.append(piece)
+    return joined
 
 
 def _classes_seen(updates: Sequence[LiveUpdate]) -> list[str]:

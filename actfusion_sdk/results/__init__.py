@@ -1,7 +1,9 @@
-"""Typed results of segmentation and anticipation, their exports and their timeline plot.
+"""Typed results of segmentation and anticipation, their exports, their timeline plot and their HTML pages.
 
 `types` holds the result kinds (and the JSON schema), `segments` the segments built from frame labels,
-`exporters` the text formats and the table, `timeline` the matplotlib plot (imported only when drawing).
+`exporters` the text formats and the table, `timeline` the matplotlib plot (imported only when drawing),
+`viewer` a result's self-contained HTML page and `viewer_index` the pages of a folder of results (built from
+`html`, with the style and script of `viewer_assets`; imported only when a page is written).
 """
 
 from __future__ import annotations

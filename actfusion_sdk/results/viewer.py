@@ -138,6 +138,9 @@ def _video_reference(
     """The page's video source and its name, or (None, None) without a video."""
     if video is None:
         return None, None
+    if "://" in str(video):  # a stream URL: the page fetches nothing from a network
+        log.warning("video %s is a URL; the page shows the timeline without it (pass a local file)", video)
+        return None, None
     if not Path(video).is_file():
         log.warning("video %s does not exist (yet); the page refers to it by its relative path", video)
     return html.video_source(video, page, embed), Path(video).name
