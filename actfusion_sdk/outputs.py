@@ -153,7 +153,7 @@ def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
     """Create `path` if needed and prove it writable (a ConfigError otherwise), before any work is done."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"output folder '{path}' is a file; give a folder for --out")
+        raise ConfigError(f"output folder '{path}' is a file; remove or rename it, or give another folder")
     if (path / FAILURES_FILE).is_dir():
         raise ConfigError(
             f"'{path / FAILURES_FILE}' is a folder, but it must be the failures report; remove it"

@@ -36,7 +36,13 @@ from actfusion_sdk.predictor import Predictor
 from actfusion_sdk.results import timeline
 from actfusion_sdk.video.decode import VideoDecoder, probe_video
 
-from .helpers import write_level_video, write_small_model, write_tiny_weights, write_video
+from .helpers import (
+    SMALL_SETTINGS,
+    write_level_video,
+    write_small_model,
+    write_tiny_weights,
+    write_video,
+)
 
 pytestmark = pytest.mark.usefixtures("fast_seeded_weights", "single_thread")
 
@@ -337,6 +343,18 @@ def test_a_damaged_state_folder_is_one_clear_error(
     code, err = cli(capsys, "segment", video, "--weights", model, "--out", tmp_path / "out")
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not list((tmp_path / "out").glob("*.segmentation*"))
+
+
+def test_a_features_file_where_the_folder_goes_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    video = write_level_video(tmp_path / "good.mp4", 1.0)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(SMALL_SETTINGS.to_dict()))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "features").write_text("not a folder")
+    code, err = cli(capsys, "extract", video, "--out", tmp_path / "out", "--settings", settings, "--quiet")
+    features = tmp_path / "out" / "features"
+    message = f"output folder '{features}' is a file; remove or rename it, or give another folder"
+    assert code == 2 and err == [f"actfusion: ConfigError: {message}"]
 
 
 @pytest.mark.parametrize("garbage", ["[1, 2]", "{not json", '{"clip": 5}', b"\xff\xfe"])

@@ -76,7 +76,7 @@ def run(
     started = time.perf_counter()
     job, model_sha256 = _resolved(job)
     settings = job.settings(model_sha256)
-    prepare_output_dir(job.out)
+    prepare_output_dir(job.out if job.runs_model else job.out / "features")
     videos = find_inputs(inputs)
     if not videos:
         raise InputError(f"no video files found in {', '.join(map(str, inputs))}")

@@ -114,7 +114,7 @@ def extract_to_directory(
     """Extract every video into ``out_dir/features``; failures are collected, merged into
     ``out_dir/failures.json`` and never stop the batch. ``on_video(index, video)`` runs before each video."""
     out_dir = prepare_output_dir(out_dir)
-    (out_dir / "features").mkdir(exist_ok=True)
+    prepare_output_dir(out_dir / "features")
     settings = extractor.settings.to_dict()
     report = ExtractionReport()
     run = Run.begin()
