@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
+from typing import NoReturn
 
 from ..errors import ActFusionError
 
@@ -20,20 +22,31 @@ SUBCOMMANDS = (
     "anticipate",
     "live",
     "extract",
+    "compare_features",
     "dataset",
     "batch",
     "train",
     "evaluate",
+    "import_checkpoint",
     "view",
     "selfcheck",
+    "doctor",
     "bench",
     "make_benchmark",
     "demo",
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit 2), like every other error; the
+    subcommands' parsers are of this class too (argparse makes them of their parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="actfusion",
         description="Temporal action segmentation and anticipation with ActFusion.",
         epilog="Exit codes: 0 ok, 2 usage, 3 input error, 4 weights error.",
@@ -74,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("actfusion: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
