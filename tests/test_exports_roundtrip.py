@@ -89,6 +89,7 @@ def test_eaf_keeps_background_when_asked(segmentation):
     from actfusion_sdk.results.elan import to_eaf
 
     assert to_eaf(segmentation, exclude=()).count("<ANNOTATION_VALUE>background<") == 2
+    assert segmentation.to_eaf(exclude=()).count("<ANNOTATION_VALUE>background<") == 2
     assert "background" not in to_eaf(segmentation)
 
 
@@ -119,6 +120,9 @@ def test_labelstudio_frame_rate_and_tag_names_are_options(segmentation):
     region = task["predictions"][0]["result"][0]
     assert (region["from_name"], region["to_name"]) == ("actions", "clip")
     assert region["value"]["ranges"] == [{"start": 6, "end": 20}] and task["data"]["fps"] == 10.0
+    assert json.loads(segmentation.to_labelstudio(frame_rate=10.0, from_name="actions", to_name="clip")) == [
+        task
+    ]
 
 
 def test_csv_has_a_video_column_and_can_leave_out_background(segmentation):

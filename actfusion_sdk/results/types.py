@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -49,6 +49,8 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from . import exporters
 from .document import check_consistent, check_fields, source_name
+from .elan import to_eaf
+from .labelstudio import to_labelstudio
 from .segments import Segment, build_segments, frame_time
 
 SCHEMA = "actfusion-sdk/result/2"
@@ -196,9 +198,10 @@ class Result:
     def to_json(self, include_probs: bool = False, indent: int | None = 2) -> str:
         return exporters.to_json(self, include_probs, indent)
 
-    def to_csv(self) -> str:
-        """One row per segment: label, label_id, start, end (s), start_frame, end_frame, score (plus part)."""
-        return exporters.to_csv(self)
+    def to_csv(self, exclude: Collection[str] = ()) -> str:
+        """One row per segment: video, label, label_id, start, end (s), start_frame, end_frame, score (plus
+        part); segments labelled with a name in `exclude` (e.g. "background") are left out."""
+        return exporters.to_csv(self, exclude)
 
     def to_mstcn(self) -> str:
         """MS-TCN ground-truth layout: one class name per feature frame, one per line."""
@@ -208,16 +211,24 @@ class Result:
         """ActivityNet detection-results JSON (version 1.3) holding this video's segments."""
         return exporters.to_activitynet(self)
 
+    def to_eaf(self, **options: Any) -> str:
+        """An ELAN .eaf document, one tier per part (see `actfusion_sdk.results.elan.to_eaf`)."""
+        return to_eaf(self, **options)
+
+    def to_labelstudio(self, **options: Any) -> str:
+        """Label Studio predictions of one video task (see `actfusion_sdk.results.labelstudio`)."""
+        return to_labelstudio(self, **options)
+
     def export(self, fmt: str) -> str:
-        """The text of one of FORMATS: "json", "csv", "mstcn" or "activitynet"."""
+        """The text of one of FORMATS: "json", "csv", "mstcn", "activitynet", "eaf" or "labelstudio"."""
         return exporters.export(self, fmt)
 
     def save(self, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
         """Write an export (or the timeline PNG, or the viewer page); the format comes from the suffix unless
         `fmt` is given.
 
-        Suffixes: .json (our schema), .csv, .txt (MS-TCN), .png (plot), .html (`to_html`); ActivityNet needs
-        fmt="activitynet".
+        Suffixes: .json (our schema), .csv, .txt (MS-TCN), .eaf (ELAN), .png (plot), .html (`to_html`);
+        ActivityNet and Label Studio need fmt="activitynet" / fmt="labelstudio".
         """
         return exporters.save(self, path, fmt)
 
