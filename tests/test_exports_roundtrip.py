@@ -139,3 +139,17 @@ def test_segment_cli_formats_include_eaf_and_labelstudio():
     assert args.format == "eaf"
     args = build_parser().parse_args(["segment", "a.mp4", "--format", "labelstudio"])
     assert args.format == "labelstudio"
+
+
+def test_labelstudio_predictions_validate_with_label_studio_sdk(segmentation):
+    """Label Studio's own SDK (label-studio-sdk, not a dependency here: skipped when absent) accepts them."""
+    interface = pytest.importorskip("label_studio_sdk.label_interface").LabelInterface(
+        '<View><Video name="video" value="$video" frameRate="$fps"/>'
+        '<TimelineLabels name="label" toName="video">'
+        + "".join(f'<Label value="{name}"/>' for name in CLASSES)
+        + "</TimelineLabels></View>"
+    )
+    (task,) = json.loads(segmentation.export("labelstudio"))
+    assert interface.validate_prediction(task["predictions"][0], return_errors=True) == []
+    task["predictions"][0]["result"][0]["value"]["timelinelabels"] = ["juggle"]
+    assert interface.validate_prediction(task["predictions"][0], return_errors=True) != []
