@@ -16,12 +16,15 @@
 #      installs it into a temporary folder when `import av, pytorchvideo` fails.
 #   8. the tests that need a GPU (CUDA-graph sampling equal to eager, torch and compiled Triton kernels), with
 #      pytest on the staged tree and TRITON_INTERPRET=0 (the suite's default is the interpreter) -> gputests.log
+#   9. MS-TCN features (issue 30): seconds of work per second of 320x240 15 fps video for the RGB and flow
+#      Inception-I3D on the GPU (batch 8) and TV-L1 on the CPU (OpenCV contrib, when installed; the carried
+#      wheelhouse may lack it) -> mstcn.md. Target: both streams >= 10x real time; TV-L1 bounds the whole.
 # Each step has its own time limit; a step that fails or runs out is reported and the next one still runs.
 #
 #   benchmarks/device_check.sh            # on the GPU machine
 #   benchmarks/device_check.sh --dry-run  # on a CPU machine: every step at toy sizes (GPU-only parts skipped)
 #   STEPS=model,tune benchmarks/device_check.sh   # only some steps:
-#                                                 # attention,bf16,model,compare,tune,selfcheck,pipeline,gputests
+#                                                 # attention,bf16,model,compare,tune,selfcheck,pipeline,mstcn,gputests
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -47,7 +50,7 @@ cp -r "$ROOT/kernels" "$STAGE/actfusion_sdk/kernels"
 cp -r "$ROOT/weights" "$STAGE/actfusion_sdk/weights"
 export PYTHONPATH="$STAGE"
 cd "$STAGE"  # `python -` / `python -c` put the working directory first on sys.path: make it the staged tree
-STEPS=",environment,${STEPS:-attention,bf16,model,compare,tune,selfcheck,pipeline,gputests},"
+STEPS=",environment,${STEPS:-attention,bf16,model,compare,tune,selfcheck,pipeline,mstcn,gputests},"
 
 FAILED=()
 step() {  # step KEY NAME SECONDS COMMAND...
@@ -191,6 +194,13 @@ if [[ $DRY_RUN == 1 ]]; then
 fi
 step pipeline "whole pipeline: decode + I3D + model" 150 bash -c \
     'set -o pipefail; "$@" | tee -a "$OUT/pipeline.md"' _ "$PYTHON" "$ROOT/benchmarks/bench_pipeline.py" "${PIPELINE[@]}"
+
+MSTCN=(--device cuda --batch 8 --repeats 3)
+if [[ $DRY_RUN == 1 ]]; then
+    MSTCN=(--device cpu --quick)
+fi
+step mstcn "MS-TCN features: I3D streams + TV-L1" 120 bash -c \
+    'set -o pipefail; "$@" | tee -a "$OUT/mstcn.md"' _ "$PYTHON" "$ROOT/benchmarks/bench_mstcn.py" "${MSTCN[@]}"
 
 # pytest on a copy of the tests beside the staged package (from $ROOT, the source tree would shadow it).
 cp -r "$ROOT/tests" "$ROOT/pyproject.toml" "$STAGE/"

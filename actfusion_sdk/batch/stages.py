@@ -119,13 +119,13 @@ class ExtractStage:
     """`actfusion extract` for one video: features + sidecar written from this worker."""
 
     def __init__(self, job: BatchJob, settings: dict[str, Any], threads: int) -> None:
-        from ..features.i3d import I3DFeatureExtractor
+        from ..features.extract import build_extractor
 
         torch.set_num_threads(threads)
         self.job, self.settings = job, settings
-        self.extractor = I3DFeatureExtractor(
+        self.extractor = build_extractor(  # MS-TCN settings carry their flow weights' path themselves
             job.feature_settings,
-            weights=job.i3d_weights,
+            job.i3d_weights,
             device=job.device,
             precision=job.precision,
             batch_size=job.batch_size,

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import torch
 
+from ..errors import ConfigError
 from ..outputs import (
     InputFailure,
     InputIdentity,
@@ -25,11 +27,52 @@ from ..outputs import (
     record_failures,
     write_outputs,
 )
+from ..video.decode import VideoInfo
 from .i3d import I3DFeatureExtractor, VideoFeatures
+from .settings import EXTRACTOR_MSTCN, FeatureSettings
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
 )
+
+
+class FeatureExtractor(Protocol):
+    """What extraction needs of an extractor: i3d_r50's `I3DFeatureExtractor` or `MstcnFeatureExtractor`."""
+
+    settings: FeatureSettings
+    precision: str
+
+    def extract(
+        self,
+        video_path: str | Path,
+        progress: Callable[[int, int | None], None] | None = None,
+        max_features: int | None = None,
+        info: VideoInfo | None = None,
+    ) -> VideoFeatures: ...
+
+
+def build_extractor(
+    settings: FeatureSettings,
+    weights: str | Path | dict | None = None,
+    *,
+    flow_weights: str | Path | None = None,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    batch_size: int = 8,
+    flow_cache: str | Path | None = None,
+) -> FeatureExtractor:
+    """The extractor that ``settings`` name: i3d_r50 (``weights``: its .pyth) or the MS-TCN two-stream
+    Inception-I3D (``weights``/``flow_weights``: the RGB/flow weights, else the paths the settings record;
+    ``flow_cache``: a folder for per-video flow)."""
+    if settings.extractor == EXTRACTOR_MSTCN:
+        from .mstcn import MstcnFeatureExtractor
+
+        return MstcnFeatureExtractor(
+            settings, weights, flow_weights, device, precision, batch_size, flow_cache=flow_cache
+        )
+    if flow_weights is not None:
+        raise ConfigError("flow weights are for the MS-TCN features (--settings mstcn) only")
+    return I3DFeatureExtractor(settings, weights, device=device, precision=precision, batch_size=batch_size)
 
 
 @dataclass
@@ -106,7 +149,7 @@ def write_features(
 def extract_to_directory(
     videos: Sequence[Path],
     out_dir: str | Path,
-    extractor: I3DFeatureExtractor,
+    extractor: FeatureExtractor,
     *,
     on_video: Callable[[int, Path], None] | None = None,
     progress: Callable[[int, int | None], None] | None = None,
