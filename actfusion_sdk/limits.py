@@ -18,7 +18,9 @@ def check_seconds(name: str, value: object) -> float:
     """`value` as positive, finite seconds up to MAX_SECONDS (`name` is the parameter, for the message)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
-    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+    # An integer is compared as it is: a huge one would overflow the conversion to float.
+    finite = isinstance(value, numbers.Integral) or math.isfinite(value)
+    if not (finite and 0 < value <= MAX_SECONDS):
         raise ConfigError(f"{name} must be positive seconds up to {MAX_SECONDS:g} (a week), got {value}")
     return float(value)
 

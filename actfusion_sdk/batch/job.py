@@ -20,6 +20,7 @@ from ..cli._common import record_file, result_files, result_settings, save_resul
 from ..errors import ConfigError
 from ..features.extract import feature_files
 from ..features.settings import FeatureSettings
+from ..limits import check_seed
 from ..outputs import InputIdentity, output_is_finished
 from ..predictor import AnticipationWindow
 from ..results import FORMATS, AnticipationResult, SegmentationResult
@@ -56,6 +57,7 @@ class BatchJob:
             raise ConfigError(f"unknown batch task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.format not in FORMATS:
             raise ConfigError(f"unknown export format {self.format!r}; choose one of {', '.join(FORMATS)}")
+        object.__setattr__(self, "seed", check_seed(self.seed))
         object.__setattr__(self, "out", Path(self.out))
         if self.task == "extract" and self.feature_settings is None:
             object.__setattr__(self, "feature_settings", FeatureSettings.demo())

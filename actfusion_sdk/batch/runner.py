@@ -52,10 +52,11 @@ class ClusterOptions:
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
-        if not self.cpus_per_worker > 0:
-            raise ConfigError(f"cpus per worker must be positive, got {self.cpus_per_worker}")
-        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
-            raise ConfigError(f"gpus per worker must be 0 or more, got {self.gpus_per_worker}")
+        if not (math.isfinite(self.cpus_per_worker) and self.cpus_per_worker > 0):
+            raise ConfigError(f"cpus per worker must be positive and finite, got {self.cpus_per_worker}")
+        gpus = self.gpus_per_worker
+        if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):
+            raise ConfigError(f"gpus per worker must be 0 or more (and finite), got {gpus}")
 
 
 def run(

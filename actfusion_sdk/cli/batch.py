@@ -71,7 +71,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 def job_from_arguments(args: argparse.Namespace):
     """The BatchJob the parsed arguments describe (checked before any cluster work)."""
     from ..batch import BatchJob
-    from ..predictor import AnticipationWindow
+    from ..predictor import AnticipationWindow, VideoFeaturizer
 
     if args.out is None:
         raise ConfigError("actfusion batch writes one file per video: add --out DIR (shared by every node)")
@@ -88,6 +88,8 @@ def job_from_arguments(args: argparse.Namespace):
     window = AnticipationWindow()
     if args.task == "anticipate":
         window = AnticipationWindow(args.ratio, args.observed, args.horizon)
+        if window.observed is not None:  # at least one of the model's feature frames (its card says the rate)
+            window.check_rate(VideoFeaturizer.from_card(args.weights).feature_settings().features_per_second)
     return BatchJob(
         args.task,
         args.out,

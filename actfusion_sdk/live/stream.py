@@ -40,7 +40,7 @@ class UpdatePlan:
     def __post_init__(self) -> None:
         for name in ("every", "horizon", "context"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None or name != "context":  # only the context may be None (all the stream)
                 object.__setattr__(self, name, check_seconds(name, value))
         check_seed(self.seed)
 

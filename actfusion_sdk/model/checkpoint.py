@@ -171,6 +171,8 @@ def _read_card(card_path: Path) -> ModelCard:
         text = card_path.read_text(encoding="utf-8")
     except OSError as err:
         raise WeightsError(f"cannot read the model card {card_path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise WeightsError(f"{card_path} is not a valid model card: not UTF-8 text ({err.reason})") from err
     try:
         return ModelCard.from_dict(json.loads(text))
     except (ValueError, UnicodeDecodeError, RecursionError) as err:  # ValueError: JSON and ConfigError

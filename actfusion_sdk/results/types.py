@@ -160,18 +160,18 @@ class Result:
         is loaded is checked (`results.document`): a missing or mistyped field, a label that is not a class
         id, segments that contradict the frame labels are each an InputError naming the file and the field.
         """
-        data = _read_document(source)
-        kind = _KINDS.get(data.get("kind"))
+        data, where = _read_document(source), source_name(source)
+        kind = _KINDS.get(data["kind"]) if isinstance(data.get("kind"), str) else None
         if kind is None:
             raise InputError(
-                f"unknown result kind {data.get('kind')!r}; expected one of {', '.join(map(repr, _KINDS))}"
+                f"{where}: unknown result kind {data.get('kind')!r}; expected one of "
+                f"{', '.join(map(repr, _KINDS))}"
             )
         if not issubclass(kind, cls):
             raise InputError(
-                f"expected a result of kind {cls.kind!r}, got kind {kind.kind!r}; use {kind.__name__} "
-                "(or load_result for either kind)"
+                f"{where}: expected a result of kind {cls.kind!r}, got kind {kind.kind!r}; use "
+                f"{kind.__name__} (or load_result for either kind)"
             )
-        where = source_name(source)
         check_fields(data, kind.kind, where)  # every field's type and range, before any is used
         probs = data.get("frame_probs")
         confidence = data.get("frame_confidence")
@@ -419,19 +419,21 @@ def load_result(source: str | os.PathLike[str]) -> Result:
 
 def _read_document(source: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON document of schema SCHEMA in `source` (JSON text or a path)."""
-    text = str(source)
+    text, where = str(source), source_name(source)
     if not text.lstrip().startswith("{"):
         try:
             text = Path(source).read_text(encoding="utf-8")
         except OSError as err:
-            raise InputError(f"cannot read result file {str(source)!r}: {err.strerror}") from err
+            raise InputError(f"cannot read result file {where}: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            raise InputError(f"{where} is not a result JSON file (not UTF-8 text: {err.reason})") from err
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"result JSON is not valid JSON ({err}); expected schema {SCHEMA!r}") from err
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise InputError(f"{where} is not valid JSON ({err}); expected schema {SCHEMA!r}") from err
     if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise InputError(f"expected a result of schema {SCHEMA!r}, found {found!r}")
+        raise InputError(f"{where}: expected a result of schema {SCHEMA!r}, found {found!r}")
     return data
 
 
