@@ -169,7 +169,8 @@ def _build(compiler: str, flags: tuple[str, ...], target: Path) -> None:
             command = [compiler, *flags, "-o", str(built), *map(str, SOURCES), "-lm"]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
-                raise CpuKernelError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+                error = result.stderr.strip()[-400:] or f"exit status {result.returncode}"
+                raise CpuKernelError(f"building the CPU kernel with {compiler} failed: {error}")
             os.replace(built, target)
 
 
