@@ -177,7 +177,7 @@ class Result:
         confidence = data.get("frame_confidence")
         if confidence is not None and len(confidence) != len(data["frame_labels"]):
             raise InputError(
-                f"result JSON has {len(confidence)} frame_confidence values for {len(data['frame_labels'])} "
+                f"{where}: frame_confidence holds {len(confidence)} values for {len(data['frame_labels'])} "
                 "frame_labels; expected one per frame (rewrite the file with to_json)"
             )
         shared = _shared_fields(
