@@ -259,6 +259,23 @@ def test_view_command_single_result_truth_and_usage_errors(segmentation, tmp_pat
     assert "Traceback" not in err and "--out DIR" in err and "missing.json" in err
 
 
+def test_view_truth_from_an_annotation_table_of_several_videos(segmentation, tmp_path, capsys):
+    """--truth reads the annotation formats of `dataset build`; a table of several videos gives this one's."""
+    source = tmp_path / "clip.segmentation.json"
+    segmentation.save(source)  # its video is clip.webm: video id "clip"
+    table = tmp_path / "annotations.csv"
+    table.write_text(
+        "video,start,end,label\nother.mp4,0,5,pour\nclip.mp4,0.5,4,pour\nclip.mp4,4,9.5,background\n"
+    )
+    assert main(["view", str(source), "--truth", str(table), "--out", str(tmp_path / "page.html")]) == 0
+    page = Elements((tmp_path / "page.html").read_text())
+    assert spans_of(page.lane("ground truth")) == [("pour", 0.5, 4.0), ("background", 4.0, 9.5)]
+    capsys.readouterr()
+    table.write_text("video,start,end,label\nother.mp4,0,5,pour\nthird.mp4,0,5,pour\n")
+    assert main(["view", str(source), "--truth", str(table)]) == 3
+    assert "no annotations of video 'clip'" in capsys.readouterr().err
+
+
 def live_update(index: int, time_s: float, final: bool = False) -> LiveUpdate:
     observed_frames = int(time_s * FPS)
     observed = (Segment("background", 0, 0.0, time_s, 0, observed_frames, 0.9),)
