@@ -298,8 +298,8 @@ def test_a_video_without_annotation_is_an_error():
 
 def test_clipping_at_the_end_warns_with_the_amount():
     checked = check_annotations([annotation("v", 0, 1, "a"), annotation("v", 1, 6.5, "b", 2)], ["v"])
-    clipped = clip_to_durations(checked, {"v": 4.0}, tolerance=0.05)
+    clipped = clip_to_durations(checked, {"v": 4.0}, {"v": 0.05})
     assert [item.end for item in clipped.by_video["v"]] == [1, 4.0]
     assert "a.csv:2: the segment ends 2.500 s past the end of video 'v'" in clipped.warnings[-1]
-    quiet = clip_to_durations(checked, {"v": 6.48}, tolerance=0.05)
+    quiet = clip_to_durations(checked, {"v": 6.48}, {"v": 0.05})
     assert quiet.warnings == () and quiet.by_video["v"][-1].end == 6.48

@@ -270,6 +270,19 @@ def test_usage_errors_exit_2(clips, tmp_path, capsys):
     assert main(["dataset", "build", *videos, *args, "--out", str(tmp_path / "D"), "--gt-fps", "0"]) == 2
 
 
+def test_a_missing_video_is_refused_before_any_work(clips, tmp_path, capsys):
+    (tmp_path / "labels.csv").write_text("video,start,end,label\nclip0,0,1,a\n")
+    args = [
+        str(clips / "clip0.mp4"),
+        str(tmp_path / "gone.mp4"),
+        "--annotations",
+        str(tmp_path / "labels.csv"),
+    ]
+    assert main(["dataset", "build", *args, "--out", str(tmp_path / "DATA")]) == 3
+    assert "video file(s) not found: " in capsys.readouterr().err
+    assert not (tmp_path / "DATA").exists()
+
+
 def test_two_videos_with_one_stem_are_refused(clips, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
@@ -304,3 +317,24 @@ def test_cli_builds_with_settings_from_a_file(built, clips, tmp_path, capsys):
     report = capsys.readouterr().err
     assert f"dataset {data}: 4 videos, 4 classes, 2 folds" in report
     assert read_dataset_card(data).classes == built[1].classes
+
+
+@pytest.mark.slow  # the module's extraction (the `built` fixture)
+def test_extractor_options_reach_build_extractor(built, clips, tmp_path, monkeypatch):
+    calls = []
+
+    def spy(settings, weights, **options):
+        calls.append((settings, weights, options))
+        return tiny_extractor()
+
+    monkeypatch.setattr("actfusion_sdk.data.builder.build_extractor", spy)
+    data = copy_of(built, tmp_path)
+    build_dataset(
+        [clips], write_annotations(tmp_path), data, settings=tiny_settings(), i3d_weights=None,
+        device="cpu", precision="fp32", batch_size=5, overlap="later", tier="actions", folds=2,
+    )  # fmt: skip
+    ((settings, weights, options),) = calls
+    assert settings == tiny_settings() and weights is None
+    assert options == {
+        "flow_weights": None, "device": "cpu", "precision": "fp32", "batch_size": 5, "flow_cache": None,
+    }  # fmt: skip

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from .extract import extraction_settings
+from ._common import add_threads_argument, apply_threads
+from .extract import add_extract_arguments, extraction_settings
 
 if TYPE_CHECKING:
     from ..data.builder import DatasetCard
@@ -38,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_formats_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    build.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files or folders of videos")
+    add_extract_arguments(build)  # the videos, --out and the extractor's options, as `actfusion extract`
+    add_threads_argument(build)
     build.add_argument(
         "--annotations",
         nargs="+",
@@ -47,13 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="annotation files (.csv, .tsv, .eaf, .json, .txt); videos are matched by file stem",
     )
-    build.add_argument("--out", required=True, type=Path, metavar="DATA", help="dataset folder to write")
-    build.add_argument(
-        "--settings",
-        metavar="demo|kinetics|FILE.json",
-        help="feature settings as for `actfusion extract` (default: kinetics with --i3d-weights, else demo)",
-    )
-    build.add_argument("--i3d-weights", type=Path, metavar="FILE", help="Kinetics i3d_r50 weights file")
     build.add_argument(
         "--folds", type=int, help="K folds by video (default 4, or the number of videos when fewer)"
     )
@@ -76,12 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="F",
         help="frames per second of MS-TCN ground truth files (and of Label Studio tasks stating none)",
     )
-    build.add_argument("--device", help="torch device for extraction (default: cuda if available)")
-    build.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
-    build.add_argument(
-        "--precision", choices=("fp32", "bf16"), help="compute precision (default: the settings')"
-    )
-    build.add_argument("--quiet", action="store_true", help="no progress and no summary")
     build.set_defaults(handler=run_build)
 
 
@@ -109,6 +98,7 @@ def run_build(args: argparse.Namespace) -> int:
     if args.gt_fps is not None and not args.gt_fps > 0:
         raise ConfigError(f"--gt-fps must be a positive number of frames per second, got {args.gt_fps}")
     settings = extraction_settings(args)
+    apply_threads(args)
 
     def on_video(index: int, video: Path) -> None:
         if not args.quiet:
@@ -126,6 +116,7 @@ def run_build(args: argparse.Namespace) -> int:
         gt_fps=args.gt_fps,
         settings=settings,
         i3d_weights=args.i3d_weights,
+        flow_weights=args.flow_weights,
         device=args.device,
         precision=args.precision,
         batch_size=args.batch_size,

@@ -97,10 +97,10 @@ def check_annotations(
 
 
 def clip_to_durations(
-    checked: CheckedAnnotations, durations: Mapping[str, float], tolerance: float
+    checked: CheckedAnnotations, durations: Mapping[str, float], tolerances: Mapping[str, float]
 ) -> CheckedAnnotations:
-    """Segments cut at their video's end; an overshoot beyond `tolerance` seconds is warned with its amount
-    (a segment wholly past the end is dropped and warned)."""
+    """Segments cut at their video's end; an overshoot beyond the video's tolerance (seconds) is warned with
+    its amount (a segment wholly past the end is dropped and warned)."""
     warnings = list(checked.warnings)
     clipped: dict[str, tuple[Annotation, ...]] = {}
     for video, items in checked.by_video.items():
@@ -115,7 +115,7 @@ def clip_to_durations(
                 )
                 log.warning(warnings[-1])
                 continue
-            if over > tolerance:
+            if over > tolerances[video]:
                 warnings.append(
                     f"{item.where}: the segment ends {over:.3f} s past the end of video {video!r} "
                     f"({item.end:g} s > {duration:.3f} s); clipped"

@@ -26,8 +26,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, VideoError
-from ..features.extract import extract_to_directory, feature_files, find_videos
-from ..features.settings import FeatureSettings
+from ..features.extract import (
+    FeatureExtractor,
+    build_extractor,
+    extract_to_directory,
+    feature_files,
+    find_videos,
+)
+from ..features.settings import EXTRACTOR_MSTCN, FeatureSettings
 from ..fileio import atomic_write
 from ..outputs import FAILURES_FILE, STATE_DIR, claim_output_names
 from .annotation_checks import CheckedAnnotations, check_annotations, clip_to_durations
@@ -148,7 +154,8 @@ def build_dataset(
     tier: str | None = None,
     gt_fps: float | None = None,
     i3d_weights: str | Path | None = None,
-    extractor: Any = None,
+    flow_weights: str | Path | None = None,
+    extractor: FeatureExtractor | None = None,
     device: str | None = None,
     precision: str | None = None,
     batch_size: int = 8,
@@ -158,9 +165,10 @@ def build_dataset(
     """Build the dataset folder `out` from `videos` (files or folders) and their `annotations` (files in any
     format of `read_annotations`, or `Annotation` objects); returns its card.
 
-    ``settings``: how features are made (default: the demo extractor's); ``extractor``: an
-    `I3DFeatureExtractor` to use instead of one built (after the annotations passed their checks) from
-    ``settings``, ``i3d_weights``, ``device``, ``precision`` and ``batch_size``.
+    ``settings``: how features are made (default: the demo extractor's); ``extractor``: a feature extractor
+    to use instead of the one `build_extractor` makes (after the annotations passed their checks) from
+    ``settings``, ``i3d_weights``, ``flow_weights`` (MS-TCN features), ``device``, ``precision`` and
+    ``batch_size``.
     ``folds``: K, from 2 to the number of videos (default 4, or the number of videos when fewer).
     ``overlap``: "error", "later" or "longer" (which segment labels the frames two segments share).
     ``merge_case``: merge label spellings that differ only in case or spaces. ``tier``, ``gt_fps``: the ELAN
@@ -187,10 +195,15 @@ def build_dataset(
     )
     work = _working_folder(out)
     if extractor is None:
-        from ..features.i3d import I3DFeatureExtractor
-
-        extractor = I3DFeatureExtractor(
-            settings or FeatureSettings.demo(), weights=i3d_weights, device=device
+        settings = settings or FeatureSettings.demo()
+        extractor = build_extractor(
+            settings,
+            i3d_weights,
+            flow_weights=flow_weights,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            flow_cache=work / "flow" if settings.extractor == EXTRACTOR_MSTCN else None,
         )
     report = extract_to_directory(inputs, work, extractor, on_video=on_video, progress=progress)
     if report.failed:
@@ -200,9 +213,11 @@ def build_dataset(
             f"them and build again: the finished features in {work} are reused"
         )
     sidecars = _collect_features(work, inputs, names)
-    tolerance = max(END_TOLERANCE, 1 / extractor.settings.features_per_second)
+    # An overshoot under one feature frame changes no label: frame-numbered formats round to it.
     checked = clip_to_durations(
-        checked, {name: meta["duration"] for name, meta in sidecars.items()}, tolerance
+        checked,
+        {name: meta["duration"] for name, meta in sidecars.items()},
+        {name: max(END_TOLERANCE, 1 / meta["features_per_second"]) for name, meta in sidecars.items()},
     )
     card = _write_dataset(work, out, checked, sidecars, inputs, names, extractor.settings, folds)
     _replace(work, out)
@@ -213,6 +228,9 @@ def _video_names(inputs: list[Path]) -> dict[Path, str]:
     """Each input video's dataset name (its stem); two videos with one stem are an error."""
     if not inputs:
         raise DatasetError("no video files found in the given inputs")
+    missing = [str(video) for video in inputs if not video.is_file()]
+    if missing:
+        raise VideoError(f"video file(s) not found: {', '.join(missing)}; check the paths")
     names: dict[Path, str] = {}
     seen: dict[str, Path] = {}
     for video in inputs:
@@ -243,11 +261,11 @@ def _working_folder(out: Path) -> Path:
     if (out / STATE_DIR).is_dir() and not (work / STATE_DIR).exists():
         # The folder's state: which video each feature file was made from (`claim_output_names`).
         shutil.copytree(out / STATE_DIR, work / STATE_DIR)
-    previous = out / "features"
-    if previous.is_dir():
-        for path in previous.iterdir():
-            target = work / "features" / path.name
-            if path.suffix in (".npy", ".json") and not target.exists():
+    for folder in ("features", "flow"):  # finished features, and the MS-TCN extractor's flow cache
+        for path in (out / folder).rglob("*") if (out / folder).is_dir() else ():
+            target = work / path.relative_to(out)
+            if path.is_file() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     os.link(path, target)
                 except OSError:
