@@ -163,6 +163,24 @@ def test_label_studio_rate_from_option_else_the_video_tag_default(tmp_path):
     assert spans(read_annotations(path, frame_rate=12.0)) == [("take2", 1.0, 2.0, "cut")]
 
 
+def test_label_studio_json_min_export(tmp_path):
+    path = tmp_path / "export-min.json"
+    item = {
+        "video": "/data/upload/2/take8.mp4",
+        "id": 3,
+        "fps": 10,
+        "label": [
+            {"ranges": [{"start": 1, "end": 10}], "timelinelabels": ["reach"]},
+            {"ranges": [{"start": 11, "end": 15}], "timelinelabels": ["pour"]},
+        ],
+        "annotator": 1,
+    }
+    path.write_text(json.dumps([item]))
+    found = read_annotations(path)
+    assert spans(found) == [("take8", 0.0, 1.0, "reach"), ("take8", 1.0, 1.5, "pour")]
+    assert found[1].where.endswith("(task 3, label[1])")
+
+
 def test_label_studio_without_timeline_regions_is_an_error(tmp_path):
     path = tmp_path / "export.json"
     path.write_text(json.dumps([{"data": {"video": "a.mp4"}, "annotations": [{"result": []}]}]))

@@ -85,8 +85,10 @@ def check_annotations(
     spelling = _spellings(valid, background, merge_case, warnings)
     merged = [replace(item, label=spelling.get(item.label, item.label)) for item in valid]
     by_video: dict[str, tuple[Annotation, ...]] = {}
-    for video in videos:
-        own = [item for item in merged if item.video == video]
+    grouped: dict[str, list[Annotation]] = {video: [] for video in videos}
+    for item in merged:
+        grouped[item.video].append(item)
+    for video, own in grouped.items():
         by_video[video] = _painting_order(own, overlap, errors, warnings)
     _raise(errors)
     names = {item.label for item in merged} - {background}

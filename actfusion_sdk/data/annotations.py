@@ -9,7 +9,7 @@ Formats (`read_annotations` picks one by suffix, and for ``.json`` by content):
   The video is a file name or stem (``clip01.mp4`` or ``clip01``); the delimiter is sniffed (``,`` ``;`` tab).
 - ELAN ``.eaf`` (read with pympi-ling): the annotations of one tier (``tier``; may be left out when the file
   has a single tier), time slots in milliseconds; the video is the first linked media file, else the stem.
-- Label Studio JSON export of video timeline labels (``timelinelabels`` results; ranges in 1-based frames,
+- Label Studio JSON (or JSON-MIN) export of video timeline labels (``timelinelabels``; 1-based frames,
   both ends included, converted with the task's ``data.fps`` / ``frameRate``, else ``frame_rate``, else
   Label Studio's default of 24 fps); the video is the stem of ``data.video``. Predictions are read when a
   task has no annotations (a pre-annotation file comes back as it was written).
@@ -325,6 +325,9 @@ def read_label_studio(path: Path, document: Any, frame_rate: float | None) -> li
     found = []
     for number, task in enumerate(tasks):
         where = f"task {task.get('id', number) if isinstance(task, dict) else number}"
+        if isinstance(task, dict) and "data" not in task and isinstance(task.get("video"), str):
+            found += _json_min_task(path, where, task, frame_rate)
+            continue
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict) or not isinstance(data.get("video"), str):
             raise DatasetError(f"{path} ({where}): a task needs data.video (the video's URL or path)")
@@ -339,6 +342,21 @@ def read_label_studio(path: Path, document: Any, frame_rate: float | None) -> li
                 found += _timeline_region(path, element, video_name(data["video"]), region, fps)
     if not found:
         raise DatasetError(f"'{path}' holds no timelinelabels regions (Label Studio video timeline labels)")
+    return found
+
+
+def _json_min_task(
+    path: Path, where: str, task: dict[str, Any], frame_rate: float | None
+) -> list[Annotation]:
+    """A task of Label Studio's JSON-MIN export: the task's data and each control's values side by side
+    (``{"video": ..., "<control>": [{"ranges": [...], "timelinelabels": [...]}, ...]}``)."""
+    fps = _task_frame_rate(path, where, task, frame_rate)
+    found = []
+    for key, values in task.items():
+        for index, value in enumerate(values if isinstance(values, list) else [values]):
+            if isinstance(value, dict) and "timelinelabels" in value:
+                element = f"{where}, {key}[{index}]"
+                found += _timeline_region(path, element, video_name(task["video"]), {"value": value}, fps)
     return found
 
 
