@@ -166,6 +166,16 @@ def test_folds_are_deterministic_disjoint_and_train_every_class(built):
     assert untrained_classes(classes, first) == []
 
 
+@pytest.mark.parametrize(("videos", "folds"), [(5, 4), (9, 4), (7, 3), (4, 4), (10, 5)])
+def test_fold_sizes_stay_within_one_video_whatever_the_classes(videos, folds):
+    classes = {f"v{i}": {"only"} for i in range(videos)}  # one class everywhere pulls videos together
+    sizes = sorted(len(test) for test in assign_folds(classes, folds))
+    assert sum(sizes) == videos and sizes[-1] - sizes[0] <= 1 and sizes[0] >= 1
+    classes = {f"v{i}": {f"c{i % 3}"} for i in range(videos)}
+    sizes = sorted(len(test) for test in assign_folds(classes, folds))
+    assert sum(sizes) == videos and sizes[-1] - sizes[0] <= 1
+
+
 def test_a_class_of_one_video_is_warned_for_its_fold():
     classes = {"a": {"x", "y"}, "b": {"x"}, "c": {"x"}}
     folds = assign_folds(classes, 3)

@@ -2,9 +2,9 @@
 
 Fold k's test videos are held out and all other videos train it. A class is missing from fold k's training
 videos exactly when all its videos are in fold k's test set, so videos are placed rarest class first, each
-into the fold (among those not yet full) where it makes the fewest classes all-test, then where it least
-concentrates its classes, then the smallest fold, then the lowest index. Nothing is random: the same videos
-and classes give the same folds.
+into the fold where it makes the fewest classes all-test, then where it least concentrates its classes, then
+the smallest fold, then the lowest index; among the folds that keep all fold sizes within one video.
+Nothing is random: the same videos and classes give the same folds.
 """
 
 from __future__ import annotations
@@ -33,8 +33,16 @@ def assign_folds(video_classes: Mapping[str, Collection[str]], folds: int) -> tu
         concentrated = sum(set(placed[name]) == {fold} for name in classes)
         return all_test, concentrated, len(tests[fold]), fold
 
-    for video in order:
-        fold = min((f for f in range(folds) if len(tests[f]) < capacity), key=lambda f: cost(video, f))
+    minimum = len(videos) // folds
+    for position, video in enumerate(order):
+        # Fold sizes stay within one video of each other: no fold over the ceiling, and once the videos left
+        # are just enough to bring every fold to the floor, they go to the folds below it.
+        short = [f for f in range(folds) if len(tests[f]) < minimum]
+        if len(order) - position <= sum(minimum - len(tests[f]) for f in short):
+            allowed = short
+        else:
+            allowed = [f for f in range(folds) if len(tests[f]) < capacity]
+        fold = min(allowed, key=lambda f: cost(video, f))
         tests[fold].append(video)
         for name in set(video_classes[video]):
             placed[name][fold] += 1
