@@ -284,10 +284,15 @@ def _used_names(folder: Path) -> set[str]:
 
 @dataclass(frozen=True)
 class InputFailure:
-    """One input that produced no output, and why."""
+    """One input that produced no output, and why (`error` is kept to one line: each failure is one line on
+    stderr and in summaries, whatever an exception's message holds)."""
 
     video: Path
     error: str
+
+    def __post_init__(self) -> None:
+        lines = (line.strip() for line in self.error.splitlines())
+        object.__setattr__(self, "error", " ".join(line for line in lines if line))
 
     def to_dict(self) -> dict[str, str]:
         return {"video": str(self.video), "error": self.error}

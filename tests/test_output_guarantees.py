@@ -401,14 +401,14 @@ def test_a_regular_video_gets_no_plan_warning(tmp_path: Path, caplog) -> None:
 
 def test_an_interrupt_keeps_the_videos_already_done(tmp_path: Path, model: Path, monkeypatch, capsys) -> None:
     videos = [write_level_video(tmp_path / f"v{index}.mp4", 1.0) for index in (1, 2, 3)]
-    extract = Predictor.extract
+    prepare = Predictor.prepare
 
     def interrupted_at_the_third(self, video, *args, **kwargs):
         if Path(video).name == "v3.mp4":
             raise KeyboardInterrupt
-        return extract(self, video, *args, **kwargs)
+        return prepare(self, video, *args, **kwargs)
 
-    monkeypatch.setattr(Predictor, "extract", interrupted_at_the_third)
+    monkeypatch.setattr(Predictor, "prepare", interrupted_at_the_third)
     out = tmp_path / "out"
     code, err = cli(capsys, "segment", *videos, "--weights", model, "--out", out, "--quiet")
     assert code == 130, err
@@ -416,6 +416,26 @@ def test_an_interrupt_keeps_the_videos_already_done(tmp_path: Path, model: Path,
         record = out / f"{video.stem}.segmentation.record.json"
         assert output_is_finished(record, InputIdentity.of(video), settings_of(record))
     assert not list(out.glob("v3.*"))
+
+
+def test_a_many_line_error_is_one_line(tmp_path: Path, model: Path, monkeypatch, capsys) -> None:
+    videos = [write_level_video(tmp_path / f"v{index}.mp4", 1.0) for index in (1, 2)]
+    prepare = Predictor.prepare
+
+    def breaks_on_the_first(self, video, *args, **kwargs):
+        if Path(video).name == "v1.mp4":
+            raise RuntimeError(
+                "set_text(): incompatible arguments:\n    1. (self, string: str)\n\nInvoked with: x"
+            )
+        return prepare(self, video, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "prepare", breaks_on_the_first)
+    out = tmp_path / "out"
+    code, err = cli(capsys, "segment", *videos, "--weights", model, "--out", out, "--quiet")
+    expected = "RuntimeError: set_text(): incompatible arguments: 1. (self, string: str) Invoked with: x"
+    assert code == 3 and err == [f"actfusion: {expected}"]
+    assert json.loads((out / "failures.json").read_text())[0]["error"] == expected
+    assert (out / "v2.segmentation.record.json").is_file()
 
 
 # ---- also seen: one video named several ways is one batch input ----------------------------------------
