@@ -114,7 +114,7 @@ def main() -> None:
         print(f"| {row['what']} | {row['per_item']:.3f} | {row['per_item'] * VIDEO_FPS:.2f} | {gflops} |")
     total = sum(row["per_item"] for row in rows) * VIDEO_FPS
     print(f"| all of the above (sequential sum) | | {total:.2f} | |")
-    print(f"\nreal-time factor of the whole two-stream extraction (sequential): {1 / total:.2f}x")
+    print(f"\nreal-time factor of the whole two-stream extraction (sequential): {1 / total:.3g}x")
 
 
 if __name__ == "__main__":

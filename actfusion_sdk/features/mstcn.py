@@ -18,7 +18,12 @@ this module does not reproduce that shift: feature t is always frame t's window.
 from __future__ import annotations
 
 import itertools
+import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +139,8 @@ class MstcnFeatureExtractor:
     ``weights`` / ``flow_weights``: the RGB and flow Inception-I3D weights (default: the paths the settings
     record, e.g. in a model card). ``flow_cache``: a folder for per-video flow (`FlowCache`); None computes
     the flow every time. ``batch_size`` windows go through each network at once; ``device`` defaults to CUDA
-    when present (TV-L1 always runs on the CPU, in a producer thread beside the networks).
+    when present. TV-L1 always runs on the CPU, ``flow_workers`` fields at once (default: half the CPUs), in
+    threads beside the networks.
     """
 
     def __init__(
@@ -146,6 +152,7 @@ class MstcnFeatureExtractor:
         precision: str | None = None,
         batch_size: int = 8,
         flow_cache: str | Path | None = None,
+        flow_workers: int | None = None,
     ) -> None:
         if settings.extractor != EXTRACTOR_MSTCN:
             raise ConfigError(f"MstcnFeatureExtractor needs MS-TCN settings, got {settings.extractor!r}")
@@ -159,6 +166,7 @@ class MstcnFeatureExtractor:
 
         self.device = resolve_device(device)
         self.precision, self.batch_size = precision, batch_size
+        self.flow_workers = flow_workers or max(1, (os.cpu_count() or 2) // 2)
         self.with_flow = "flow" in settings.streams
         rgb_net, rgb_info, rgb_sha = load_stream(weights, settings.weights, "rgb")
         self.networks = [rgb_net.to(self.device).eval()]
@@ -265,29 +273,41 @@ class MstcnFeatureExtractor:
         cached = None if identity is None else self.flow_cache.load(identity)
         if cached is not None:
             yield from _assemble(decoder, _CachedFlow(cached, decoder.path))
-        elif identity is not None:
-            with self.flow_cache.writer(identity) as append:
-                yield from _assemble(decoder, _ComputedFlow(append))
-        else:
-            yield from _assemble(decoder, _ComputedFlow(None))
+            return
+        with ExitStack() as stack:
+            pool = stack.enter_context(
+                ThreadPoolExecutor(self.flow_workers, thread_name_prefix="actfusion-tvl1")
+            )
+            sink = None if identity is None else stack.enter_context(self.flow_cache.writer(identity))
+            yield from _assemble(decoder, _ComputedFlow(pool, sink), lookahead=2 * self.flow_workers)
 
 
 class _ComputedFlow:
-    """TV-L1 flow of each new frame from the one before (handed to ``sink`` too, e.g. the cache)."""
+    """TV-L1 flow of each new frame from the one before, computed in ``pool``'s threads (OpenCV releases the
+    GIL; each thread keeps its own TV-L1 buffers), handed out in frame order (to ``sink`` too: the cache)."""
 
-    def __init__(self, sink: Callable[[np.ndarray], None] | None) -> None:
-        self.field, self.sink = FlowField(), sink
+    def __init__(self, pool: ThreadPoolExecutor, sink: Callable[[np.ndarray], None] | None) -> None:
+        self.pool, self.sink = pool, sink
+        self._local = threading.local()
         self._previous: np.ndarray | None = None
 
-    def next(self, index: int, image: np.ndarray, geometry: FrameGeometry) -> np.ndarray | None:
+    def submit(self, index: int, image: np.ndarray, geometry: FrameGeometry) -> Future | None:
         current = grey(image)
         previous, self._previous = self._previous, current
-        if previous is None:
+        return None if previous is None else self.pool.submit(self._field, previous, current, geometry)
+
+    def result(self, pending: Future | None) -> np.ndarray | None:
+        if pending is None:
             return None
-        flow = self.field.network_input(previous, current, geometry)
+        flow = pending.result()
         if self.sink is not None:
             self.sink(flow)
         return flow
+
+    def _field(self, previous: np.ndarray, current: np.ndarray, geometry: FrameGeometry) -> np.ndarray:
+        if not hasattr(self._local, "field"):
+            self._local.field = FlowField()
+        return self._local.field.network_input(previous, current, geometry)
 
 
 class _CachedFlow:
@@ -296,22 +316,28 @@ class _CachedFlow:
     def __init__(self, fields: np.ndarray, video: Path) -> None:
         self.fields, self.video = fields, video
 
-    def next(self, index: int, image: np.ndarray, geometry: FrameGeometry) -> np.ndarray | None:
+    def submit(self, index: int, image: np.ndarray, geometry: FrameGeometry) -> np.ndarray | None:
         if index == 0:
             return None
         if index > len(self.fields):
             raise VideoError(
                 f"'{self.video}' decodes to more frames than its cached flow covers "
-                f"({len(self.fields) + 1}); "
-                "delete its files in the flow cache and run again"
+                f"({len(self.fields) + 1}); delete its files in the flow cache and run again"
             )
         return np.asarray(self.fields[index - 1])
 
+    def result(self, pending: np.ndarray | None) -> np.ndarray | None:
+        return pending
 
-def _assemble(frames: Iterable[torch.Tensor], flow: _ComputedFlow | _CachedFlow | None) -> Iterator[Window]:
-    """Windows of ``frames`` (full-resolution RGB) with the flow from ``flow`` (None: RGB alone)."""
+
+def _assemble(
+    frames: Iterable[torch.Tensor], flow: _ComputedFlow | _CachedFlow | None, lookahead: int = 0
+) -> Iterator[Window]:
+    """Windows of ``frames`` (full-resolution RGB) with the flow from ``flow`` (None: RGB alone); up to
+    ``lookahead`` frames' flow fields are in flight at once."""
     assembler = WindowAssembler(with_flow=flow is not None)
     geometry: FrameGeometry | None = None
+    in_flight: deque[tuple[np.ndarray, Any]] = deque()
     for index, frame in enumerate(frames):
         image = frame.numpy()
         if geometry is None:
@@ -321,8 +347,14 @@ def _assemble(frames: Iterable[torch.Tensor], flow: _ComputedFlow | _CachedFlow 
                 f"frame {index} is {image.shape[1]}x{image.shape[0]}, the frames before it "
                 f"{geometry.width}x{geometry.height}: flow needs one frame size; re-encode the video"
             )
-        field = None if flow is None else flow.next(index, image, geometry)
-        yield from assembler.push(geometry.resize_and_crop(image), field)
+        pending = None if flow is None else flow.submit(index, image, geometry)
+        in_flight.append((geometry.resize_and_crop(image), pending))
+        while len(in_flight) > lookahead:
+            rgb, pending = in_flight.popleft()
+            yield from assembler.push(rgb, None if flow is None else flow.result(pending))
+    while in_flight:
+        rgb, pending = in_flight.popleft()
+        yield from assembler.push(rgb, None if flow is None else flow.result(pending))
     yield from assembler.finish()
 
 

@@ -31,8 +31,9 @@ OFFICIAL_SUFFIXES = (".model", ".pth", ".pt")
 CLASS_KEY = "encoder.conv_out.weight"  # its first dimension is the class count
 # What to do with an official checkpoint where a model card is needed.
 CONVERT_HINT = (
-    "convert it first: load_model(CKPT, preset=P, classes=[names]) then save_model(model, card, DIR) "
-    "in Python, and use DIR as the weights"
+    "convert it first: `actfusion import-checkpoint CKPT --mapping mapping.txt --preset P --i3d-weights RGB "
+    "--flow-weights FLOW --out DIR` (or load_model(CKPT, preset=P, classes=[names]) then save_model in "
+    "Python), and use DIR as the weights"
 )
 
 
