@@ -232,6 +232,41 @@ class VideoFeaturizer:
             complete=needed is None or extracted.features.shape[1] < needed,
         )
 
+    def prepare(
+        self,
+        video: PathLike,
+        progress: bool = False,
+        window: AnticipationWindow | None = None,
+        features_dir: PathLike | None = None,
+        cache: bool = True,
+    ) -> PreparedFeatures:
+        """`video`'s features, decoding it only when they were not made before: from `features_dir` (what
+        `actfusion extract` wrote; an InputError when they are missing or were made otherwise), else from the
+        per-video cache when `cache` (see `features.reuse`), else `extract`ed (and then cached when complete).
+        """
+        from .features.reuse import find_extracted, load_cached, store_cached
+        from .outputs import InputIdentity
+
+        try:
+            identity = InputIdentity.of(video)
+        except InputError:  # missing or unreadable: the decoder says why, as a VideoError
+            return self.extract(video, progress=progress, window=window)
+        settings = self.feature_settings()
+        precision = self._precision or settings.precision  # as the extractor will run, without building it
+        started = time.perf_counter()
+        if features_dir is not None:
+            stored = find_extracted(features_dir, identity, settings.to_dict(), precision)
+        else:
+            stored = load_cached(identity, settings.to_dict(), precision) if cache else None
+        if stored is not None:
+            return PreparedFeatures(
+                stored.features, stored.fps, stored.duration, str(video), time.perf_counter() - started
+            )
+        prepared = self.extract(video, progress=progress, window=window)
+        if cache and prepared.complete:
+            store_cached(prepared.features, prepared.fps, prepared.duration, settings, precision, identity)
+        return prepared
+
 
 class Predictor(VideoFeaturizer):
     """A model loaded once (and its feature extractor, loaded on first use) that answers per call.

@@ -56,17 +56,24 @@ def add_compute_arguments(parser: argparse.ArgumentParser, *, threads: bool = Fa
         help="dilated attention implementation (default auto: Triton on CUDA, torch on CPU)",
     )
     if threads:
-        parser.add_argument(
-            "--threads", type=int, help="CPU threads for torch (1 is fastest for small models on busy CPUs)"
-        )
+        add_threads_argument(parser)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """--threads: torch's CPU threads for this command."""
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for torch (1 is fastest for small models on busy CPUs)"
+    )
 
 
 def apply_threads(args: argparse.Namespace) -> None:
-    """Honour --threads when it was given."""
+    """Honour --threads when it was given (checked first: an integer from 1 to limits.MAX_THREADS)."""
     if args.threads is not None:
         import torch
 
-        torch.set_num_threads(args.threads)
+        from ..limits import check_threads
+
+        torch.set_num_threads(check_threads(args.threads))
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +104,27 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress or file messages on stderr")
 
 
+def add_local_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of segment and anticipate that `actfusion batch` has no use for (it sizes its workers by
+    --cpus-per-worker and extracts on its workers): --threads, --features, --truth."""
+    add_threads_argument(parser)
+    parser.add_argument(
+        "--features",
+        type=Path,
+        metavar="DIR",
+        help="use the features `actfusion extract --out DIR` wrote (checked against each video's content and "
+        "the model's feature settings) instead of decoding the videos",
+    )
+    parser.add_argument(
+        "--truth",
+        nargs="+",
+        type=Path,
+        metavar="LABELS",
+        help="ground truth drawn under the prediction in --plot: annotation files (CSV, ELAN .eaf, Label "
+        "Studio or ActivityNet JSON, a result JSON, MS-TCN labels at the model's feature rate)",
+    )
+
+
 def result_settings(
     command: str, seed: int, fmt: str | None, model_sha256: str, window: AnticipationWindow | None = None
 ) -> dict[str, Any]:
@@ -124,6 +152,8 @@ def run_each(
 
     if args.out is not None and args.format is None:
         args.format = "json"
+    if args.truth is not None and not args.plot:
+        raise ConfigError("--truth draws the ground truth under the prediction in --plot; add --plot")
     if len(args.videos) > 1 and args.out is None and args.format in ("csv", "mstcn", "eaf"):
         raise ConfigError(
             f"--format {args.format} prints one video at a time; add --out DIR to write one file per video"
@@ -132,6 +162,7 @@ def run_each(
     if args.out is not None or args.plot or args.html:
         destination = prepare_output_dir(args.out or Path("."))
     run = Run.begin()
+    apply_threads(args)
     predictor = Predictor(args.weights, device=args.device)
     predictor.feature_settings()  # a card that cannot run on video fails here, before any work
     videos = [Path(video) for video in args.videos]
@@ -145,13 +176,17 @@ def run_each(
     for video in videos:
         try:
             before = _size_and_mtime(video)
-            prepared = predictor.extract(video, progress=not args.quiet, window=window)
+            # Features made before (--features DIR, or the per-video cache) are read instead of decoding.
+            prepared = predictor.prepare(
+                video, progress=not args.quiet, window=window, features_dir=args.features
+            )
             identity = InputIdentity.of(video)
             if before is not None and before != (identity.size, identity.mtime_ns):
                 raise InputError(f"'{video}' changed while it was read; run again when it is complete")
             result = answer(predictor, prepared)
             if destination is not None:  # written now, so an interrupt later keeps this video's outputs
-                options = (names[video], fmt, args.plot, identity, settings, args.html)
+                truth = None if args.truth is None or not args.plot else _truth(args.truth, video, result)
+                options = (names[video], fmt, args.plot, identity, settings, args.html, truth)
                 saved = _saved(video, result, destination, *options)
                 for path in saved:
                     note(args, f"wrote {path}")
@@ -179,6 +214,13 @@ def _size_and_mtime(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_size, status.st_mtime_ns
+
+
+def _truth(paths: Sequence[Path], video: Path, result: Result) -> list[str]:
+    """`--truth`: the ground truth of `video` on `result`'s frame grid."""
+    from ..data.truth import truth_labels
+
+    return truth_labels(paths, video, result.classes, result.fps, result.num_frames)
 
 
 def _saved(video: Path, result: Result, destination: Path, *options: Any) -> list[Path]:
@@ -231,14 +273,17 @@ def save_result(
     identity: InputIdentity,
     settings: dict[str, Any],
     html: bool = False,
+    truth: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write `result`'s files (`result_files`) and then their record (`write_outputs`: a record always means
     these very files, finished); returns the files written (none, and no record, without export, plot or
-    page)."""
+    page). `truth`: ground-truth labels per frame, drawn under the prediction in the timeline."""
     files = result_files(destination, name, result.kind, fmt, plot, html)
     if not files:
         return []
     writers = {path: functools.partial(result.save, fmt=file_format) for file_format, path in files.items()}
+    if truth is not None and "png" in files:
+        writers[files["png"]] = functools.partial(result.plot, ground_truth=truth)
     record = record_file(destination, name, result.kind)
     return write_outputs(record, writers, lambda digests: output_record(identity, settings, digests))
 

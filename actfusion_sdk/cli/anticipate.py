@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_common_arguments, run_each
+from ._common import add_common_arguments, add_local_arguments, run_each
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_arguments(parser)
     add_window_arguments(parser)
+    add_local_arguments(parser)
     parser.set_defaults(handler=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_common_arguments, run_each
+from ._common import add_common_arguments, add_local_arguments, run_each
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Exit codes: 0 ok, 2 usage, 3 input error, 4 weights error.",
     )
     add_common_arguments(parser)
+    add_local_arguments(parser)
     parser.set_defaults(handler=run)
 
 

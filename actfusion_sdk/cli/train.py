@@ -13,6 +13,7 @@ from ..model.config import PRESETS
 from ..train.recipes import SMALL_RECIPE
 from ._common import add_compute_arguments, apply_threads
 
+DEFAULT_THREADS = 1
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
@@ -71,7 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_compute_arguments(parser, threads=True)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=run)
+    # One thread by default: the small recipe's epochs ran 2.5x faster on 1 than on 2 threads of a busy
+    # 2-core machine (benchmarks/RESULTS.md); give --threads N on a quiet machine or for large presets.
+    parser.set_defaults(handler=run, threads=DEFAULT_THREADS)
 
 
 def run(args: argparse.Namespace) -> int:

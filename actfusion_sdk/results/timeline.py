@@ -56,10 +56,12 @@ _COLOR_WORDS = {
     "magenta": "magenta",
     "olive": "tab:olive",
     "black": "black",
-    "white": "whitesmoke",
-}
+}  # no "white": a white bar vanishes on the white page (such a class gets a palette colour)
 _BACKGROUND_NAMES = {"background", "bg", "sil", "none", "null", "no_action"}
 BACKGROUND_GREY = "0.72"
+# Least contrast ratio against white (WCAG 2 relative luminance) of any class colour: that of the background
+# grey, so that every class stands out from the page at least as well as the background does.
+MIN_CONTRAST = 1.95
 _HATCH = "///"
 _HATCH_COLOR = (1.0, 1.0, 1.0, 0.75)  # a light hatch over the class's own colour: anticipated, same class
 
@@ -84,7 +86,21 @@ def class_colors(classes: Sequence[str]) -> list[tuple[float, float, float, floa
     else:
         palette = [colormaps["hsv"](i / len(classes)) for i in range(len(classes))]
     spare = iter(color for color in palette if color[:3] not in used)
-    return [color if color is not None else next(spare) for color in chosen]
+    return [_visible_on_white(color if color is not None else next(spare)) for color in chosen]
+
+
+def contrast_with_white(color: tuple[float, ...]) -> float:
+    """WCAG 2 contrast ratio of an sRGB colour against white (1: invisible, 21: black)."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in color[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 1.05 / (luminance + 0.05)
+
+
+def _visible_on_white(color: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """`color`, darkened (same hue) until it has at least MIN_CONTRAST against white (gold, light tints)."""
+    while contrast_with_white(color) < MIN_CONTRAST:
+        color = (color[0] * 0.95, color[1] * 0.95, color[2] * 0.95, color[3])
+    return color
 
 
 def plot(
