@@ -362,3 +362,24 @@ def test_html_output_of_segment_and_anticipate_is_written_with_its_record(segmen
     assert "clip.segmentation.html" in json.dumps(record["outputs"])
     for command in ("segment", "anticipate"):
         assert build_parser().parse_args([command, "v.mp4", "--html"]).html is True
+
+
+def test_batch_html_writes_the_page_as_one_of_its_outputs(tmp_path):
+    """`batch segment --html`: the page is one of the outputs a re-run expects, written with the others."""
+    from actfusion_sdk.batch.job import BatchJob
+    from actfusion_sdk.cli import build_parser
+    from actfusion_sdk.cli.batch import job_from_arguments
+    from actfusion_sdk.outputs import InputIdentity
+
+    arguments = build_parser().parse_args(["batch", "segment", "v.mp4", "--out", str(tmp_path), "--html"])
+    assert job_from_arguments(arguments).html is True
+    video = tmp_path / "clip.webm"
+    video.write_bytes(b"a video")
+    job = BatchJob("segment", tmp_path / "out", html=True)
+    assert [path.name for path in job.outputs("clip")] == ["clip.segmentation.json", "clip.segmentation.html"]
+    result = SegmentationResult.from_frames(frame_labels(), CLASSES, FPS, video=str(video))
+    identity, settings = InputIdentity.of(video), job.settings("0" * 64)
+    job.write(result, "clip", identity, settings)
+    assert job.is_finished("clip", identity, settings)
+    page = Elements((tmp_path / "out" / "clip.segmentation.html").read_text())
+    assert spans_of(page.lane("prediction")) == expected_spans(RUNS)

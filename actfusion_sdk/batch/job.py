@@ -1,6 +1,7 @@
 """What a batch does to each video and where its outputs go: exactly what the single-machine commands write.
 
-    segment / anticipate:  OUT/<name>.<kind><suffix of --format> (+ OUT/<name>.<kind>.png with --plot)
+    segment / anticipate:  OUT/<name>.<kind><suffix of --format> (+ OUT/<name>.<kind>.png with --plot,
+                           + OUT/<name>.<kind>.html with --html)
                            and their record OUT/<name>.<kind>.record.json
     extract:               OUT/features/<name>.npy + its sidecar (= record) OUT/features/<name>.json
 
@@ -35,7 +36,7 @@ class BatchJob:
     """One task over many videos, with the options of the matching single-machine command.
 
     segment / anticipate: `weights`, `seed` (the same for every video, so results never depend on
-    scheduling), `format` (default json), `plot`, and for anticipate `window`.
+    scheduling), `format` (default json), `plot`, `html` (the viewer page), and for anticipate `window`.
     extract: `feature_settings` (default demo), `i3d_weights`, `precision`, `batch_size`.
     """
 
@@ -46,6 +47,7 @@ class BatchJob:
     seed: int = 0
     format: str = "json"
     plot: bool = False
+    html: bool = False
     window: AnticipationWindow = field(default_factory=AnticipationWindow)
     feature_settings: FeatureSettings | None = None
     i3d_weights: str | None = None
@@ -81,7 +83,8 @@ class BatchJob:
         """The final paths of the outputs of the video named `name` that its record lists."""
         if not self.runs_model:
             return [feature_files(self.out, name)[0]]
-        return list(result_files(self.out, name, _KINDS[self.task], self.format, self.plot).values())
+        kind = _KINDS[self.task]
+        return list(result_files(self.out, name, kind, self.format, self.plot, self.html).values())
 
     def record(self, name: str) -> Path:
         """The record of the video named `name` (features: their sidecar)."""
@@ -102,4 +105,4 @@ class BatchJob:
         settings: dict[str, Any],
     ) -> list[Path]:
         """Write a model result's files and then their record, each atomically under its final name."""
-        return save_result(result, self.out, name, self.format, self.plot, identity, settings)
+        return save_result(result, self.out, name, self.format, self.plot, identity, settings, self.html)

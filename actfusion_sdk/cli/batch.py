@@ -98,6 +98,7 @@ def job_from_arguments(args: argparse.Namespace):
         seed=args.seed,
         format=args.format or "json",
         plot=args.plot,
+        html=args.html,
         window=window,
     )
 
