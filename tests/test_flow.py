@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from actfusion_sdk.cli import main
 from actfusion_sdk.errors import ConfigError
 from actfusion_sdk.features import mstcn_frames
 from actfusion_sdk.features.flow import MSTCN_TVL1, FlowField, prepare_flow
@@ -157,11 +158,15 @@ def test_a_window_is_complete_once_frame_t_plus_11_arrives():
     assert returned == [0] * 11 + [1, 1, 1]
 
 
-def test_missing_opencv_is_one_clear_error(monkeypatch):
+def test_missing_opencv_is_one_clear_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
     mstcn_frames.require_opencv.cache_clear()
     try:
         with pytest.raises(ConfigError, match=r"pip install 'actfusion-sdk\[mstcn\]'"):
             mstcn_frames.require_opencv()
+        argv = ["extract", "v.mp4", "--out", str(tmp_path), "--settings", "mstcn", "--i3d-weights", "w.pt"]
+        assert main(argv) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "pip install 'actfusion-sdk[mstcn]'" in line
     finally:
         mstcn_frames.require_opencv.cache_clear()

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from actfusion_sdk.cli import main
+from actfusion_sdk.errors import ConfigError
 from actfusion_sdk.features import flow as flow_module
 from actfusion_sdk.features.i3d_weights import load_inception_i3d
 from actfusion_sdk.features.inception_i3d import InceptionI3d
@@ -175,6 +176,21 @@ def test_extract_cli_two_streams_and_the_flow_half_recomputed(tmp_path, weight_f
         settings, weight_files["rgb"], weight_files["flow"], device="cpu", flow_cache=out / "flow"
     )
     np.testing.assert_array_equal(extractor.extract(video).features, features)
+    with pytest.raises(ConfigError, match="live updates do not run on MS-TCN"):
+        extractor.schedule  # noqa: B018 - the live loop asks for it
+
+
+def test_an_unfinished_extraction_leaves_no_flow_cache(tmp_path, weight_files):
+    """Stopping after the first feature (as anticipation does) publishes no partial flow, and leaves no
+    temporary file behind."""
+    video = textured_clip(tmp_path / "short.mkv", pts_ms=[0, 66, 133])
+    cache = tmp_path / "flow"
+    extractor = MstcnFeatureExtractor(
+        FeatureSettings.mstcn(), weight_files["rgb"], weight_files["flow"], device="cpu", flow_cache=cache
+    )
+    first = extractor.extract(video, max_features=1)
+    assert first.features.shape == (2048, 1)
+    assert not cache.exists() or list(cache.iterdir()) == []
 
 
 def test_mstcn_settings_round_trip_and_refuse_other_geometry():
