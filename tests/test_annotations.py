@@ -75,6 +75,7 @@ def test_video_names_are_stems_of_paths_and_urls():
     assert video_name("/data/upload/3/clip 7.mp4?d=x") == "clip 7"
     assert video_name("C:\\videos\\take1.MOV") == "take1"
     assert video_name("take1") == "take1"
+    assert video_name("take.v2") == "take.v2" and video_name("take.v2.mkv") == "take.v2"
 
 
 # ---- ELAN ------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
+from ..features.extract import VIDEO_SUFFIXES
 
 LABEL_STUDIO_DEFAULT_FPS = 24.0  # the <Video> tag's default frameRate (labelstud.io/tags/video)
 COLUMN_NAMES = {
@@ -71,11 +72,13 @@ class Annotation:
 
 
 def video_name(reference: str) -> str:
-    """The video an annotation names: the stem of a file name, path or URL (``a/b/clip01.mp4`` -> clip01)."""
+    """The video an annotation names: the stem of a file name, path or URL (``a/b/clip01.mp4`` -> clip01).
+    Only a video suffix (or a short alphabetic one) is cut, so ``take.v2`` stays ``take.v2``."""
     name = reference.strip().replace("\\", "/").rsplit("/", 1)[-1]
     name = name.split("?", 1)[0]  # URLs such as /data/upload/1/clip.mp4?d=...
     stem, dot, suffix = name.rpartition(".")
-    return stem if dot and stem and suffix.isalnum() and len(suffix) <= 5 else name
+    is_suffix = f".{suffix.lower()}" in VIDEO_SUFFIXES or (suffix.isalpha() and len(suffix) <= 4)
+    return stem if dot and stem and is_suffix else name
 
 
 def read_annotations(

@@ -174,7 +174,7 @@ def build_dataset(
     ``merge_case``: merge label spellings that differ only in case or spaces. ``tier``, ``gt_fps``: the ELAN
     tier, and the frame rate of MS-TCN ground truth (and of Label Studio tasks that state none).
     """
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # a name to put the working folder beside, even for "." or "data/"
     _check_destination(out)
     inputs = find_videos(videos)
     names = _video_names(inputs)
