@@ -114,6 +114,8 @@ def _umask() -> int:
     return mask
 
 
+REGULAR_FILE = "a regular file"
+FOLDER = "a folder"
 _SPECIAL_FILES = (
     (
         stat.S_ISFIFO,
@@ -133,6 +135,20 @@ def special_file_reason(mode: int) -> str | None:
         if is_kind(mode):
             return f"is {kind}, not a regular file; {instead}"
     return None
+
+
+def file_kind(path: str | os.PathLike[str]) -> str | None:
+    """What is at `path` (links followed), in words: REGULAR_FILE, FOLDER, "a named pipe (FIFO)", "a socket",
+    ...; None when nothing is there (or it cannot be looked at). Never opens it, so it never blocks."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return REGULAR_FILE
+    if stat.S_ISDIR(mode):
+        return FOLDER
+    return next((kind for is_kind, kind, _ in _SPECIAL_FILES if is_kind(mode)), "a special file")
 
 
 def unreadable_reason(path: str | os.PathLike[str]) -> str | None:

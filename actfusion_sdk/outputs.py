@@ -25,7 +25,10 @@ from typing import Any
 
 from .errors import ConfigError, InputError
 from .fileio import (
+    FOLDER,
+    REGULAR_FILE,
     atomic_write,
+    file_kind,
     fit_name,
     name_max,
     publish_staged,
@@ -92,6 +95,8 @@ def output_is_finished(
 ) -> bool:
     """True when `record` names this very input and these settings, lists the `expected` output file names
     (if any are given), and every output file it lists exists with the sha256 it records."""
+    if file_kind(record) != REGULAR_FILE:  # e.g. a FIFO put in its place would block the read
+        return False
     try:
         data = json.loads(Path(record).read_text())
     except (OSError, ValueError):
@@ -154,10 +159,7 @@ def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"output folder '{path}' is a file; remove or rename it, or give another folder")
-    if (path / FAILURES_FILE).is_dir():
-        raise ConfigError(
-            f"'{path / FAILURES_FILE}' is a folder, but it must be the failures report; remove it"
-        )
+    expect(path / FAILURES_FILE, REGULAR_FILE, "the failures report")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -167,20 +169,23 @@ def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def expect(path: Path, kind: str, role: str) -> None:
+    """A ConfigError when something other than `kind` (REGULAR_FILE or FOLDER) is at `path`, which the SDK
+    keeps as `role` (nothing there is fine): checked before it is opened, so a FIFO there cannot block."""
+    found = file_kind(path)
+    if found is not None and found != kind:
+        raise ConfigError(f"'{path}' is {found}, but it must be {role}; remove or rename it")
+
+
 @contextmanager
 def folder_lock(out_dir: Path) -> Iterator[Path]:
     """Hold the exclusive lock of `out_dir` (a POSIX advisory lock); yields its state folder.
 
-    A state folder or lock that is not what the SDK made (a file, a folder) is a ConfigError saying so."""
+    A state folder or lock that is not what the SDK made (a file, a folder, a FIFO) is a ConfigError."""
     state = Path(out_dir) / STATE_DIR
     lock = state / "lock"
-    if state.exists() and not state.is_dir():
-        raise ConfigError(
-            f"'{state}' is a file, but it must be the folder where the SDK keeps this output folder's state "
-            "(name claims, lock); remove or rename it, or use another output folder"
-        )
-    if lock.is_dir():
-        raise ConfigError(f"'{lock}' is a folder, but it must be the output folder's lock file; remove it")
+    expect(state, FOLDER, "the folder where the SDK keeps this output folder's state (name claims, lock)")
+    expect(lock, REGULAR_FILE, "the output folder's lock file")
     try:
         state.mkdir(parents=True, exist_ok=True)
         handle = open(lock, "a")  # noqa: SIM115 - held open for the lock's lifetime
@@ -248,10 +253,7 @@ def _read_registry(registry: Path) -> dict[str, str]:
     """The name claims in `registry` ({} when there are none yet). One that is not a JSON object of
     name -> path (garbage, another program's file) is replaced: a warning says so, and no name is given
     twice, since names whose files are in the folder stay taken. One that cannot be read is a ConfigError."""
-    if registry.is_dir():
-        raise ConfigError(
-            f"'{registry}' is a folder, but it must be the file of output name claims; remove it"
-        )
+    expect(registry, REGULAR_FILE, "the file of output name claims")
     try:
         text = registry.read_bytes()
     except FileNotFoundError:
@@ -321,8 +323,7 @@ def record_failures(
     So a concurrent run never drops another's failures, and a later re-run starts a fresh report.
     """
     report = Path(out_dir) / FAILURES_FILE
-    if report.is_dir():
-        raise ConfigError(f"'{report}' is a folder, but it must be the failures report; remove it")
+    expect(report, REGULAR_FILE, "the failures report")
     with folder_lock(out_dir):
         try:
             entries = json.loads(report.read_text())

@@ -326,15 +326,35 @@ def test_claims_in_any_order_give_distinct_names(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda state: state.rmdir() or state.write_text("x"), "is a file, but it must be the folder"),
+        (
+            lambda state: state.rmdir() or state.write_text("x"),
+            "is a regular file, but it must be the folder",
+        ),
         (lambda state: (state / "lock").mkdir(), "is a folder, but it must be the output folder's lock"),
+        (
+            lambda state: os.mkfifo(state / "lock"),
+            "is a named pipe (FIFO), but it must be the output folder's",
+        ),
         (lambda state: (state / "names.json").mkdir(), "is a folder, but it must be the file of output name"),
+        (lambda state: os.mkfifo(state / "names.json"), "is a named pipe (FIFO), but it must be the file of"),
         (lambda state: (state.parent / "failures.json").mkdir(), "is a folder, but it must be the failures"),
+        (
+            lambda state: os.mkfifo(state.parent / "failures.json"),
+            "(FIFO), but it must be the failures report",
+        ),
     ],
-    ids=["state-is-a-file", "lock-is-a-folder", "names-is-a-folder", "failures-is-a-folder"],
+    ids=[
+        "state-file",
+        "lock-folder",
+        "lock-fifo",
+        "names-folder",
+        "names-fifo",
+        "failures-folder",
+        "failures-fifo",
+    ],
 )
 def test_a_damaged_state_folder_is_one_clear_error(
-    tmp_path: Path, model: Path, capsys, damage, message
+    tmp_path: Path, model: Path, capsys, deadline, damage, message
 ) -> None:
     video = write_level_video(tmp_path / "good.mp4", 1.0)
     state = tmp_path / "out" / ".actfusion"
@@ -342,7 +362,17 @@ def test_a_damaged_state_folder_is_one_clear_error(
     damage(state)
     code, err = cli(capsys, "segment", video, "--weights", model, "--out", tmp_path / "out")
     assert code == 2 and len(err) == 1 and message in err[0], err
+    assert err[0].endswith("; remove or rename it")
     assert not list((tmp_path / "out").glob("*.segmentation*"))
+
+
+def test_a_record_that_is_not_a_file_is_not_finished(tmp_path: Path, deadline) -> None:
+    video = write_level_video(tmp_path / "good.mp4", 1.0)
+    record = tmp_path / "good.segmentation.record.json"
+    os.mkfifo(record)  # reading it would wait for a writer
+    assert not output_is_finished(record, InputIdentity.of(video), {})
+    job = BatchJob("segment", tmp_path)
+    assert not job.is_finished("good", InputIdentity.of(video), job.settings("model"))
 
 
 def test_a_features_file_where_the_folder_goes_is_one_clear_error(tmp_path: Path, capsys) -> None:
