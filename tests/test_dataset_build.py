@@ -348,3 +348,12 @@ def test_extractor_options_reach_build_extractor(built, clips, tmp_path, monkeyp
     assert options == {
         "flow_weights": None, "device": "cpu", "precision": "fp32", "batch_size": 5, "flow_cache": None,
     }  # fmt: skip
+
+
+def test_a_weights_error_leaves_no_working_folder(clips, tmp_path, capsys):
+    (tmp_path / "labels.csv").write_text("video,start,end,label\nclip0,0,1,a\nclip1,0,1,a\n")
+    videos = [str(clips / "clip0.mp4"), str(clips / "clip1.mp4")]
+    args = ["--annotations", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "DATA")]
+    assert main(["dataset", "build", *videos, *args, "--settings", "kinetics"]) == 4  # kinetics needs weights
+    assert "WeightsError" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]

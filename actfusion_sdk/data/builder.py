@@ -37,7 +37,7 @@ from ..features.settings import EXTRACTOR_MSTCN, FeatureSettings
 from ..fileio import atomic_write
 from ..outputs import FAILURES_FILE, STATE_DIR, claim_output_names
 from .annotation_checks import CheckedAnnotations, check_annotations, clip_to_durations
-from .annotations import Annotation, read_all
+from .annotations import Annotation, read_all, video_name
 from .folds import assign_folds, untrained_classes, write_splits
 
 log = logging.getLogger(__name__)
@@ -193,8 +193,8 @@ def build_dataset(
         overlap=overlap,
         merge_case=merge_case,
     )
-    work = _working_folder(out)
-    if extractor is None:
+    work = out.parent / f".{out.name}.building"
+    if extractor is None:  # built before the working folder exists: a weights error leaves nothing behind
         settings = settings or FeatureSettings.demo()
         extractor = build_extractor(
             settings,
@@ -205,6 +205,7 @@ def build_dataset(
             batch_size=batch_size,
             flow_cache=work / "flow" if settings.extractor == EXTRACTOR_MSTCN else None,
         )
+    _seed_working_folder(out, work)
     report = extract_to_directory(inputs, work, extractor, on_video=on_video, progress=progress)
     if report.failed:
         failures = "; ".join(f"{failure.video}: {failure.error}" for failure in report.failed)
@@ -225,7 +226,8 @@ def build_dataset(
 
 
 def _video_names(inputs: list[Path]) -> dict[Path, str]:
-    """Each input video's dataset name (its stem); two videos with one stem are an error."""
+    """Each input video's dataset name (its stem, as `video_name` reads annotations); two videos with one
+    name are an error."""
     if not inputs:
         raise DatasetError("no video files found in the given inputs")
     missing = [str(video) for video in inputs if not video.is_file()]
@@ -234,12 +236,13 @@ def _video_names(inputs: list[Path]) -> dict[Path, str]:
     names: dict[Path, str] = {}
     seen: dict[str, Path] = {}
     for video in inputs:
-        if video.stem in seen:
+        name = video_name(video.name)
+        if name in seen:
             raise DatasetError(
-                f"videos '{seen[video.stem]}' and '{video}' share the name {video.stem!r}; annotations name "
-                "videos by file stem, so rename one"
+                f"videos '{seen[name]}' and '{video}' share the name {name!r}; annotations name videos by "
+                "file stem, so rename one"
             )
-        seen[video.stem], names[video] = video, video.stem
+        seen[name], names[video] = video, name
     return names
 
 
@@ -253,10 +256,9 @@ def _check_destination(out: Path) -> None:
         )
 
 
-def _working_folder(out: Path) -> Path:
-    """``.<out>.building`` beside `out`, seeded with the features (and their name claims) of a dataset being
-    rebuilt, so that its finished features are not extracted again."""
-    work = out.parent / f".{out.name}.building"
+def _seed_working_folder(out: Path, work: Path) -> None:
+    """Create the working folder `work` (``.<out>.building`` beside `out`) with the features (and their name
+    claims) of a dataset being rebuilt, so that its finished features are not extracted again."""
     (work / "features").mkdir(parents=True, exist_ok=True)
     if (out / STATE_DIR).is_dir() and not (work / STATE_DIR).exists():
         # The folder's state: which video each feature file was made from (`claim_output_names`).
@@ -270,7 +272,6 @@ def _working_folder(out: Path) -> Path:
                     os.link(path, target)
                 except OSError:
                     shutil.copy2(path, target)
-    return work
 
 
 def _collect_features(work: Path, inputs: list[Path], names: Mapping[Path, str]) -> dict[str, dict[str, Any]]:
