@@ -10,6 +10,9 @@ import torch
 from ..errors import ConfigError
 from ._common import add_compute_arguments
 
+MAX_LENGTH = 200_000  # feature frames: over 3 hours at 15 features/s; the features alone take 1.6 GB
+MAX_REPEATS = 1000
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -34,8 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from ..model.inference import segment
     from ..runtime import resolve_device
 
-    if args.length < 1 or args.repeats < 1:
-        raise ConfigError(f"--length and --repeats must be >= 1, got {args.length} and {args.repeats}")
+    if not (1 <= args.length <= MAX_LENGTH and 1 <= args.repeats <= MAX_REPEATS):
+        raise ConfigError(
+            f"--length must be 1 to {MAX_LENGTH} frames and --repeats 1 to {MAX_REPEATS}, "
+            f"got {args.length} and {args.repeats}"
+        )
     device = resolve_device(args.device)
     if args.weights is not None:
         model, name = load_model(args.weights, device=device).model, args.weights

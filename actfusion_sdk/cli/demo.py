@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..demo.heldout import HELDOUT_SEED, demo_video
     from ..demo.scoring import OBSERVATION_RATIO, score_videos
+    from ..limits import check_seed
 
-    seed = HELDOUT_SEED if args.seed is None else args.seed
+    seed = HELDOUT_SEED if args.seed is None else check_seed(args.seed)
     print(f"rendering a held-out demo video (seed {seed}) ...", file=sys.stderr)
     video, spec = demo_video(args.out, seed=seed)
     print(

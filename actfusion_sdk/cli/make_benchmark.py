@@ -6,6 +6,10 @@ import argparse
 import sys
 import time
 
+from ..errors import ConfigError
+
+MAX_VIDEOS = 10_000
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -40,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..demo.benchmark import generate_benchmark
     from ..demo.heldout import HELDOUT_SEED, TRAINING_SEED
+    from ..limits import check_seed
 
-    seed = HELDOUT_SEED if args.seed is None else args.seed
+    seed = HELDOUT_SEED if args.seed is None else check_seed(args.seed)
+    if not 1 <= args.videos <= MAX_VIDEOS:
+        raise ConfigError(f"--videos must be 1 to {MAX_VIDEOS}, got {args.videos}")
     if seed == TRAINING_SEED:
         print(
             f"actfusion: warning: seed {seed} renders the bundled demo model's own training and validation "
@@ -50,7 +57,16 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     started = time.perf_counter()
-    with tqdm(total=args.videos, desc="videos", unit="video", file=sys.stderr, disable=args.quiet) as bar:
+    bars: list[tqdm] = []  # made at the first video, so that a setting refused before it is the only line
+
+    def advance(_: object) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=args.videos, desc="videos", unit="video", file=sys.stderr, disable=args.quiet)
+            )
+        bars[0].update()
+
+    try:
         manifest = generate_benchmark(
             args.out,
             num_videos=args.videos,
@@ -60,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
             fps=args.fps,
             label_fps=args.label_fps,
             overwrite=args.overwrite,
-            on_video=lambda _: bar.update(),
+            on_video=advance,
         )
+    finally:
+        for bar in bars:
+            bar.close()
     if not args.quiet:
         seconds = sum(spec.duration for spec in manifest.videos.values())
         print(

@@ -9,6 +9,7 @@ reproducible and a larger benchmark with the same seed extends a smaller one.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -104,8 +105,8 @@ def generate_benchmark(
     num_test = round(num_videos * test_fraction)
     if num_test == num_videos:
         raise ConfigError(f"test_fraction {test_fraction} of {num_videos} videos leaves none for training")
-    if not label_fps > 0:
-        raise ConfigError(f"label_fps must be positive, got {label_fps}")
+    if not (math.isfinite(label_fps) and 0 < label_fps <= fps):
+        raise ConfigError(f"label_fps must be positive and at most the video's fps ({fps}), got {label_fps}")
     activity_names = list(ACTIVITIES)
     videos: dict[str, ActivitySpec] = {}
     for index, video_seed in enumerate(np.random.SeedSequence(seed).spawn(num_videos)):
