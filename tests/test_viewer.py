@@ -364,6 +364,22 @@ def test_html_output_of_segment_and_anticipate_is_written_with_its_record(segmen
         assert build_parser().parse_args([command, "v.mp4", "--html"]).html is True
 
 
+def test_html_output_draws_the_truth_of_segment_truth(tmp_path, capsys):
+    """`segment --html --truth LABELS`: the page has the ground-truth row; --truth alone is a usage error."""
+    from actfusion_sdk.cli._common import save_result
+    from actfusion_sdk.outputs import InputIdentity
+
+    video = tmp_path / "clip.webm"
+    video.write_bytes(b"a video")
+    result = SegmentationResult.from_frames(frame_labels(), CLASSES, FPS, video=str(video))
+    truth = [CLASSES[label] for label, count in RUNS[:2] for _ in range(count)]
+    save_result(result, tmp_path, "clip", None, False, InputIdentity.of(video), {}, html=True, truth=truth)
+    page = Elements((tmp_path / "clip.segmentation.html").read_text())
+    assert spans_of(page.lane("ground truth")) == expected_spans(RUNS[:2])
+    assert main(["segment", str(video), "--truth", str(tmp_path / "t.csv")]) == 2
+    assert "add --plot or --html" in capsys.readouterr().err
+
+
 def test_batch_html_writes_the_page_as_one_of_its_outputs(tmp_path):
     """`batch segment --html`: the page is one of the outputs a re-run expects, written with the others."""
     from actfusion_sdk.batch.job import BatchJob

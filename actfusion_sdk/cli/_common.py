@@ -120,8 +120,8 @@ def add_local_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         type=Path,
         metavar="LABELS",
-        help="ground truth drawn under the prediction in --plot: annotation files (CSV, ELAN .eaf, Label "
-        "Studio or ActivityNet JSON, a result JSON, MS-TCN labels at the model's feature rate)",
+        help="ground truth drawn under the prediction in --plot and --html: annotation files (CSV, ELAN "
+        ".eaf, Label Studio or ActivityNet JSON, a result JSON, MS-TCN labels at the model's feature rate)",
     )
 
 
@@ -152,8 +152,10 @@ def run_each(
 
     if args.out is not None and args.format is None:
         args.format = "json"
-    if args.truth is not None and not args.plot:
-        raise ConfigError("--truth draws the ground truth under the prediction in --plot; add --plot")
+    if args.truth is not None and not (args.plot or args.html):
+        raise ConfigError(
+            "--truth draws the ground truth under the prediction in --plot or --html; add --plot or --html"
+        )
     if len(args.videos) > 1 and args.out is None and args.format in ("csv", "mstcn", "eaf"):
         raise ConfigError(
             f"--format {args.format} prints one video at a time; add --out DIR to write one file per video"
@@ -185,7 +187,8 @@ def run_each(
                 raise InputError(f"'{video}' changed while it was read; run again when it is complete")
             result = answer(predictor, prepared)
             if destination is not None:  # written now, so an interrupt later keeps this video's outputs
-                truth = None if args.truth is None or not args.plot else _truth(args.truth, video, result)
+                drawn = args.plot or args.html
+                truth = None if args.truth is None or not drawn else _truth(args.truth, video, result)
                 options = (names[video], fmt, args.plot, identity, settings, args.html, truth)
                 saved = _saved(video, result, destination, *options)
                 for path in saved:
@@ -277,13 +280,15 @@ def save_result(
 ) -> list[Path]:
     """Write `result`'s files (`result_files`) and then their record (`write_outputs`: a record always means
     these very files, finished); returns the files written (none, and no record, without export, plot or
-    page). `truth`: ground-truth labels per frame, drawn under the prediction in the timeline."""
+    page). `truth`: ground-truth labels per frame, drawn under the prediction in the timeline and the page."""
     files = result_files(destination, name, result.kind, fmt, plot, html)
     if not files:
         return []
     writers = {path: functools.partial(result.save, fmt=file_format) for file_format, path in files.items()}
     if truth is not None and "png" in files:
         writers[files["png"]] = functools.partial(result.plot, ground_truth=truth)
+    if truth is not None and "html" in files:
+        writers[files["html"]] = functools.partial(result.to_html, truth=truth)
     record = record_file(destination, name, result.kind)
     return write_outputs(record, writers, lambda digests: output_record(identity, settings, digests))
 
