@@ -200,6 +200,8 @@ def test_rebuild_reuses_features_and_keeps_spellings_apart_unless_merged(built, 
     assert {p.name: p.stat().st_mtime_ns for p in (data / "features").iterdir()} == before
     assert not (tmp_path / ".DATA.building").exists()
     assert "pass --merge-case" in "\n".join(card.warnings)
+    # 'Reach' is only in clip2 now: the fold testing on clip2 cannot train it.
+    assert "class 'Reach' is in test videos ['clip2'] but in no training video" in "\n".join(card.warnings)
 
 
 @pytest.mark.slow  # the module's extraction (the `built` fixture)
@@ -326,6 +328,9 @@ def test_cli_builds_with_settings_from_a_file(built, clips, tmp_path, capsys):
     assert code == 0
     report = capsys.readouterr().err
     assert f"dataset {data}: 4 videos, 4 classes, 2 folds" in report
+    warnings = [line for line in report.splitlines() if line.startswith("actfusion: warning: ")]
+    assert any("ends 1.312 s past the end of video 'clip3'" in line for line in warnings)
+    assert any("merged into 'reach'" in line for line in warnings)
     assert read_dataset_card(data).classes == built[1].classes
 
 
