@@ -29,4 +29,4 @@ fi
 # Finished videos are skipped, so an interrupted extraction continues where it stopped.
 "$ACTFUSION" extract "$DATA/videos" --out "$DATA" --settings demo
 OMP_NUM_THREADS=1 "$ACTFUSION" train --data "$DATA" --config weights/demo/model.json --out "$WORK/run" \
-    --threads 1 --val-fraction 0.2 --epochs "$EPOCHS" --eval-every 25 --resume
+    --name demo --threads 1 --val-fraction 0.2 --epochs "$EPOCHS" --eval-every 25 --resume
