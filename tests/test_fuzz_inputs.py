@@ -112,6 +112,8 @@ def cli_cases() -> list[tuple[str, list[str], str, str]]:
         (batch, "--gpus-per-worker", ["-1", "-0.5", "nan", "inf", *NON_NUMBERS]),
         (train, "--epochs", ["0", "-1", "1.5", "nan", *NON_NUMBERS]),
         (train, "--eval-every", ["0", "-1", "nan", *NON_NUMBERS]),
+        (train, "--seed", bad_integers(rng, 0, SEED_MAX)),
+        (train, "--val-fraction", ["-0.1", "1", "1.5", *NON_FINITE, *NON_NUMBERS]),
         (benchmark, "--videos", bad_integers(rng, 1, 10_000)),
         (benchmark, "--seed", bad_integers(rng, 0, SEED_MAX)),
         (benchmark, "--size", ["0", "-64", "63", "1.5", *NON_NUMBERS]),

@@ -10,11 +10,16 @@ from ..errors import ConfigError, DatasetError
 from ..model.config import ActFusionConfig
 
 
+def check_val_fraction(fraction: float) -> None:
+    """Refuse a share of validation videos outside [0, 1) (NaN included)."""
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {fraction}")
+
+
 def carve_validation(names: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Split training videos into (train, validation): round(fraction·N) videos, at least one when
     fraction > 0 and N ≥ 2, chosen by `seed`; both lists keep the split file's order."""
-    if not 0 <= fraction < 1:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {fraction}")
+    check_val_fraction(fraction)
     count = (
         min(max(round(fraction * len(names)), 1), len(names) - 1) if fraction > 0 and len(names) > 1 else 0
     )

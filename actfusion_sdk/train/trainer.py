@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..evaluate import evaluate_model
 from ..features.settings import FeatureSettings
 from ..fileio import atomic_write
+from ..limits import check_seed
 from ..model.actfusion import ActFusion
 from ..model.checkpoint import FORMAT_VERSION, OFFICIAL_SUFFIXES, ModelCard, load_card, save_model
 from ..model.config import ActFusionConfig
@@ -28,7 +29,7 @@ from .distributed import epoch_shard, init_distributed
 from .lr_schedule import apply_learning_rate, check_run_length
 from .objective import TrainingObjective, stream_losses
 from .recipes import DEFAULT_RECIPE, recipe
-from .splits import training_splits
+from .splits import check_val_fraction, training_splits
 from .state import (
     TrainingRNG,
     TrainingState,
@@ -400,6 +401,8 @@ def train(
     if epochs < 1 or eval_every < 1:
         raise ConfigError(f"epochs and eval_every must be >= 1, got {epochs} and {eval_every}")
     check_run_length(config, epochs)
+    check_seed(seed)  # these two before any file is read
+    check_val_fraction(val_fraction)
     trainer = _Trainer(
         config,
         Path(data_dir),
