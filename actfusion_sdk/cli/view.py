@@ -86,11 +86,10 @@ def _single_page(source: Path, args: argparse.Namespace) -> Path:
 
 
 def _many_pages(inputs: list[Path], out: Path | None) -> Path:
-    from ..results.viewer_index import load_result_file, read_failures, result_files, write_pages
+    from ..results.viewer_index import load_result_file, result_files, view_folder, write_pages
 
     if len(inputs) == 1:
-        folder = inputs[0]
-        return write_pages(result_files(folder), out or folder, read_failures(folder))[0]
+        return view_folder(inputs[0], out)
     if out is None:
         raise ConfigError("several results need --out DIR for their pages and index.html")
     entries = []

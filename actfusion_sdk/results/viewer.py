@@ -59,10 +59,8 @@ def result_page(
     truth_segments = None if truth is None else truth_of(truth, result)
     end = max([result.duration, *(s.end for s in truth_segments or ())])
 
-    prediction = [
-        (part if result.kind == "anticipation" else None, s) for part, ss in result.parts() for s in ss
-    ]
-    lanes = [("prediction", html.lane_element(html.Lane("prediction", prediction, colors), end))]
+    prediction = html.Lane("prediction", drawn_segments(result), colors)
+    lanes = [("prediction", html.lane_element(prediction, end))]
     if truth_segments is not None:
         rows = [(None, segment) for segment in truth_segments]
         lanes.append(("ground truth", html.lane_element(html.Lane("ground truth", rows, colors), end)))
@@ -92,6 +90,14 @@ def result_page(
         + html.legend(_legend(result, colors, truth_segments, bool(anticipated)))
     )
     return html.page(title, body, palette)
+
+
+def drawn_segments(result: Result) -> list[tuple[str | None, Segment]]:
+    """The result's segments in time order, each with its part for anticipation (None for segmentation)."""
+    anticipation = result.kind == "anticipation"
+    return [
+        (part if anticipation else None, segment) for part, segments in result.parts() for segment in segments
+    ]
 
 
 def truth_of(truth: Any, result: Result) -> tuple[Segment, ...]:

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import InputError
 from . import html
 from .types import READABLE_SCHEMAS, Result, load_result
-from .viewer import write_result_page
+from .viewer import drawn_segments, write_result_page
 
 FAILURES_FILE = "failures.json"
 _NOT_RESULTS = (".record.json", ".activitynet.json")
@@ -110,9 +110,7 @@ def index_page(results: Sequence[ResultFile], failures: Sequence[dict[str, Any]]
     for entry in results:
         result = entry.result
         colors = palette.classes_of(result.classes)
-        segments = [
-            (part if result.kind == "anticipation" else None, s) for part, ss in result.parts() for s in ss
-        ]
+        segments = drawn_segments(result)
         mini = html.lane_element(html.Lane(result.video_id, segments, colors), result.duration)
         rows.append(
             f'<tr data-result="{html.escape(entry.path.name)}"><td><a href="{html.escape(entry.page_name)}">'
