@@ -36,7 +36,7 @@ def name_max(folder: str | os.PathLike[str]) -> int:
 def fit_name(name: str, limit: int, keep: str = "end") -> str:
     """`name` cut to at most `limit` bytes (in the file system's encoding), keeping its ``"end"`` or its
     ``"start"``, never splitting a UTF-8 character."""
-    encoded = os.fsencode(name)
+    encoded, limit = os.fsencode(name), max(limit, 0)
     if len(encoded) <= limit:
         return name
     cut = encoded[len(encoded) - limit :] if keep == "end" else encoded[:limit]

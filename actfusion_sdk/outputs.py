@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -207,9 +208,9 @@ def claim_output_names(out_dir: Path, inputs: Sequence[Path]) -> dict[Path, str]
     A path keeps the name it once claimed (``<out>/.actfusion/names.json``, name -> absolute path). A new path
     takes the first free name of: its stem, then ``<stem>-<h>`` with h the first 8, 16, 32, 64 hex digits of
     the sha256 of its absolute path, then ``<stem>-<h64>-2``, ``-3``, ... A name is free when no other path
-    has claimed it and no file in the folder (or its ``features/``) starts with ``<name>.``, so a
-    disambiguated name never lands on a real stem's outputs, claimed or not. Stems are cut (keeping their
-    start) so that every output's file name fits the file system's limit.
+    has claimed it and no file in the folder (or its ``features/``) starts with ``<name>.`` (ignoring case
+    and Unicode normalisation), so a disambiguated name never lands on a real stem's outputs, claimed or not.
+    Stems are cut (keeping their start) so that every output's file name fits the file system's limit.
     """
     out_dir = Path(out_dir)
     budget = name_max(out_dir) - SUFFIX_BYTES
@@ -217,7 +218,8 @@ def claim_output_names(out_dir: Path, inputs: Sequence[Path]) -> dict[Path, str]
         registry = state / NAMES_FILE
         owners = _read_registry(registry)
         names_of = {path: name for name, path in owners.items()}
-        used = _used_names(out_dir) | _used_names(out_dir / "features")
+        # Compared as a case-insensitive file system (macOS, Windows) would: "Clip" and "clip" are one file.
+        used = {_name_key(name) for name in owners} | _used_names(out_dir) | _used_names(out_dir / "features")
         names: dict[Path, str] = {}
         for item in inputs:
             absolute = os.path.abspath(item)
@@ -225,9 +227,10 @@ def claim_output_names(out_dir: Path, inputs: Sequence[Path]) -> dict[Path, str]
                 name = next(
                     name
                     for name in _candidate_names(Path(item).stem, absolute, budget)
-                    if name not in owners and name not in used
+                    if _name_key(name) not in used
                 )
                 owners[name], names_of[absolute] = absolute, name
+                used.add(_name_key(name))
             names[item] = names_of[absolute]
         try:
             with atomic_write(registry, "w") as handle:
@@ -281,7 +284,17 @@ def _used_names(folder: Path) -> set[str]:
         entries = os.listdir(folder)
     except OSError:
         return set()
-    return {entry[:index] for entry in entries for index, char in enumerate(entry) if char == "." and index}
+    return {
+        _name_key(entry[:index])
+        for entry in entries
+        for index, char in enumerate(entry)
+        if char == "." and index
+    }
+
+
+def _name_key(name: str) -> str:
+    """A name as a case-insensitive, normalising file system sees it: names with one key are one file."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 @dataclass(frozen=True)

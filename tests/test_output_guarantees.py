@@ -320,6 +320,16 @@ def test_claims_in_any_order_give_distinct_names(tmp_path: Path) -> None:
         assert claim_output_names(out, paths) == names  # a path keeps its name for good
 
 
+def test_names_differing_only_in_case_are_distinct_names(tmp_path: Path) -> None:
+    """On a case-insensitive file system (macOS, Windows) Clip.* and clip.* are the same files."""
+    paths = [tmp_path / "a" / "Clip.mp4", tmp_path / "b" / "clip.mp4", tmp_path / "c" / "CLIP.mp4"]
+    names = claim_output_names(tmp_path / "out", paths)
+    assert names[paths[0]] == "Clip" and len({name.casefold() for name in names.values()}) == 3
+    (tmp_path / "out2").mkdir()
+    (tmp_path / "out2" / "CLIP.segmentation.json").write_text("another video's")
+    assert claim_output_names(tmp_path / "out2", paths[1:2])[paths[1]].startswith("clip-")
+
+
 # ---- row 10: a corrupt state folder -------------------------------------------------------------------
 
 
@@ -475,6 +485,7 @@ def test_batch_inputs_name_each_file_once(tmp_path: Path, monkeypatch) -> None:
     video = write_level_video(tmp_path / "videos" / "clip.mp4", 0.5)
     other = write_level_video(tmp_path / "videos" / "other.mp4", 0.5)
     (tmp_path / "link.mp4").symlink_to(video)
+    os.link(video, tmp_path / "hard.mp4")
     (tmp_path / "list.txt").write_text("videos/clip.mp4\nlink.mp4\n")
     monkeypatch.chdir(tmp_path)
     given = [
@@ -482,6 +493,7 @@ def test_batch_inputs_name_each_file_once(tmp_path: Path, monkeypatch) -> None:
         "videos/clip.mp4",
         "videos/../videos/clip.mp4",
         "link.mp4",
+        "hard.mp4",
         "list.txt",
         str(tmp_path / "videos"),
         "videos/*.mp4",

@@ -16,7 +16,8 @@ _GLOB_CHARACTERS = frozenset("*?[")
 
 def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Every video named by `inputs`, in order, without repeats: one file named twice (by an absolute and a
-    relative path, through a symbolic link or with ``..`` components) is one video, the first naming kept.
+    relative path, through a symbolic or hard link, or with ``..`` components) is one video, the first naming
+    kept.
 
     A folder contributes its videos (by suffix, recursively), a pattern with * ? [ its matches, a
     .txt/.lst/.list file one path per line (relative to the list's folder; blank lines and # comments
@@ -34,10 +35,20 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             expanded += matches
         else:
             expanded.append(path)
-    unique: dict[str, Path] = {}
+    unique: dict[object, Path] = {}
     for video in find_videos(expanded):
-        unique.setdefault(os.path.realpath(video), video)
+        unique.setdefault(_file_key(video), video)
     return list(unique.values())
+
+
+def _file_key(path: Path) -> object:
+    """What makes two paths one file: its device and inode, or its real path where it cannot be looked at
+    (missing, a broken link)."""
+    try:
+        status = path.stat()
+    except (OSError, ValueError):
+        return os.path.realpath(path)
+    return status.st_dev, status.st_ino
 
 
 def _read_list(path: Path) -> list[Path]:
