@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,21 @@ def test_card_with_a_huge_decoder_is_refused_on_the_command_line(files, tmp_path
     (model / "model.json").write_text((tmp_path / "card" / "model.json").read_text())
     code, line = run(capsys, "segment", files["video"], "--weights", model)
     assert code == 4 and "config.decoder.width is 200000" in line
+
+
+def test_card_larger_than_its_weights_is_refused_without_building_the_model(files, tmp_path) -> None:
+    # Within the schema's bounds, but 4096-wide and 32 layers deep: billions of parameters, were it built.
+    model = tmp_path / "wide"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes((files["model"] / "model.safetensors").read_bytes())
+    card = json.loads((files["model"] / "model.json").read_text())
+    card["config"]["decoder"].update(width=4096, num_layers=32)
+    card["config"]["encoder"].update(width=4096, num_layers=32)
+    (model / "model.json").write_text(json.dumps(card))
+    started = time.monotonic()
+    with pytest.raises(WeightsError, match="does not match preset 'tiny'"):
+        load_model(model)
+    assert time.monotonic() - started < 10  # building it would take minutes and tens of GB
 
 
 def test_weights_path_that_is_a_device_says_so(files, capsys, monkeypatch) -> None:

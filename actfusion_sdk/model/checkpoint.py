@@ -202,9 +202,7 @@ def _load_ours(path: Path) -> LoadedModel:
         state_dict = load_file(str(weights_path), device="cpu")
     except SafetensorError as err:
         raise WeightsError(f"{weights_path} is not a readable safetensors file: {err}") from err
-    model = ActFusion(card.config, len(card.classes))
-    _load_strict(model, state_dict, weights_path)
-    return LoadedModel(model, card)
+    return LoadedModel(_model_holding(card.config, len(card.classes), state_dict, weights_path), card)
 
 
 def _load_official(
@@ -229,8 +227,7 @@ def _load_official(
                 f"{path} has {file_classes} classes ({CLASS_KEY} {list(state_dict[CLASS_KEY].shape)}), "
                 f"but {len(names)} were given; pass the class list it was trained with"
             )
-    model = ActFusion(config, file_classes)
-    _load_strict(model, state_dict, path)
+    model = _model_holding(config, file_classes, state_dict, path)
     card = ModelCard(
         format_version=FORMAT_VERSION,
         config=config,
@@ -270,20 +267,33 @@ def _fit_hint(state_dict: Mapping[str, torch.Tensor]) -> str:
     fitting = [
         name
         for name, config in PRESETS.items()
-        if not _mismatches(ActFusion(config, file_classes), state_dict)
+        if not _mismatches(_shapes_only(config, file_classes), state_dict)
     ]
     if fitting:
         return f"the file fits preset {' or '.join(repr(name) for name in fitting)}"
     return f"it fits none of the presets ({', '.join(PRESETS)}); pass the ActFusionConfig it was trained with"
 
 
-def _load_strict(model: ActFusion, state_dict: Mapping[str, torch.Tensor], source: Path) -> None:
+def _shapes_only(config: ActFusionConfig, num_classes: int) -> ActFusion:
+    """The model of `config` on the meta device: its parameters' shapes without their memory."""
+    with torch.device("meta"):
+        return ActFusion(config, num_classes)
+
+
+def _model_holding(
+    config: ActFusionConfig, num_classes: int, state_dict: Mapping[str, torch.Tensor], source: Path
+) -> ActFusion:
+    """The model of `config` with `state_dict` loaded strictly. The shapes are compared on the meta device
+    first, so a configuration that does not match the file costs no memory (a tampered card cannot make the
+    loader allocate a model far larger than its weights)."""
     if CLASS_KEY not in state_dict:
         raise WeightsError(f"{source} is not an ActFusion state_dict (no {CLASS_KEY})")
-    problems = _mismatches(model, state_dict)
+    problems = _mismatches(_shapes_only(config, num_classes), state_dict)
     if problems:
         raise WeightsError(
-            f"{source} does not match preset {model.config.name!r}: {'; '.join(problems[:3])}"
+            f"{source} does not match preset {config.name!r}: {'; '.join(problems[:3])}"
             f"{' …' if len(problems) > 3 else ''}; {_fit_hint(state_dict)}"
         )
+    model = ActFusion(config, num_classes)
     model.load_state_dict(state_dict, strict=True)
+    return model
