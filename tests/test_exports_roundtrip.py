@@ -83,6 +83,7 @@ def test_eaf_opens_with_pympi_with_the_right_tier_times_and_media(segmentation, 
     assert rows == [(500, 2000, "pour"), (2000, 3000, "stir"), (4000, 5500, "whisk"), (5500, 6300, "stir")]
     assert document.media_descriptors[0]["MEDIA_URL"] == "file:///clips/take7.mp4"
     assert document.media_descriptors[0]["RELATIVE_MEDIA_URL"] == "./take7.mp4"
+    assert document.properties == [("lastUsedAnnotationId", "4")]
 
 
 def test_eaf_keeps_background_when_asked(segmentation):

@@ -77,6 +77,8 @@ def to_eaf(result: Result, *, exclude: Collection[str] = DEFAULT_BG_CLASSES) -> 
             ET.SubElement(aligned, "ANNOTATION_VALUE").text = segment.label
         tiers.append(tier)
     document.extend(tiers)
+    # ELAN numbers the annotations a user adds from here (as ELAN itself writes it).
+    ET.SubElement(header, "PROPERTY", {"NAME": "lastUsedAnnotationId"}).text = str(annotation)
     ET.SubElement(
         document,
         "LINGUISTIC_TYPE",
