@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -187,6 +188,16 @@ def test_live_jsonl_that_cannot_be_written_is_a_usage_error(files, capsys, monke
     monkeypatch.chdir(files["root"])
     code, line = run(capsys, "live", "missing.ts", "--weights", "model", "--jsonl", target)
     assert code == 2 and fragment in line
+
+
+def test_live_jsonl_fifo_without_reader_and_bad_name_are_usage_errors(files, tmp_path, capsys) -> None:
+    fifo = tmp_path / "updates.fifo"
+    os.mkfifo(fifo)
+    live = ["live", files["root"] / "missing.ts", "--weights", files["model"]]
+    code, line = run(capsys, *live, "--jsonl", fifo)  # would block forever in open() without a reader
+    assert code == 2 and "a FIFO that nobody reads" in line
+    code, line = run(capsys, *live, "--jsonl", str(tmp_path / "a\0b.jsonl"))
+    assert code == 2 and "not a usable file name" in line
 
 
 # ---- row 13: pushed frames and their timestamps ------------------------------------------------------

@@ -7,6 +7,9 @@ flushed per line so the file is complete up to the last update even after Ctrl-C
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import stat
 import statistics
 import time
 from contextlib import ExitStack
@@ -79,11 +82,30 @@ def _open_jsonl(path: str) -> TextIO:
             f"--jsonl {path!r}: the folder {str(target.parent)!r} does not exist; create it first"
         )
     try:
+        if stat.S_ISFIFO(_mode(target)):
+            # Opened without blocking: a FIFO nobody reads would otherwise hang here before any work.
+            descriptor = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+            os.set_blocking(descriptor, True)
+            return open(descriptor, "w", encoding="utf-8")  # noqa: SIM115 - closed by the caller's ExitStack
         return open(target, "w", encoding="utf-8")  # noqa: SIM115 - closed by the caller's ExitStack
     except OSError as err:
+        if err.errno == errno.ENXIO:
+            raise ConfigError(
+                f"--jsonl {path!r} is a FIFO that nobody reads; start its reader first"
+            ) from err
         raise ConfigError(
             f"--jsonl {path!r} cannot be written ({err.strerror or err}); choose a writable file"
         ) from err
+    except ValueError as err:  # a NUL in the name
+        raise ConfigError(f"--jsonl {path!r} is not a usable file name ({err})") from err
+
+
+def _mode(path: Path) -> int:
+    """`path`'s file mode, 0 when nothing is there."""
+    try:
+        return path.stat().st_mode
+    except (OSError, ValueError):
+        return 0
 
 
 def _follow(args: argparse.Namespace, predictor: Predictor, jsonl: TextIO | None) -> int:
