@@ -84,7 +84,7 @@ def test_flow_is_resized_and_cropped_like_rgb_without_rescaling_the_vectors():
     flow = np.zeros((300, 400, 2), np.float32)
     flow[..., 0], flow[..., 1] = 3.0, -5.0  # uniform motion: the resized field keeps these values
     prepared = prepare_flow(flow, geometry)
-    assert prepared.shape == (224, 224, 2) and prepared.dtype == np.float16
+    assert prepared.shape == (224, 224, 2) and prepared.dtype == np.float32
     np.testing.assert_allclose(prepared[..., 0], 3.0 / 20, atol=1e-3)
     np.testing.assert_allclose(prepared[..., 1], -5.0 / 20, atol=1e-3)
 
@@ -109,7 +109,7 @@ def _frame(index: int) -> np.ndarray:
 
 
 def _flow(index: int) -> np.ndarray:
-    return np.full((224, 224, 2), index + 1, np.float16)  # flow j holds j + 1 (never 0, unlike padding)
+    return np.full((224, 224, 2), index + 1, np.float32)  # flow j holds j + 1 (never 0, unlike padding)
 
 
 def _assemble(frames: int, with_flow: bool = True) -> list:

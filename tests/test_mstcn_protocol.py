@@ -157,10 +157,10 @@ def test_extract_cli_two_streams_and_the_flow_half_recomputed(tmp_path, weight_f
     fields = []
     for previous, current in zip(greys, greys[1:], strict=False):
         flow = cv2.resize(tvl1.calc(previous, current, None), (341, 256), interpolation=cv2.INTER_LINEAR)
-        fields.append((np.clip(flow[16:240, 58:282], -20, 20) / 20).astype(np.float16))  # 80x60 -> 341x256
+        fields.append((np.clip(flow[16:240, 58:282], -20, 20) / 20).astype(np.float32))  # 80x60 -> 341x256
     network, _ = load_inception_i3d(weight_files["flow"], stream="flow")
     for t in (0, len(frames) - 1):
-        window = [fields[j] if 0 <= j < len(fields) else np.zeros((224, 224, 2), np.float16) for j in
+        window = [fields[j] if 0 <= j < len(fields) else np.zeros((224, 224, 2), np.float32) for j in
                   range(t - 10, t + 11)]  # fmt: skip
         clip = torch.from_numpy(np.stack(window).astype(np.float32)).permute(3, 0, 1, 2)[None]
         with torch.inference_mode():
@@ -169,7 +169,7 @@ def test_extract_cli_two_streams_and_the_flow_half_recomputed(tmp_path, weight_f
 
     # The run cached its flow: a new extraction reads it (computing no flow) and gives the same features.
     cached = list((out / "flow").glob("clip.*.flow"))
-    assert len(cached) == 1 and cached[0].stat().st_size == 4 * 224 * 224 * 2 * 2
+    assert len(cached) == 1 and cached[0].stat().st_size == 4 * 224 * 224 * 2 * 4
     monkeypatch.setattr(flow_module.FlowField, "raw", lambda *args: pytest.fail("flow was recomputed"))
     settings = FeatureSettings.mstcn()
     extractor = MstcnFeatureExtractor(

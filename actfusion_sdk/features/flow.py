@@ -4,7 +4,7 @@ The original extractor (ahsaniqbal/Kinetics-FeatureExtractor) ran OpenCV 2.4's C
 ``OpticalFlowDual_TVL1_GPU`` with its defaults at full resolution. OpenCV 4's contrib
 ``cv2.optflow.DualTVL1OpticalFlow`` is the same algorithm on the CPU; `TvL1Settings` maps 2.4's parameters
 onto it (docs/mstcn-features.md lists what still differs). Each flow field is resized and cropped like the
-RGB frames (vectors not rescaled), clipped to ±20 px and divided by 20, then kept as float16: the cache
+RGB frames (vectors not rescaled), clipped to ±20 px and divided by 20, in float32: the cache
 stores exactly these values, so cached and freshly computed flow give the same features.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from .mstcn_frames import FrameGeometry, require_opencv
 
 FLOW_BOUND = 20.0  # pixels; the flow is clipped to ±FLOW_BOUND and divided by it
-FLOW_DTYPE = np.float16
+FLOW_DTYPE = np.float32  # what the network gets; the cache keeps these exact values
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,11 @@ class FlowField:
         return self._tvl1.calc(previous, current, None)
 
     def network_input(self, previous: np.ndarray, current: np.ndarray, geometry: FrameGeometry) -> np.ndarray:
-        """[224, 224, 2] float16: the flow resized and cropped like RGB, clipped to ±20 px, divided by 20."""
+        """[224, 224, 2] float32: the flow resized and cropped like RGB, clipped to ±20 px, divided by 20."""
         return prepare_flow(self.raw(previous, current), geometry)
 
 
 def prepare_flow(flow: np.ndarray, geometry: FrameGeometry) -> np.ndarray:
-    """[H, W, 2] flow in pixels -> [224, 224, 2] float16 network input (resize, crop, clip ±20, / 20)."""
+    """[H, W, 2] flow in pixels -> [224, 224, 2] float32 network input (resize, crop, clip ±20, / 20)."""
     cropped = geometry.resize_and_crop(np.ascontiguousarray(flow, dtype=np.float32))
     return (np.clip(cropped, -FLOW_BOUND, FLOW_BOUND) / FLOW_BOUND).astype(FLOW_DTYPE)

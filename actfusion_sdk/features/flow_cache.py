@@ -1,6 +1,6 @@
 """A per-video cache of the flow stream's input (TV-L1, the expensive part of the MS-TCN features).
 
-``<dir>/<stem>.<fingerprint>.flow`` holds the prepared flow fields [N − 1, 224, 224, 2] float16 (raw,
+``<dir>/<stem>.<fingerprint>.flow`` holds the prepared flow fields [N − 1, 224, 224, 2] float32 (raw,
 little endian), ``<dir>/<stem>.<fingerprint>.flow.json`` the record that proves it finished: the video's
 identity, the settings that made it (TV-L1 parameters, decode rate, OpenCV version), the data's sha256 and
 the field count. The fields stream into a temporary file while the video is decoded; only a whole video's flow

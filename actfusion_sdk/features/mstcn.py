@@ -36,6 +36,7 @@ from ..outputs import InputIdentity
 from ..runtime import resolve_device
 from ..video.decode import VideoDecoder, VideoInfo
 from ..video.prefetch import prefetch
+from ..video.transforms import normalize_clips
 from .flow import FLOW_DTYPE, MSTCN_TVL1, FlowField
 from .flow_cache import FIELD_SHAPE, FlowCache
 from .i3d import VideoFeatures
@@ -43,7 +44,6 @@ from .mstcn_frames import FrameGeometry, frame_geometry, grey, require_opencv
 from .settings import EXTRACTOR_MSTCN, PRECISIONS, FeatureSettings, WeightsSource
 
 HALF_WINDOW = 10  # frame t's window is [t − 10, t + 10]: 21 frames
-PIXEL_CENTRE = 127.5  # RGB in [-1, 1]: (x − 127.5) / 127.5
 
 WeightsPath = str | Path | None
 
@@ -51,7 +51,7 @@ WeightsPath = str | Path | None
 @dataclass(frozen=True)
 class Window:
     """Frame ``index``'s network inputs: ``rgb`` [21, 224, 224, 3] uint8 and ``flow`` [21, 224, 224, 2]
-    float16 (None for RGB alone)."""
+    float32 (None for RGB alone)."""
 
     index: int
     rgb: np.ndarray
@@ -205,7 +205,7 @@ class MstcnFeatureExtractor:
     def embed(self, windows: list[Window]) -> torch.Tensor:
         """[B, 1024 × streams] float32 features of ``windows`` (RGB first)."""
         rgb = torch.from_numpy(np.stack([w.rgb for w in windows])).to(self.device)
-        inputs = [((rgb.float() - PIXEL_CENTRE) / PIXEL_CENTRE).permute(0, 4, 1, 2, 3)]
+        inputs = [normalize_clips(rgb, self.settings.mean, self.settings.std)]  # (x − 127.5) / 127.5
         if self.with_flow:
             flow = torch.from_numpy(np.stack([w.flow for w in windows])).to(self.device)
             inputs.append(flow.float().permute(0, 4, 1, 2, 3))
