@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,6 +231,27 @@ def test_full_disk_fails_each_video_cleanly(tmp_path: Path, model: Path, small_d
     ]
 
 
+def test_full_disk_simulated_at_the_rename(tmp_path: Path, model: Path, monkeypatch, capsys) -> None:
+    """Where no tmpfs can be mounted: ENOSPC from the OS call that publishes each PNG (os.replace)."""
+    videos = [write_level_video(tmp_path / f"v{index}.mp4", 1.0) for index in (1, 2)]
+    replace = os.replace
+
+    def full_disk(source, target, *args, **kwargs):
+        if str(target).endswith(".png"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+        return replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    out = tmp_path / "out"
+    code, err = cli(capsys, "segment", *videos, "--weights", model, "--out", out, "--plot", "--quiet")
+    assert code == 3 and len(err) == 2, err
+    for line, video in zip(err, videos, strict=True):
+        assert line.startswith(
+            f"actfusion: OSError: cannot write the outputs of '{video}' into '{out}': No space"
+        )
+    assert sorted(path.name for path in out.iterdir()) == [".actfusion", "failures.json"]
+
+
 def test_a_record_that_cannot_be_written_leaves_no_output(tmp_path: Path, monkeypatch) -> None:
     """Simulated in-process at the record's write (ENOSPC from its atomic write): the outputs already renamed
     into place are removed again, and the old record was removed before them."""
@@ -280,6 +302,43 @@ def test_an_interrupted_rewrite_never_leaves_a_stale_output_finished(
     result.write_text(first.decode().replace('"duration"', '"duration" ', 1))
     assert not output_is_finished(record, identity, first_settings)
     assert not BatchJob("segment", out, weights=str(model)).is_finished("good", identity, first_settings)
+
+
+KILLED_WHILE_PLOTTING = """
+import os, signal, sys
+from actfusion_sdk.cli import main
+from actfusion_sdk.results import timeline
+timeline.plot = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_the_png_renders_leaves_no_stale_finished_output(
+    tmp_path: Path, model: Path, other_model: Path, capsys
+) -> None:
+    """The issue's case with a real SIGKILL, sent by the process to itself as the PNG starts rendering."""
+    video = write_level_video(tmp_path / "good.mp4", 2.0)
+    out = tmp_path / "K"
+    assert cli(capsys, "segment", video, "--weights", model, "--out", out, "--quiet")[0] == 0
+    result, record = out / "good.segmentation.json", out / "good.segmentation.record.json"
+    first, first_settings = result.read_bytes(), settings_of(record)
+    argv = ["segment", video, "--weights", other_model, "--out", out, "--plot", "--quiet"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_PLOTTING, *map(str, argv)], capture_output=True, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    identity = InputIdentity.of(video)
+    assert result.read_bytes() == first and output_is_finished(record, identity, first_settings)
+    second_settings = {**first_settings, "model": Predictor(other_model, device="cpu").card.sha256}
+    assert not BatchJob("segment", out, weights=str(other_model), plot=True).is_finished(
+        "good", identity, second_settings
+    )
+    visible = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
+    assert visible == ["good.segmentation.json", "good.segmentation.record.json"]  # temporaries are hidden
+    # The next run with the other model completes it.
+    code, err = cli(capsys, "segment", video, "--weights", other_model, "--out", out, "--plot", "--quiet")
+    assert code == 0 and output_is_finished(record, identity, second_settings, ["good.segmentation.png"])
 
 
 # ---- row 9: claimed names never collide with real stems ---------------------------------------------------
