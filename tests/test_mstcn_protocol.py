@@ -268,3 +268,37 @@ def test_official_checkpoint_imported_runs_on_raw_video(tmp_path, weight_files, 
     assert main(["segment", str(video), "--weights", str(card_dir), "--format", "json", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["classes"] == classes and result["fps"] == 15.0 and len(result["frame_labels"]) == 3
+
+
+def test_flow_windows_of_a_clip_with_known_motion(tmp_path, weight_files):
+    """Decoded clip -> grey -> TV-L1 -> resize/crop -> clip/20 -> windows: a square moving 3 px a frame gives
+    0.15 (3 px, not rescaled by the 96 -> 256 resize, / 20) inside it, and fields beyond the ends are zero."""
+    rng = np.random.default_rng(7)
+    background = cv2.GaussianBlur(rng.integers(0, 256, (96, 128, 3)).astype(np.uint8), (5, 5), 1.0)
+    square = cv2.GaussianBlur(rng.integers(0, 256, (40, 40, 3)).astype(np.uint8), (5, 5), 1.0)
+    images = []
+    for index in range(6):
+        image = background.copy()
+        image[28:68, 30 + 3 * index : 70 + 3 * index] = square
+        images.append(image)
+    video = write_video(tmp_path / "moving.mkv", 6, fps=15, size=(128, 96), images=images, codec="ffv1",
+                        pix_fmt="yuv444p")  # fmt: skip
+    extractor = MstcnFeatureExtractor(
+        FeatureSettings.mstcn(), weight_files["rgb"], weight_files["flow"], device="cpu", flow_workers=2
+    )
+    windows = list(extractor.windows(extractor.decoder(video)))
+    assert [w.index for w in windows] == list(range(6))
+    geometry_scale = 256 / 96  # the square's interior in the 224 crop: rows 28..68 and columns 39..69 (+3t)
+    for window in windows:
+        t = window.index
+        for offset, j in enumerate(range(t - 10, t + 11)):
+            field = window.flow[offset]
+            if not 0 <= j <= 4:  # fields 0 -> 1 ... 4 -> 5 exist
+                assert not field.any()
+                continue
+            left = round((36 + 3 * j) * geometry_scale) - 58  # crop origin (16, 58) of the 256 x 341 frame
+            interior = field[
+                round(36 * geometry_scale) - 16 : round(60 * geometry_scale) - 16, left : left + 48
+            ]
+            assert np.median(interior[..., 0]) == pytest.approx(3 / 20, abs=0.02)
+            assert np.median(interior[..., 1]) == pytest.approx(0, abs=0.02)
