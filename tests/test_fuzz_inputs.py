@@ -363,6 +363,69 @@ def test_live_parameters_and_frames(name, call, expected) -> None:
     assert "\n" not in str(raised.value) and str(raised.value)
 
 
+# ---- surface 5: results built and drawn through the API ----------------------------------------------
+
+
+def api_cases() -> list[tuple[str, Callable[[], object]]]:
+    """Bad arguments of SegmentationResult / AnticipationResult.from_frames and Result.plot: each a
+    ConfigError."""
+    rng = random.Random(SEED + 3)
+    classes = ["idle", "cut"]
+    labels = [0, 0, 1, 1]
+    bad: dict[str, list[Any]] = {
+        "frame_labels": [[], "ab", [0.5, 1], [math.nan], None, [10**30], [0, 2], [-1, 0], [{}], ["0"]],
+        "classes": [[], "ab", ["idle", "idle"], ["idle", ""], [1, 2], [None, "cut"], ["idle"]],
+        "fps": [0, -1, math.nan, math.inf, "2", None, True, [2.0], -rng.uniform(0, 1e9)],
+        "duration": [math.nan, math.inf, -1.0, 0.0, 1.4, "2", [2.0]],
+        "frame_probs": ["x", np.full((2, 4), np.nan), np.ones((4, 2)), [[0.5]], np.full((2, 4), np.inf)],
+    }
+    cases: list[tuple[str, Callable[[], object]]] = []
+    for name, values in bad.items():
+        for value in values:
+            arguments = {"frame_labels": labels, "classes": classes, "fps": 2.0} | {name: value}
+            options = {key: arguments.pop(key) for key in ("duration", "frame_probs") if key in arguments}
+            cases.append(
+                (
+                    f"SegmentationResult.from_frames({name}={value!r:.30})",
+                    lambda a=arguments, o=options: SegmentationResult.from_frames(**a, **o),
+                )
+            )
+    for cut in (0, 4, -1, 1.5, math.nan, "2", None, True, 10**30):
+        cases.append(
+            (
+                f"AnticipationResult.from_frames(cut_frame={cut!r})",
+                lambda c=cut: AnticipationResult.from_frames(labels, classes, 2.0, c),
+            )
+        )
+    for ratio in (0, 1, 2, -0.5, math.nan, "0.3"):
+        cases.append(
+            (
+                f"AnticipationResult.from_frames(observation_ratio={ratio!r})",
+                lambda r=ratio: AnticipationResult.from_frames(labels, classes, 2.0, 2, observation_ratio=r),
+            )
+        )
+    result = SegmentationResult.from_frames(labels, classes, 2.0)
+    for width in (0, -1, 100, 10**6, math.nan, 2.5, "800", None, True):
+        cases.append((f"plot(width={width!r})", lambda w=width: result.plot("never.png", width=w)))
+    for dpi in (0, -5, 10**5, math.inf, "100"):
+        cases.append((f"plot(dpi={dpi!r})", lambda d=dpi: result.plot("never.png", dpi=d)))
+    for suffix in (".gif", ".bmp", ".txt", "", ".png.tmp", ".JPG2"):
+        cases.append((f"plot(suffix={suffix!r})", lambda x=suffix: result.plot(f"never{x}")))
+    return cases
+
+
+API_CASES = api_cases()
+
+
+@pytest.mark.parametrize(("name", "call"), API_CASES, ids=[name[:70] for name, _ in API_CASES])
+def test_result_api_values(name, call, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        call()
+    assert "\n" not in str(raised.value) and str(raised.value)
+    assert not any(tmp_path.iterdir())  # nothing drawn
+
+
 # ---- the sweep's size ----------------------------------------------------------------------------------
 
 
@@ -376,6 +439,7 @@ def test_sweep_size(card_document, result_documents, capsys) -> None:
         "model cards": len(card_cases(card_document)),
         "result JSON": len(result_cases(result_documents)),
         "live parameters and frames": len(LIVE_CASES),
+        "result API values": len(API_CASES),
     }
     with capsys.disabled():
         print("\nfuzz sweep:", ", ".join(f"{surface} {count}" for surface, count in sizes.items()))

@@ -37,6 +37,8 @@ over its frames.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -356,6 +358,10 @@ class AnticipationResult(Result):
         `video_duration`: the source video's length; kept as `video_end` when the window runs past it.
         """
         labels, probs, duration = _validated_frames(frame_labels, classes, fps, frame_probs, duration)
+        if not isinstance(cut_frame, numbers.Integral) or isinstance(cut_frame, bool):
+            raise ConfigError(f"cut_frame must be an integer frame index, got {cut_frame!r}")
+        if observation_ratio is not None and not (_finite(observation_ratio) and 0 < observation_ratio < 1):
+            raise ConfigError(f"observation_ratio must be in (0, 1) or None, got {observation_ratio!r}")
         if not 0 < cut_frame < len(labels):
             raise ConfigError(f"cut_frame must be in (0, {len(labels)}) (frames), got {cut_frame}")
 
@@ -440,12 +446,17 @@ def _read_document(source: str | os.PathLike[str]) -> dict[str, Any]:
 def _validated_frames(
     frame_labels: Any, classes: Sequence[str], fps: float, frame_probs: Any, duration: float | None
 ) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """Check shapes and ranges; return the labels, the probs and the duration (frames / fps by default)."""
-    labels = np.array(frame_labels, dtype=np.int64).reshape(-1)
+    """Check types, shapes and ranges; return the labels, the probs and the duration (frames / fps by
+    default)."""
+    labels = _label_ids(frame_labels)
     if len(labels) == 0:
         raise ConfigError("a result needs at least one frame label; got an empty sequence")
-    if not fps > 0:
-        raise ConfigError(f"fps must be positive (feature frames per second), got {fps}")
+    if not _finite(fps) or not fps > 0:
+        raise ConfigError(f"fps must be positive (feature frames per second), got {fps!r}")
+    if isinstance(classes, str) or not all(isinstance(name, str) and name.strip() for name in classes):
+        raise ConfigError(f"classes must be a sequence of non-empty class names, got {classes!r:.60}")
+    if len(set(classes)) != len(classes):
+        raise ConfigError(f"classes must be unique names, got {list(classes)!r:.80}")
     if labels.min() < 0 or labels.max() >= len(classes):
         raise ConfigError(
             f"frame labels must be class ids in [0, {len(classes)}); "
@@ -453,7 +464,12 @@ def _validated_frames(
         )
     probs = None
     if frame_probs is not None:
-        probs = np.array(frame_probs, dtype=np.float32)
+        try:
+            probs = np.array(frame_probs, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"frame_probs must be an array of probabilities ({err})") from err
+        if not np.isfinite(probs).all():
+            raise ConfigError("frame_probs holds NaN or infinite values")
         if probs.shape != (len(classes), len(labels)):
             raise ConfigError(
                 f"frame_probs must have shape [classes, frames] = {(len(classes), len(labels))}, "
@@ -461,12 +477,29 @@ def _validated_frames(
             )
     if duration is None:
         duration = len(labels) / fps
+    if not _finite(duration):
+        raise ConfigError(f"duration must be a finite number of seconds, got {duration!r}")
     if not duration > (len(labels) - 1) / fps:
         raise ConfigError(
             f"duration {duration} s is too short for {len(labels)} frames at {fps} frames/s "
             f"(the last frame starts at {(len(labels) - 1) / fps} s)"
         )
     return labels, probs, float(duration)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _label_ids(frame_labels: Any) -> np.ndarray:
+    """`frame_labels` as int64 class ids [T], or a ConfigError (strings, NaN, fractions, huge numbers)."""
+    values = np.asarray(frame_labels)
+    whole = values.dtype.kind in "iu" or (
+        values.dtype.kind == "f" and bool(np.all(np.isfinite(values) & (values == np.round(values))))
+    )
+    if not whole or (values.size and np.abs(values).max() >= 2**62):
+        raise ConfigError(f"frame labels must be integer class ids, got {frame_labels!r:.60}")
+    return values.astype(np.int64).reshape(-1)
 
 
 def _shared_fields(
