@@ -72,8 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_compute_arguments(parser, threads=True)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    # One thread by default: the small recipe's epochs ran 2.5x faster on 1 than on 2 threads of a busy
-    # 2-core machine (benchmarks/RESULTS.md); give --threads N on a quiet machine or for large presets.
+    # One thread by default: on a busy 2-core machine the small recipe's training steps ran 2.5-16x slower on
+    # 2 threads than on 1 (benchmarks/RESULTS.md); give --threads N on a quiet machine or for large presets.
     parser.set_defaults(handler=run, threads=DEFAULT_THREADS)
 
 
