@@ -305,7 +305,9 @@ def test_live_replay_page(tmp_path, capsys):
     page = Path(capsys.readouterr().out.strip())
     elements = Elements(page.read_text())
     assert spans_of(elements.lane("what happened")) == [("background", 0.0, 6.0)]
-    rows = elements.with_class("update")
+    legend = {e["data-label"]: e.get("data-total") for e in elements.with_class("legend-entry")}
+    assert legend == {"background": "6.0", "anticipated": None}
+    rows = [attrs for attrs in elements.with_class("update") if "lane" in attrs["class"].split()]
     assert [float(row["data-time"]) for row in rows] == [2.0, 4.0, 6.0]
     for update in updates:
         segments = elements.lane(f"#{update.index} at {update.time:.1f} s")

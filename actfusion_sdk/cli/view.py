@@ -75,7 +75,7 @@ def _single_page(source: Path, args: argparse.Namespace) -> Path:
 
         if args.truth or args.embed_video:
             raise ConfigError("--truth and --embed-video apply to result pages, not to a live replay")
-        return write_replay_page(read_updates(source), out, args.video, title=f"live run {source.stem}")
+        return write_replay_page(read_updates(source), out, args.video, title=f"{source.name}: live run")
     from ..results.viewer_index import load_result_file
 
     entry = load_result_file(source)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..results import Segment, html
+from ..results.viewer import total_times
 from .update import LiveUpdate
 
 
@@ -60,11 +61,12 @@ def replay_page(
 ) -> str:
     """The HTML of the replay page as it will be written to `path`."""
     palette = html.Palette()
-    colors = palette.classes_of(_classes_seen(updates))
+    classes = _classes_seen(updates)
+    colors = palette.classes_of(classes)
     end = max(update.time + update.horizon for update in updates)
     last = updates[-1]
-    happened = [(None, segment) for segment in what_happened(updates)]
-    lanes = [("what happened", html.lane_element(html.Lane("what happened", happened, colors), end))]
+    happened = what_happened(updates)
+    lanes = [(html.Lane("what happened", [(None, segment) for segment in happened], colors), "")]
     for update in updates:
         segments = [("observed", s) for s in update.observed_segments]
         segments += [("anticipated", s) for s in update.anticipated_segments]
@@ -72,7 +74,7 @@ def replay_page(
         name = f"#{update.index} at {update.time:.1f} s"
         attributes = f' data-time="{html.seconds(update.time)}" data-update="{update.index}"'
         lane = html.Lane(name, segments, colors, cut, attributes)
-        lanes.append((name, html.lane_element(lane, end, "update")))
+        lanes.append((lane, "update"))
     source = None if video is None else html.video_source(video, path)
     stream_end = "" if last.end is None else f", ended: {last.end}"
     meta = (
@@ -84,6 +86,7 @@ def replay_page(
         + html.player(source, None if video is None else Path(video).name)
         + html.controls()
         + html.timeline(end, lanes)
+        + html.legend(_legend(happened, classes, colors))
     )
     return html.page(title, body, palette)
 
@@ -108,6 +111,15 @@ def what_happened(updates: Sequence[LiveUpdate]) -> list[Segment]:
             piece = replace(joined.pop(), end=piece.end, end_frame=piece.end_frame, score=None)
         joined.append(piece)
     return joined
+
+
+def _legend(
+    happened: Sequence[Segment], classes: Sequence[str], colors: Sequence[str]
+) -> list[tuple[str, str, str, str]]:
+    """Each class of what happened with its total time, and the hatch of anticipated segments."""
+    totals = sorted(total_times(happened).items())
+    entries = [(classes[i], colors[i], f"{total:.2f} s", html.seconds(total)) for i, total in totals]
+    return [*entries, ("anticipated", "anticipated hatch", "after each update's cut (hatched)", "")]
 
 
 def _classes_seen(updates: Sequence[LiveUpdate]) -> list[str]:

@@ -116,12 +116,13 @@ def mark(kind: str, time: float, end: float, label: str) -> str:
     )
 
 
-def timeline(end: float, lanes: Sequence[tuple[str, str]], behind: str = "", over: str = "") -> str:
-    """The timeline: lane names on the left, the lanes (name, markup) scrolling horizontally under an axis."""
+def timeline(end: float, lanes: Sequence[tuple[Lane, str]], behind: str = "", over: str = "") -> str:
+    """The timeline: lane names on the left, the lanes (each with its kind, a CSS class of lane and name:
+    "", "conf" or "update") scrolling horizontally under an axis."""
     names = '<div class="axis-name"></div>' + "".join(
-        f'<div title="{escape(name)}">{escape(name)}</div>' for name, _ in lanes
+        f'<div class="{kind}" title="{escape(lane.name)}">{escape(lane.name)}</div>' for lane, kind in lanes
     )
-    body = "".join(markup for _, markup in lanes)
+    body = "".join(lane_element(lane, end, kind) for lane, kind in lanes)
     return (
         f'<div class="timeline" id="timeline" data-end="{seconds(end)}"><div class="names">{names}</div>'
         f'<div class="scroll"><div class="inner"><div class="axis"></div>{behind}'

@@ -59,16 +59,13 @@ def result_page(
     truth_segments = None if truth is None else truth_of(truth, result)
     end = max([result.duration, *(s.end for s in truth_segments or ())])
 
-    prediction = html.Lane("prediction", drawn_segments(result), colors)
-    lanes = [("prediction", html.lane_element(prediction, end))]
+    lanes = [(html.Lane("prediction", drawn_segments(result), colors), "")]
     if truth_segments is not None:
         rows = [(None, segment) for segment in truth_segments]
-        lanes.append(("ground truth", html.lane_element(html.Lane("ground truth", rows, colors), end)))
+        lanes.append((html.Lane("ground truth", rows, colors), ""))
     if result.frame_confidence is not None:
         strip = html.confidence_strip(result.frame_confidence, result.fps, result.duration, end)
-        lanes.append(
-            ("confidence", html.lane_element(html.Lane("confidence", (), colors, strip), end, "conf"))
-        )
+        lanes.append((html.Lane("confidence", (), colors, strip), "conf"))
 
     behind = over = ""
     anticipated = dict(result.parts()).get(ANTICIPATED_PART, ())
@@ -167,8 +164,8 @@ def _legend(
     result: Result, colors: Sequence[str], truth: Sequence[Segment] | None, anticipated: bool
 ) -> list[tuple[str, str, str, str]]:
     """Each class shown, with its total time in the prediction (and in the ground truth)."""
-    predicted = _totals(segment for _, segments in result.parts() for segment in segments)
-    truth_totals = _totals(truth or ())
+    predicted = total_times(segment for _, segments in result.parts() for segment in segments)
+    truth_totals = total_times(truth or ())
     entries = []
     for label_id, label in enumerate(result.classes):
         if label_id not in predicted and label_id not in truth_totals:
@@ -183,7 +180,8 @@ def _legend(
     return entries
 
 
-def _totals(segments: Iterable[Segment]) -> dict[int, float]:
+def total_times(segments: Iterable[Segment]) -> dict[int, float]:
+    """Seconds per class id over `segments`."""
     totals: dict[int, float] = {}
     for segment in segments:
         totals[segment.label_id] = totals.get(segment.label_id, 0.0) + segment.duration

@@ -26,6 +26,7 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .names div { height: var(--lane); line-height: var(--lane); margin-bottom: 4px; padding: 0 8px;
   overflow: hidden; white-space: nowrap; text-overflow: ellipsis; font-size: 12px; }
 .names .axis-name { height: 22px; margin-bottom: 0; }
+.names .update { height: 14px; line-height: 14px; font-size: 11px; }
 .scroll { flex: 1 1 auto; overflow-x: auto; overflow-y: hidden; }
 .inner { position: relative; width: 100%; min-width: 100%; overflow: hidden; }
 .axis { position: relative; z-index: 1; height: 22px; border-bottom: 1px solid #ccc; font-size: 11px;
