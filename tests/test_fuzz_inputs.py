@@ -93,6 +93,7 @@ def cli_cases() -> list[tuple[str, list[str], str, str]]:
     batch = ["batch", "segment", MISSING, "--weights", MODEL, "--out", OUT]
     train = ["train", "--data", MISSING, "--out", OUT]
     benchmark = ["make-benchmark", "--out", OUT]
+    dataset = ["dataset", "build", MISSING, "--annotations", MISSING, "--out", OUT]
     table = [
         (segment, "--seed", bad_integers(rng, 0, SEED_MAX)),
         (anticipate, "--seed", bad_integers(rng, 0, SEED_MAX)),
@@ -114,6 +115,11 @@ def cli_cases() -> list[tuple[str, list[str], str, str]]:
         (train, "--eval-every", ["0", "-1", "nan", *NON_NUMBERS]),
         (train, "--seed", bad_integers(rng, 0, SEED_MAX)),
         (train, "--val-fraction", ["-0.1", "1", "1.5", *NON_FINITE, *NON_NUMBERS]),
+        *[(base, "--threads", bad_integers(rng, 1, 4096)) for base in (segment, anticipate, extract, train)],
+        (dataset, "--folds", ["1", "0", "-1", "1.5", "nan", *NON_NUMBERS]),
+        (dataset, "--gt-fps", ["0", "-1", *NON_FINITE, *NON_NUMBERS]),
+        (dataset, "--batch-size", ["0", "-1", "1.5", *NON_NUMBERS]),
+        (dataset, "--threads", bad_integers(rng, 1, 4096)),
         (benchmark, "--videos", bad_integers(rng, 1, 10_000)),
         (benchmark, "--seed", bad_integers(rng, 0, SEED_MAX)),
         (benchmark, "--size", ["0", "-64", "63", "1.5", *NON_NUMBERS]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import textwrap
 from pathlib import Path
@@ -95,7 +96,7 @@ def _formats_epilog() -> str:
 def run_build(args: argparse.Namespace) -> int:
     from ..data.builder import build_dataset
 
-    if args.gt_fps is not None and not args.gt_fps > 0:
+    if args.gt_fps is not None and not (math.isfinite(args.gt_fps) and args.gt_fps > 0):
         raise ConfigError(f"--gt-fps must be a positive number of frames per second, got {args.gt_fps}")
     settings = extraction_settings(args)
     apply_threads(args)

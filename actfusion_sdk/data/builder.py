@@ -174,6 +174,8 @@ def build_dataset(
     ``merge_case``: merge label spellings that differ only in case or spaces. ``tier``, ``gt_fps``: the ELAN
     tier, and the frame rate of MS-TCN ground truth (and of Label Studio tasks that state none).
     """
+    if folds is not None and (not isinstance(folds, int) or isinstance(folds, bool) or folds < 2):
+        raise ConfigError(f"folds must be an integer from 2 to the number of videos, got {folds!r}")
     out = Path(os.path.abspath(out))  # a name to put the working folder beside, even for "." or "data/"
     _check_destination(out)
     inputs = find_videos(videos)
