@@ -42,7 +42,8 @@ def seconds(value: float) -> str:
 
 
 def percent(value: float, end: float) -> str:
-    return f"{100.0 * value / end:.5g}%"
+    """`value` as a CSS percentage of `end`, to 7 digits: under a pixel off even at the deepest zoom."""
+    return f"{100.0 * value / end:.7g}%"
 
 
 class Palette:
