@@ -151,15 +151,14 @@ def test_cli_train_then_evaluate_our_format(salads_like, tmp_path, capsys):
     ]
     assert main(args) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[0] == "TAS"
-    # A model card serves as --config: the same configuration and recipe are trained again.
+    # A model card serves as --config: the same configuration and recipe are trained again, under the name
+    # of the new run (its --out folder, as no --name is given).
     card = out / "model" / "model.json"
     again = tmp_path / "again"
     code = main(["train", "--data", str(salads_like), "--config", str(card), "--out", str(again)] + rest)
     assert code == 0
-    assert (
-        json.loads((again / "model" / "model.json").read_text())["config"]
-        == json.loads(card.read_text())["config"]
-    )
+    retrained = json.loads((again / "model" / "model.json").read_text())["config"]
+    assert retrained == {**json.loads(card.read_text())["config"], "name": "again"}
 
 
 def test_evaluate_rejects_a_foreign_mapping(salads_like, tmp_path):
