@@ -134,6 +134,8 @@ def write_outputs(
        failure here removes the outputs renamed so far, so no output is left without its record.
     """
     paths = list(writers)
+    if any(path.parent != record.parent for path in paths):  # the record names its outputs by file name
+        raise ValueError(f"every output must lie beside its record {record}: {[str(p) for p in paths]}")
     published: list[Path] = []
     with staged_files(paths) as temporaries:
         for path, temporary in zip(paths, temporaries, strict=True):
