@@ -389,6 +389,33 @@ def test_names_differing_only_in_case_are_distinct_names(tmp_path: Path) -> None
     assert claim_output_names(tmp_path / "out2", paths[1:2])[paths[1]].startswith("clip-")
 
 
+def test_generated_names_never_collide_and_always_fit(tmp_path: Path) -> None:
+    """A sweep: 3 runs of 60 generated paths each (stems of 1 to 250 bytes, dots, dashes, case, accents,
+    stems shaped like disambiguated names) into one folder that also holds unrelated files."""
+    rng = np.random.default_rng(34)
+    alphabet = list("abcABC-._é") + ["clip", "-06f22597", "ÉTÉ"]
+    out = tmp_path / "out"
+    (out / "features").mkdir(parents=True)
+    foreign = {"clip.segmentation.json", "notes.txt", "features/ÉTÉ.npy"}
+    for name in foreign:
+        (out / name).write_text("not ours")
+    claimed: dict[Path, str] = {}
+    for run in range(3):
+        paths = []
+        for index in range(60):
+            stem = "".join(rng.choice(alphabet, size=int(rng.integers(1, 90)))).lstrip(".") or "x"
+            stem = fit_name(stem, int(rng.choice([8, 60, 250])), keep="start")
+            paths.append(tmp_path / f"d{run}-{index % 7}" / f"{stem}.mp4")
+        names = claim_output_names(out, paths)
+        assert all(claimed.get(path, name) == name for path, name in names.items())  # names are for good
+        claimed.update(names)
+    folded = {name.casefold() for name in set(claimed.values())}
+    assert len(folded) == len(set(claimed.values())) == len({os.path.abspath(p) for p in claimed})
+    assert all(len(os.fsencode(name)) <= NAME_MAX - SUFFIX_BYTES for name in claimed.values())
+    foreign_names = {Path(name).name.split(".")[0].casefold() for name in foreign}
+    assert not folded & foreign_names
+
+
 # ---- row 10: a corrupt state folder -------------------------------------------------------------------
 
 
