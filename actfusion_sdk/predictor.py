@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, InputError, WeightsError
-from .limits import check_seconds, check_seed
+from .limits import MAX_FRAMES, check_seconds, check_seed
 from .results import AnticipationResult, SegmentationResult
 from .runtime import resolve_device
 from .weights import BUNDLED_DEFAULT, DEMO_VIDEO_TAG, resolve_weights
@@ -107,12 +107,21 @@ class AnticipationWindow:
         return None if self.observed is None else round(self.observed * fps)
 
     def check_rate(self, fps: float) -> None:
-        """Refuse, before any decoding, an observation shorter than one feature frame at `fps` features/s."""
+        """Refuse, before any decoding, an observation shorter than one feature frame at `fps` features/s,
+        or a window of more than MAX_FRAMES feature frames."""
         observed = self.observed_frames(fps)
-        if observed is not None and observed < 1:
+        if observed is None:
+            return
+        if observed < 1:
             raise ConfigError(
                 f"observed={self.observed:g} s is less than one feature frame of this model "
                 f"({fps:g} features/s); observe at least {0.5 / fps:g} s"
+            )
+        total = observed + max(1, round(self.horizon * fps))
+        if total > MAX_FRAMES:
+            raise ConfigError(
+                f"observed + horizon = {self.observed + self.horizon:g} s is {total} feature frames of this "
+                f"model ({fps:g} features/s), more than the {MAX_FRAMES} it answers at once; shorten them"
             )
 
     def check_duration(self, duration: float | None, fps: float, source: str) -> None:
@@ -126,6 +135,7 @@ class AnticipationWindow:
 
     def frames(self, prepared: PreparedFeatures) -> FrameWindow:
         """Seconds -> feature frames of `prepared` (the one place this conversion happens)."""
+        self.check_rate(prepared.fps)
         observed = self.observed_frames(prepared.fps)
         if observed is None:
             return FrameWindow(total=prepared.frames, observed=None)

@@ -169,6 +169,7 @@ def test_official_checkpoint_as_weights_says_how_to_convert(files, tmp_path, cap
         (["--threads", "0"], "threads must be an integer from 1"),
         (["--seed", "-1"], "seed must be an integer from 0"),
         (["--every", "1e-6"], "shorter than one feature frame"),
+        (["--horizon", "100000"], "more than the 200000 it answers at once"),  # a day: 250,000 frames
     ],
 )
 def test_live_options_out_of_range_are_usage_errors_before_the_source_opens(
@@ -289,6 +290,7 @@ def test_live_reports_spliced_and_joined_mpegts_like_the_file_decoder(tmp_path, 
         (["--observed", "1", "--horizon", "inf"], "horizon must be positive seconds"),
         (["--observed", "1", "--horizon", "nan"], "horizon must be positive seconds"),
         (["--observed", "1", "--horizon", "1e12"], "horizon must be positive seconds"),
+        (["--observed", "1", "--horizon", "100000"], "more than the 200000 it answers at once"),
         (["--observed", "-1", "--horizon", "2"], "observed must be positive seconds"),
         (["--ratio", "nan"], "ratio must be in (0, 1)"),
         (["--seed", "99999999999999999999"], "seed must be an integer from 0"),
@@ -335,9 +337,11 @@ def result() -> SegmentationResult:
 def test_plot_writes_the_format_its_suffix_names(result, tmp_path) -> None:
     from PIL import Image
 
-    for name, kind in (("x.jpg", "JPEG"), ("x.jpeg", "JPEG"), ("x.png", "PNG")):
+    for name, kind in (("x.jpg", "JPEG"), ("x.JPEG", "JPEG"), ("x.png", "PNG")):
         with Image.open(result.plot(tmp_path / name)) as image:
             assert image.format == kind and image.size[0] == 1200
+    with Image.open(result.plot(tmp_path / "narrow.png", width=800.0)) as image:
+        assert image.size[0] == 800
     assert (result.plot(tmp_path / "x.pdf")).read_bytes().startswith(b"%PDF")
     assert b"<svg" in (result.plot(tmp_path / "x.svg")).read_bytes()[:400]
     with pytest.raises(ConfigError, match=r"image format of .*x\.gif.*\.png, \.jpg"):

@@ -8,9 +8,9 @@ import time
 import torch
 
 from ..errors import ConfigError
+from ..limits import MAX_FRAMES
 from ._common import add_compute_arguments
 
-MAX_LENGTH = 200_000  # feature frames: over 3 hours at 15 features/s; the features alone take 1.6 GB
 MAX_REPEATS = 1000
 
 
@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from ..model.inference import segment
     from ..runtime import resolve_device
 
-    if not (1 <= args.length <= MAX_LENGTH and 1 <= args.repeats <= MAX_REPEATS):
+    if not (1 <= args.length <= MAX_FRAMES and 1 <= args.repeats <= MAX_REPEATS):
         raise ConfigError(
-            f"--length must be 1 to {MAX_LENGTH} frames and --repeats 1 to {MAX_REPEATS}, "
+            f"--length must be 1 to {MAX_FRAMES} frames and --repeats 1 to {MAX_REPEATS}, "
             f"got {args.length} and {args.repeats}"
         )
     device = resolve_device(args.device)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
-from ..limits import check_seconds, check_seed
+from ..limits import MAX_FRAMES, check_seconds, check_seed
 from ..predictor import AnticipationWindow, Predictor
 from ..results import Segment
 from ..video.live import LiveSource
@@ -54,6 +54,11 @@ class UpdatePlan:
                     f"{name}={value:g} s is shorter than one feature frame of this model "
                     f"({fps:g} features/s); use at least {1 / fps:g} s"
                 )
+        if self.horizon * fps > MAX_FRAMES:
+            raise ConfigError(
+                f"horizon={self.horizon:g} s is {round(self.horizon * fps)} feature frames of this model "
+                f"({fps:g} features/s), more than the {MAX_FRAMES} it answers at once; shorten it"
+            )
 
 
 def live_updates(predictor: Predictor, source: LiveSource, plan: UpdatePlan) -> Iterator[LiveUpdate]:

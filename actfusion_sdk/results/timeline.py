@@ -6,6 +6,7 @@ Imported only when a timeline is drawn (`Result.plot`), so matplotlib is not loa
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from pathlib import Path
@@ -132,7 +133,8 @@ def _image_format(path: Path) -> str:
 
 
 def _check_pixels(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+    whole = isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer()
+    if isinstance(value, bool) or not whole or not low <= value <= high:
         raise ConfigError(f"the timeline's {name} must be an integer from {low} to {high}, got {value!r}")
 
 
