@@ -192,6 +192,15 @@ def test_animated_images_are_segmented_and_still_ones_refused(tmp_path: Path, mo
     )
 
 
+def test_an_animation_holding_a_frame_for_seconds_is_not_damaged(tmp_path: Path, caplog) -> None:
+    images = [Image.fromarray(np.full((32, 40, 3), level, np.uint8)) for level in (20, 120, 220)]
+    images[0].save(tmp_path / "pause.gif", save_all=True, append_images=images[1:], duration=[100, 5000, 100])
+    with caplog.at_level(logging.WARNING, logger="actfusion_sdk.video.decode"):
+        frames = list(VideoDecoder(tmp_path / "pause.gif", fps=10.0))
+    assert len(frames) == 52 and caplog.records == []  # 0.1 s + 5 s + 0.1 s at 10 fps
+    assert [round(frames[i].float().mean().item()) for i in (0, 1, 50, 51)] == [20, 120, 120, 220]
+
+
 # ---- row 7: a full disk --------------------------------------------------------------------------------
 
 

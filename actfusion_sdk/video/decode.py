@@ -273,7 +273,10 @@ class VideoDecoder:
                 frame_interval=frame_interval(stream),
             )
             clock = PresentationClock()
-            timeline = StreamTimeline(frame_interval(stream))
+            # An animation's frames have delays of their own (a GIF may hold one for seconds): no frame
+            # rate to have dropped frames from.
+            animation = any(marker in container.format.name for marker in _IMAGE_FORMATS)
+            timeline = StreamTimeline(None if animation else frame_interval(stream))
             plan = PlanCheck(self.path, self.fps)
             plan.declared(self.info)
             self._damage: str | None = None
