@@ -7,11 +7,13 @@ frame whose presentation time is <= ``i / fps`` (within half a tick of the strea
 round timestamps to it); output frames continue while ``i / fps`` is before the end of the last source frame.
 This handles variable frame rate streams exactly.
 
-Bad inputs raise ``VideoError`` naming the file. A truncated or corrupt stream is decoded up to the point
-where it breaks and the valid frames are returned (a stream with no decodable frame raises). What decoding
-found — a stream ending before its declared duration, corrupt data, dropped frames (with the longest gap),
-out-of-order timestamps — is logged as one warning line per file on the ``actfusion_sdk.video.decode``
-logger. An mp4 cut before its index (moov atom) cannot be opened at all and raises.
+Bad inputs raise ``VideoError`` naming the file; a FIFO, device or socket is refused before it is opened (it
+would block or be consumed), a one-frame image is refused, and an animated image (GIF, APNG) is a video. A
+truncated or corrupt stream is decoded up to the point where it breaks and the valid frames are returned (a
+stream with no decodable frame raises). What decoding found — a stream ending before its declared duration,
+corrupt data, dropped frames (with the longest gap), out-of-order timestamps — is logged as one warning line
+per file on the ``actfusion_sdk.video.decode`` logger, and timestamps that would make absurdly many frames are
+warned about before the work (`PlanCheck`). An mp4 cut before its index (moov atom) cannot be opened at all.
 Decoding never hangs: if no frame arrives for ``stall_seconds`` the file is given up with a ``VideoError``.
 """
 
