@@ -6,9 +6,10 @@
     extract:               OUT/features/<name>.npy + its sidecar (= record) OUT/features/<name>.json
 
 `<name>` is the video's claimed output name (`claim_output_names`: its stem, made distinct for same-stem
-videos from other folders). Every file is written atomically and the record last, so an output is finished
-when its record names this very input and these settings (`output_is_finished`): that is how a re-run knows
-what to skip and how a retried worker knows not to write twice.
+videos from other folders). The files are written whole before their record and the record last
+(`write_outputs`), so an output is finished when its record names this very input and these settings and holds
+each file's sha256 (`output_is_finished`): that is how a re-run knows what to skip (never a stale output) and
+how a retried worker knows not to write twice.
 """
 
 from __future__ import annotations
