@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -285,32 +286,58 @@ def test_a_record_that_cannot_be_written_leaves_no_output(tmp_path: Path, monkey
 # ---- row 8: no output that its record calls finished unless it is that output --------------------------
 
 
-def test_an_interrupted_rewrite_never_leaves_a_stale_output_finished(
-    tmp_path: Path, model: Path, other_model: Path, monkeypatch, capsys
-) -> None:
+class FirstRun(NamedTuple):
+    """A video segmented into OUT/K by the first model: its result, record, their bytes and settings."""
+
+    video: Path
+    out: Path
+    result: Path
+    record: Path
+    first: bytes
+    settings: dict
+
+
+def segment_once(tmp_path: Path, model: Path, capsys) -> FirstRun:
     video = write_level_video(tmp_path / "good.mp4", 2.0)
     out = tmp_path / "K"
     assert cli(capsys, "segment", video, "--weights", model, "--out", out, "--quiet")[0] == 0
     result, record = out / "good.segmentation.json", out / "good.segmentation.record.json"
-    first, first_settings = result.read_bytes(), settings_of(record)
+    return FirstRun(video, out, result, record, result.read_bytes(), settings_of(record))
+
+
+def assert_first_run_stands(run: FirstRun, other_model: Path) -> dict:
+    """The folder is as the first run left it (its output and record, consistent), and the other model's
+    outputs are not finished; returns the other model's settings."""
+    identity = InputIdentity.of(run.video)
+    assert run.result.read_bytes() == run.first and output_is_finished(run.record, identity, run.settings)
+    second_settings = {**run.settings, "model": Predictor(other_model, device="cpu").card.sha256}
+    job = BatchJob("segment", run.out, weights=str(other_model), plot=True)
+    assert not job.is_finished("good", identity, second_settings)
+    visible = sorted(path.name for path in run.out.iterdir() if not path.name.startswith("."))
+    assert visible == ["good.segmentation.json", "good.segmentation.record.json"]
+    return second_settings
+
+
+def test_an_interrupted_rewrite_never_leaves_a_stale_output_finished(
+    tmp_path: Path, model: Path, other_model: Path, monkeypatch, capsys
+) -> None:
+    run = segment_once(tmp_path, model, capsys)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # as if the run were stopped while the PNG renders
 
     monkeypatch.setattr(timeline, "plot", killed)
-    code, err = cli(capsys, "segment", video, "--weights", other_model, "--out", out, "--plot", "--quiet")
+    code, err = cli(
+        capsys, "segment", run.video, "--weights", other_model, "--out", run.out, "--plot", "--quiet"
+    )
     assert code == 130 and err == ["actfusion: interrupted"]
-    # The folder is as the first run left it: its output, its record, both still consistent.
-    assert result.read_bytes() == first and not list(out.glob("*.png")) and hidden_leftovers(out) == []
-    identity = InputIdentity.of(video)
-    assert output_is_finished(record, identity, first_settings)
-    second_settings = {**first_settings, "model": Predictor(other_model, device="cpu").card.sha256}
-    job = BatchJob("segment", out, weights=str(other_model), plot=True)
-    assert not job.is_finished("good", identity, second_settings)
+    assert_first_run_stands(run, other_model)
+    assert hidden_leftovers(run.out) == []
     # An output replaced behind its record's back (another model's, a copy) is not finished either.
-    result.write_text(first.decode().replace('"duration"', '"duration" ', 1))
-    assert not output_is_finished(record, identity, first_settings)
-    assert not BatchJob("segment", out, weights=str(model)).is_finished("good", identity, first_settings)
+    identity = InputIdentity.of(run.video)
+    run.result.write_text(run.first.decode().replace('"duration"', '"duration" ', 1))
+    assert not output_is_finished(run.record, identity, run.settings)
+    assert not BatchJob("segment", run.out, weights=str(model)).is_finished("good", identity, run.settings)
 
 
 KILLED_WHILE_PLOTTING = """
@@ -327,27 +354,17 @@ def test_a_run_killed_while_the_png_renders_leaves_no_stale_finished_output(
     tmp_path: Path, model: Path, other_model: Path, capsys
 ) -> None:
     """The issue's case with a real SIGKILL, sent by the process to itself as the PNG starts rendering."""
-    video = write_level_video(tmp_path / "good.mp4", 2.0)
-    out = tmp_path / "K"
-    assert cli(capsys, "segment", video, "--weights", model, "--out", out, "--quiet")[0] == 0
-    result, record = out / "good.segmentation.json", out / "good.segmentation.record.json"
-    first, first_settings = result.read_bytes(), settings_of(record)
-    argv = ["segment", video, "--weights", other_model, "--out", out, "--plot", "--quiet"]
+    run = segment_once(tmp_path, model, capsys)
+    argv = ["segment", run.video, "--weights", other_model, "--out", run.out, "--plot", "--quiet"]
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_WHILE_PLOTTING, *map(str, argv)], capture_output=True, timeout=300
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
-    identity = InputIdentity.of(video)
-    assert result.read_bytes() == first and output_is_finished(record, identity, first_settings)
-    second_settings = {**first_settings, "model": Predictor(other_model, device="cpu").card.sha256}
-    assert not BatchJob("segment", out, weights=str(other_model), plot=True).is_finished(
-        "good", identity, second_settings
-    )
-    visible = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
-    assert visible == ["good.segmentation.json", "good.segmentation.record.json"]  # temporaries are hidden
+    second_settings = assert_first_run_stands(run, other_model)  # temporaries left by the kill are hidden
     # The next run with the other model completes it.
-    code, err = cli(capsys, "segment", video, "--weights", other_model, "--out", out, "--plot", "--quiet")
-    assert code == 0 and output_is_finished(record, identity, second_settings, ["good.segmentation.png"])
+    code, err = cli(capsys, *argv)
+    identity = InputIdentity.of(run.video)
+    assert code == 0 and output_is_finished(run.record, identity, second_settings, ["good.segmentation.png"])
 
 
 # ---- row 9: claimed names never collide with real stems ---------------------------------------------------
