@@ -23,10 +23,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a model on an MS-TCN dataset",
         description="Train ActFusion on the train split of an MS-TCN dataset. A validation subset is carved "
         "from the train split for model selection; the selected model is written to OUT/model. "
-        "Run under `torchrun --nproc_per_node=N` for data-parallel training.",
+        "Run under `torchrun --nproc_per_node=N` for data-parallel training. One torch thread unless "
+        "--threads says otherwise (fastest on a busy CPU). Ctrl-C saves OUT/latest.pt for --resume.",
     )
     parser.add_argument(
-        "--data", required=True, type=Path, help="dataset directory (features/, groundTruth/, ...)"
+        "--data",
+        required=True,
+        type=Path,
+        help="dataset directory (features/, groundTruth/, ...; `actfusion dataset build` writes one, and the "
+        "feature settings its dataset.json records go into the model card)",
     )
     parser.add_argument(
         "--split", default="1", help="split number k of splits/train.split<k>.bundle (default 1)"
