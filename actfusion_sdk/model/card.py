@@ -6,7 +6,10 @@ a Literal is one of its values), then against `BOUNDS` (sizes that would allocat
 are refused before any model is built) and `RULES` (what a type cannot say: unique class names, a sha256 of
 64 hex digits). A field added to the dataclasses is checked by its type hint with no change here; give it a
 bound or a rule below when its type alone is not enough. Unknown top-level keys are ignored (a newer SDK may
-add fields); unknown keys inside `config` are refused (they would be silently lost).
+add fields); unknown keys inside `config` are refused (they would be silently lost). `features` is checked
+here as an object only: its content belongs to `actfusion_sdk.features`, which checks it where the settings
+are used (`VideoFeaturizer.feature_settings`, before any video is read). `sha256` is required: a saved card
+that cannot be verified against its weights is refused.
 Every violation is one `ConfigError` naming the field, the value found and what is expected;
 `checkpoint.load_card` turns it into a `WeightsError` naming the file.
 """
@@ -29,6 +32,14 @@ MAX_CLASSES = 10_000
 _INT_RANGE = (-(2**31), 2**31 - 1)  # any other integer field: what a C int holds
 _ITEM = re.compile(r"(\[\d+\])+$")  # a sequence item's path suffix: items share their sequence's bounds
 
+_LOSS_TERMS = (
+    "encoder_ce",
+    "encoder_mse",
+    "encoder_boundary",
+    "decoder_ce",
+    "decoder_mse",
+    "decoder_boundary",
+)
 # Inclusive bounds (low, high) of numeric fields, by dotted path; a sequence's items share its bounds.
 BOUNDS: dict[str, tuple[float, float]] = {
     "fps": (1e-3, 1000.0),
@@ -56,6 +67,13 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "config.training.epochs": (0, 10_000_000),
     "config.training.eval_every": (1, 10_000_000),
     "config.postprocess.value": (0, 100_000),
+    "config.training.learning_rate": (1e-12, 10.0),
+    "config.training.weight_decay": (0.0, 10.0),
+    "config.training.boundary_smooth": (0.0, 1e6),
+    "config.training.soft_label": (1e-6, 1e6),
+    "config.training.ema_decay": (0.0, 1.0),
+    "config.training.speed_range": (1e-3, 1e3),
+    **{f"config.training.loss_weights.{term}": (0.0, 1e6) for term in _LOSS_TERMS},
 }
 
 
@@ -130,6 +148,8 @@ class ModelCard:
                     "upgrade actfusion-sdk or re-save the model"
                 )
         check_value(data, ModelCard, "")
+        if "sha256" not in data:
+            raise ConfigError(f"sha256 is missing; expected {RULES['sha256'].expected} (re-save the model)")
         values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         values["config"] = ActFusionConfig.from_dict(data["config"])
         return cls(**values)
