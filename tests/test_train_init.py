@@ -221,3 +221,16 @@ def test_small_recipe_is_the_cli_default(three_classes, tmp_path, monkeypatch):
     monkeypatch.setattr("actfusion_sdk.train.train", fake_train)
     assert main(["train", "--data", str(three_classes), "--out", str(tmp_path / "r")]) == 130
     assert seen["config"] == SMALL
+
+
+def test_cli_epochs_set_the_length_of_a_cosine_schedule(three_classes, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(tiny_config(lr_schedule="cosine").to_dict()))  # anneals over 7001 epochs
+    out = tmp_path / "run"
+    options = ["--config", config, "--epochs", "2", "--val-fraction", "0", "--quiet"]
+    assert main(["train", "--data", str(three_classes), "--out", str(out), *map(str, options)]) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    rates = [record["lr"] for record in log if record["event"] == "epoch"]
+    base = tiny_config().training.learning_rate
+    assert rates == pytest.approx([base, base / 2])  # cos(pi * epoch / 2) over the 2 epochs asked for
+    assert load_card(out / "model").config.training.epochs == 2

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..model.config import PRESETS
+from ..model.config import PRESETS, ActFusionConfig
 from ..train.recipes import SMALL_RECIPE
 from ._common import add_compute_arguments, apply_threads
 
@@ -64,7 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--name",
         help="the model's name in its card, tables, JSON results and plots (default: the --out folder name)",
     )
-    parser.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="number of epochs (default: the recipe's); a cosine learning rate (the small recipe's) anneals "
+        "over them",
+    )
     parser.add_argument("--eval-every", type=int, help="validate every N epochs (default: the recipe's)")
     parser.add_argument(
         "--resume",
@@ -86,16 +92,10 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainingInterrupted, train
 
     apply_threads(args)
-    config: str | dict | None = args.preset
-    if args.config is not None:
-        try:
-            config = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read the configuration {args.config}: {err}") from err
     name = args.name or args.out.resolve().name
     try:
         result = train(
-            config,
+            training_config(args),
             args.data,
             args.split,
             args.out,
@@ -122,3 +122,22 @@ def run(args: argparse.Namespace) -> int:
             f"(validation score {score}); log: {result.log}"
         )
     return 0
+
+
+def training_config(args: argparse.Namespace) -> ActFusionConfig:
+    """--config, --preset, the --init model's configuration or the small recipe; under a cosine schedule
+    (the small recipe's) --epochs is also the length the learning rate anneals over."""
+    from ..train import resolve_config
+
+    source: str | dict | None = args.preset
+    if args.config is not None:
+        try:
+            source = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read the configuration {args.config}: {err}") from err
+    config = resolve_config(source, args.init)
+    if args.epochs is not None and config.training.lr_schedule == "cosine":
+        config = dataclasses.replace(
+            config, training=dataclasses.replace(config.training, epochs=args.epochs)
+        )
+    return config
