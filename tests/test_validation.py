@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import os
-import time
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,9 @@ BAD_CARDS = [
     (setter("features", [1]), "features is [1] (a list of 1); expected an object"),
     (setter("description", 7), "description is 7 (an integer); expected a string"),
     (lambda card: card.pop("config") and None, "config is missing"),
+    (lambda card: card.pop("sha256") and None, "sha256 is missing; expected 64 lowercase hexadecimal"),
+    (setter("config.training.learning_rate", -1), "config.training.learning_rate is -1 (an integer)"),
+    (setter("config.training.loss_weights.decoder_ce", 1e300), "loss_weights.decoder_ce is 1e+300"),
 ]
 
 
@@ -131,10 +134,11 @@ def test_card_larger_than_its_weights_is_refused_without_building_the_model(file
     card["config"]["decoder"].update(width=4096, num_layers=32)
     card["config"]["encoder"].update(width=4096, num_layers=32)
     (model / "model.json").write_text(json.dumps(card))
-    started = time.monotonic()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     with pytest.raises(WeightsError, match="does not match preset 'tiny'"):
         load_model(model)
-    assert time.monotonic() - started < 10  # building it would take minutes and tens of GB
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+    assert grown < 1024**2  # under 1 GiB: building it would take tens of GiB
 
 
 def test_weights_path_that_is_a_device_says_so(files, capsys, monkeypatch) -> None:
