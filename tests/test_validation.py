@@ -244,6 +244,20 @@ def test_timestamps_that_go_back_are_dropped_counted_and_warned(caplog) -> None:
     assert any(m.endswith("5 out-of-order or repeated timestamps skipped") for m in messages), messages
 
 
+@pytest.mark.slow
+def test_pipeline_stream_through_a_clock_reset_answers_and_warns(files, caplog) -> None:
+    # 3 s at 10 frames/s, the clock reset to 0 for a second, then on from 3 s: the reset frames are dropped.
+    times = [i / 10 for i in range(30)] + [i / 10 for i in range(10)] + [3 + i / 10 for i in range(20)]
+    images = [np.full((40, 40, 3), 40 + 3 * i, np.uint8) for i in range(len(times))]
+    with caplog.at_level(logging.WARNING, logger="actfusion_sdk.video.live"):
+        updates = list(
+            Pipeline.stream(zip(times, images, strict=True), every=1.0, horizon=2.0, weights=files["model"])
+        )
+    assert updates and updates[-1].final and updates[-1].end == "end"
+    assert [u.time for u in updates[:-1]] == [1.0, 2.0, 3.0, 4.0, 5.0]  # on past the reset, to 5 s
+    assert any("10 out-of-order or repeated timestamps skipped" in r.getMessage() for r in caplog.records)
+
+
 def test_pipeline_stream_with_a_nan_timestamp_is_a_video_error(files) -> None:
     frames = pushed([0.0, 0.1, math.nan], size=(40, 40))
     with pytest.raises(VideoError, match="timestamp nan"):
