@@ -91,6 +91,7 @@ def cli_cases() -> list[tuple[str, list[str], str, str]]:
     live = ["live", MISSING, "--weights", MODEL]
     extract = ["extract", MISSING, "--out", OUT]
     batch = ["batch", "segment", MISSING, "--weights", MODEL, "--out", OUT]
+    batch_anticipate = ["batch", "anticipate", MISSING, "--weights", MODEL, "--out", OUT]
     train = ["train", "--data", MISSING, "--out", OUT]
     benchmark = ["make-benchmark", "--out", OUT]
     dataset = ["dataset", "build", MISSING, "--annotations", MISSING, "--out", OUT]
@@ -108,6 +109,9 @@ def cli_cases() -> list[tuple[str, list[str], str, str]]:
         (live, "--threads", bad_integers(rng, 1, 4096)),
         (extract, "--batch-size", ["0", "-1", "-99999", "1.5", "nan", *NON_NUMBERS]),
         (batch, "--seed", bad_integers(rng, 0, SEED_MAX)),
+        (batch_anticipate, "--ratio", bad_fractions(rng)),
+        ([*batch_anticipate, "--horizon", "2"], "--observed", bad_seconds(rng, too_small=frame / 2)),
+        ([*batch_anticipate, "--observed", "1"], "--horizon", bad_seconds(rng)),
         (batch, "--workers", ["0", "-1", "1.5", "nan", *NON_NUMBERS]),
         (batch, "--cpus-per-worker", ["0", "-1", "nan", "inf", *NON_NUMBERS]),
         (batch, "--gpus-per-worker", ["-1", "-0.5", "nan", "inf", *NON_NUMBERS]),
