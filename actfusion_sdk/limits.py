@@ -12,6 +12,7 @@ from .errors import ConfigError
 MAX_SECONDS = 7 * 24 * 3600.0  # of video or stream time: a week, far beyond any video, far below an overflow
 SEED_MAX = 2**63 - 1  # sampling seeds are 0..SEED_MAX: what every torch.Generator accepts
 MAX_THREADS = 4096
+MAX_FEATURE_RATE = 1000.0  # features per second, of a model card or of precomputed features
 # Feature frames the model answers at once where the user chooses the length (an anticipation window, a
 # benchmark): over 3 hours at 15 features/s, 27 at 2; beyond it the time and memory are absurd.
 MAX_FRAMES = 200_000

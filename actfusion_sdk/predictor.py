@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, InputError, WeightsError
-from .limits import MAX_FRAMES, check_seconds, check_seed
+from .limits import MAX_FEATURE_RATE, MAX_FRAMES, check_seconds, check_seed
 from .results import AnticipationResult, SegmentationResult
 from .runtime import resolve_device
 from .weights import BUNDLED_DEFAULT, DEMO_VIDEO_TAG, resolve_weights
@@ -311,11 +311,11 @@ class Predictor(VideoFeaturizer):
         self, item: np.ndarray | PathLike, fps: float | None = None, duration: float | None = None
     ) -> PreparedFeatures:
         """Precomputed features: a [D, T] array or .npy path at `fps` features/s (default: the card's)."""
+        if fps is None and self.card.fps is None:
+            raise ConfigError("give fps (features per second): the model card has none")
         fps = self.card.fps if fps is None else fps
-        if fps is None or not fps > 0:
-            raise ConfigError(
-                f"fps (features per second) must be positive and the model card has none; got {fps}"
-            )
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps <= MAX_FEATURE_RATE:
+            raise ConfigError(f"fps (features per second) must be in (0, {MAX_FEATURE_RATE}], got {fps!r}")
         source = None
         if not isinstance(item, np.ndarray):
             source = str(item)
@@ -329,7 +329,14 @@ class Predictor(VideoFeaturizer):
                 f"features{f' in {source!r}' if source else ''} must be [{expected}, T] (feature dim first), "
                 f"got shape {tuple(item.shape)}; transpose a [T, {expected}] array with .T"
             )
-        duration = item.shape[1] / fps if duration is None else float(duration)
+        where = f" in {source!r}" if source else ""
+        if item.dtype.kind not in "fiu":
+            raise InputError(f"features{where} must be numbers, got an array of {item.dtype}")
+        if item.shape[1] == 0:
+            raise InputError(f"features{where} hold no frames (shape {tuple(item.shape)})")
+        if not np.isfinite(item).all():
+            raise InputError(f"features{where} hold NaN or infinite values; extract them again")
+        duration = item.shape[1] / fps if duration is None else check_seconds("duration", duration)
         return PreparedFeatures(np.asarray(item, dtype=np.float32), float(fps), duration, source, 0.0)
 
     def segment(self, prepared: PreparedFeatures, seed: int = 0) -> SegmentationResult:

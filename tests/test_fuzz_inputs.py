@@ -436,6 +436,52 @@ def test_result_api_values(name, call, tmp_path, monkeypatch) -> None:
     assert not any(tmp_path.iterdir())  # nothing drawn
 
 
+# ---- surface 6: precomputed features (Pipeline.from_features, Predictor.load_features) ------------------
+
+Features = Callable[[np.ndarray], np.ndarray]  # good [D, 8] features -> the features a case passes
+_SAME: Features = lambda good: good  # noqa: E731
+
+
+def _with(value: float, frame: int) -> Features:
+    return lambda good: np.where(np.arange(good.shape[1]) == frame, value, good)
+
+
+FEATURE_CASES: list[tuple[str, Features, dict[str, Any], type[Exception]]] = [
+    *[
+        (f"fps={v!r}", _SAME, {"fps": v}, ConfigError)
+        for v in (0, -2.5, math.nan, math.inf, 1e9, "2", True, [2])
+    ],
+    *[
+        (f"duration={v!r}", _SAME, {"duration": v}, ConfigError)
+        for v in (0, -1, math.nan, math.inf, 1e12, "3")
+    ],
+    ("no frames", lambda good: good[:, :0], {}, InputError),
+    ("NaN features", _with(math.nan, 3), {}, InputError),
+    ("inf features", _with(math.inf, 5), {}, InputError),
+    ("text features", lambda good: np.full(good.shape, "x"), {}, InputError),
+    ("[T, D] features", lambda good: good.T, {}, InputError),
+    ("1-D features", lambda good: good[0], {}, InputError),
+]
+
+
+@pytest.fixture(scope="module")
+def predictor(model):
+    from actfusion_sdk.predictor import Predictor
+
+    return Predictor(model, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("name", "features", "options", "expected"), FEATURE_CASES, ids=[case[0] for case in FEATURE_CASES]
+)
+def test_precomputed_features(predictor, name, features, options, expected) -> None:
+    dim = predictor.card.config.encoder.input_dim
+    good = np.random.default_rng(SEED).standard_normal((dim, 8)).astype(np.float32)
+    with pytest.raises(expected) as raised:
+        predictor.load_features(features(good), **options)
+    assert "\n" not in str(raised.value) and str(raised.value)
+
+
 # ---- the sweep's size ----------------------------------------------------------------------------------
 
 
@@ -450,6 +496,7 @@ def test_sweep_size(card_document, result_documents, capsys) -> None:
         "result JSON": len(result_cases(result_documents)),
         "live parameters and frames": len(LIVE_CASES),
         "result API values": len(API_CASES),
+        "precomputed features": len(FEATURE_CASES),
     }
     with capsys.disabled():
         print("\nfuzz sweep:", ", ".join(f"{surface} {count}" for surface, count in sizes.items()))

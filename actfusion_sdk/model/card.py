@@ -25,6 +25,7 @@ from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from ..errors import ConfigError
+from ..limits import MAX_FEATURE_RATE
 from .config import ActFusionConfig
 
 FORMAT_VERSION = 1
@@ -42,7 +43,7 @@ _LOSS_TERMS = (
 )
 # Inclusive bounds (low, high) of numeric fields, by dotted path; a sequence's items share its bounds.
 BOUNDS: dict[str, tuple[float, float]] = {
-    "fps": (1e-3, 1000.0),
+    "fps": (1e-3, MAX_FEATURE_RATE),
     "config.sample_rate": (1, 1000),
     "config.encoder.num_layers": (1, 32),
     "config.encoder.width": (1, 4096),
