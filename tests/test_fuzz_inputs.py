@@ -19,6 +19,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ import pytest
 from actfusion_sdk.cli import main
 from actfusion_sdk.errors import ConfigError, InputError, VideoError, WeightsError
 from actfusion_sdk.limits import MAX_SECONDS, SEED_MAX
-from actfusion_sdk.live import UpdatePlan
+from actfusion_sdk.live import LiveUpdate, UpdatePlan
 from actfusion_sdk.model.checkpoint import load_card
 from actfusion_sdk.predictor import AnticipationWindow, VideoFeaturizer
-from actfusion_sdk.results import AnticipationResult, SegmentationResult, load_result
+from actfusion_sdk.results import AnticipationResult, Segment, SegmentationResult, load_result
 from actfusion_sdk.video.live import LiveSource
 
 from .helpers import write_small_model
@@ -290,6 +291,42 @@ def test_result_json_sweep(result_documents, tmp_path, capsys) -> None:
         assert load_result(result.to_json(include_probs=True)) == result, (path, value)
     with capsys.disabled():
         print(f"\nresult JSON: {len(cases)} cases, {refused} refused, the others valid values")
+    assert refused > len(cases) // 2
+
+
+def test_live_update_json_sweep(capsys) -> None:
+    """Every mutated line of a --jsonl file loads as a LiveUpdate (and round-trips) or is one InputError."""
+    segment = Segment(label="cut", label_id=1, start=0.0, end=1.0, start_frame=0, end_frame=2, score=0.5)
+    update = LiveUpdate(
+        index=3,
+        time=2.0,
+        observed_frames=4,
+        context_start=0.0,
+        horizon=2.0,
+        fps=2.0,
+        latency=0.1,
+        lag=0.0,
+        skipped=0,
+        final=True,
+        end="end",
+        observed_segments=(segment,),
+        anticipated_segments=(replace(segment, start=2.0, end=4.0, start_frame=4, end_frame=8),),
+    )
+    document = json.loads(update.to_json())
+    cases = mutations(document, random.Random(SEED + 4), per_leaf=8)
+    refused = 0
+    for path, value in cases:
+        try:
+            loaded = LiveUpdate.from_json(json.dumps(mutated(document, path, value)))
+        except InputError as err:
+            assert "\n" not in str(err)
+            refused += 1
+            continue
+        except Exception as err:  # noqa: BLE001 - the sweep's point: no other exception class
+            pytest.fail(f"live update with {path} = {value!r}: {type(err).__name__}: {err}")
+        assert LiveUpdate.from_json(loaded.to_json()) == loaded, (path, value)
+    with capsys.disabled():
+        print(f"\nlive update JSON: {len(cases)} cases, {refused} refused, the others valid values")
     assert refused > len(cases) // 2
 
 

@@ -30,8 +30,34 @@ from typing import Any
 
 from ..errors import InputError
 from ..results import Segment
+from ..results.document import (
+    boolean,
+    check_values,
+    count,
+    number,
+    one_of,
+    optional,
+    positive_number,
+    segments,
+)
 
 LIVE_SCHEMA = "actfusion-sdk/live/1"
+# What each field of the JSON form must hold (checked by `from_dict`).
+_FIELDS = {
+    "index": count,
+    "time": number,
+    "observed_frames": count,
+    "context_start": number,
+    "horizon": positive_number,
+    "fps": positive_number,
+    "latency": number,
+    "lag": number,
+    "skipped": count,
+    "final": boolean,
+    "end": optional(one_of("end", "stalled")),
+    "observed_segments": segments,
+    "anticipated_segments": segments,
+}
 
 
 @dataclass(frozen=True)
@@ -93,14 +119,13 @@ class LiveUpdate:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LiveUpdate:
+        """An update from its JSON object, every field checked (an InputError names the first bad one)."""
         if data.get("schema") != LIVE_SCHEMA:
             raise InputError(
                 f"expected a live update of schema {LIVE_SCHEMA!r}, found {data.get('schema')!r}"
             )
-        try:
-            values = {field.name: data[field.name] for field in fields(cls)}
-        except KeyError as err:
-            raise InputError(f"live update lacks the field {err.args[0]!r}") from err
+        check_values(data, _FIELDS, "live update")
+        values = {field.name: data[field.name] for field in fields(cls)}
         for name in ("observed_segments", "anticipated_segments"):
             values[name] = tuple(Segment.from_dict(row) for row in values[name])
         return cls(**values)

@@ -44,6 +44,14 @@ def integer(value: Any) -> str | None:
     return None if _integer(value) else "an integer"
 
 
+def count(value: Any) -> str | None:
+    return None if _integer(value) and value >= 0 else "an integer >= 0"
+
+
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
 def text(value: Any) -> str | None:
     return None if isinstance(value, str) else "a string"
 
@@ -109,6 +117,32 @@ def segments(value: Any) -> str | None:
     return None
 
 
+def one_of(*allowed: str) -> Check:
+    """One of the strings `allowed`."""
+
+    def check(value: Any) -> str | None:
+        return (
+            None if value in allowed and isinstance(value, str) else f"one of {', '.join(map(repr, allowed))}"
+        )
+
+    return check
+
+
+def check_values(
+    data: Mapping[str, Any], checks: Mapping[str, Check], where: str, *, required: bool = True
+) -> None:
+    """Every field of `checks` in `data` (when `required`, present) with a value its check accepts; an
+    InputError names `where`, the field, the value and what is expected."""
+    for name, check in checks.items():
+        if name not in data:
+            if required:
+                raise InputError(f"{where} lacks the field {name!r}")
+            continue
+        expected = check(data[name])
+        if expected is not None:
+            raise InputError(f"{where}: {name} is {_shown(data[name])}; expected {expected}")
+
+
 def optional(check: Check) -> Check:
     """`check`, or null."""
 
@@ -161,15 +195,8 @@ def source_name(source: str | os.PathLike[str]) -> str:
 def check_fields(data: Mapping[str, Any], kind: str, where: str) -> None:
     """Every field of a `kind` document present (the optional ones may be absent) with its type and range."""
     required, optional_fields = BY_KIND[kind]
-    for fields, needed in (({**SHARED, **required}, True), ({**SHARED_OPTIONAL, **optional_fields}, False)):
-        for name, check in fields.items():
-            if name not in data:
-                if needed:
-                    raise InputError(f"{where}: the result lacks the field {name!r}; rewrite it with to_json")
-                continue
-            expected = check(data[name])
-            if expected is not None:
-                raise InputError(f"{where}: {name} is {_shown(data[name])}; expected {expected}")
+    check_values(data, {**SHARED, **required}, where)
+    check_values(data, {**SHARED_OPTIONAL, **optional_fields}, where, required=False)
     labels, classes = data["frame_labels"], data["classes"]
     outside = next((label for label in labels if not 0 <= label < len(classes)), None)
     if outside is not None:
