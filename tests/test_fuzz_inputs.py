@@ -372,6 +372,8 @@ def live_cases() -> list[tuple[str, Callable[[], object], type[Exception]]]:
         ]
     for seed in (-1, SEED_MAX + 1, 10**30, 1.5, "0", None, True):
         cases.append((f"UpdatePlan(seed={seed!r})", lambda s=seed: UpdatePlan(seed=s), ConfigError))
+    for drop in ("yes", 1, None):
+        cases.append((f"UpdatePlan(drop={drop!r})", lambda d=drop: UpdatePlan(drop=d), ConfigError))
     for value in (0, 1, -0.5, 1.5, math.nan, math.inf, "0.3", True):
         cases.append(
             (f"AnticipationWindow(ratio={value!r})", lambda v=value: AnticipationWindow(v), ConfigError)

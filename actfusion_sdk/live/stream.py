@@ -43,6 +43,8 @@ class UpdatePlan:
             if value is not None or name != "context":  # only the context may be None (all the stream)
                 object.__setattr__(self, name, check_seconds(name, value))
         check_seed(self.seed)
+        if not isinstance(self.drop, bool):
+            raise ConfigError(f"drop must be True or False, got {self.drop!r}")
 
     def check_rate(self, fps: float) -> None:
         """Refuse, before the stream is opened, an update step or context shorter than one feature frame
