@@ -67,7 +67,6 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "config.training.batch_size": (1, 100_000),
     "config.training.epochs": (0, 10_000_000),
     "config.training.eval_every": (1, 10_000_000),
-    "config.postprocess.value": (0, 100_000),
     "config.training.learning_rate": (1e-12, 10.0),
     "config.training.weight_decay": (0.0, 10.0),
     "config.training.boundary_smooth": (0.0, 1e6),
@@ -75,6 +74,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "config.training.ema_decay": (0.0, 1.0),
     "config.training.speed_range": (1e-3, 1e3),
     **{f"config.training.loss_weights.{term}": (0.0, 1e6) for term in _LOSS_TERMS},
+    "config.postprocess.value": (0, 100_000),
 }
 
 
