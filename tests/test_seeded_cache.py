@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from actfusion_sdk.features import seeded
 from actfusion_sdk.cache import CACHE_DIR_ENV
+from actfusion_sdk.features import seeded
 from actfusion_sdk.features.seeded import SEED0_FINGERPRINT, state_dict_fingerprint
 
 # The real draw, once per seed per session (the tests below replace the module's to count calls).

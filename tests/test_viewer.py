@@ -347,8 +347,8 @@ def test_html_output_of_segment_and_anticipate_is_written_with_its_record(segmen
     """`--html` (segment/anticipate): the page is one of the result's files, listed in its record, and the
     video is referred to from the output folder."""
     from actfusion_sdk.cli import build_parser
-    from actfusion_sdk.cli._common import save_result
     from actfusion_sdk.outputs import InputIdentity
+    from actfusion_sdk.result_outputs import save_result
 
     video = tmp_path / "clip.webm"
     video.write_bytes(b"a video")
@@ -368,8 +368,8 @@ def test_html_output_of_segment_and_anticipate_is_written_with_its_record(segmen
 
 def test_html_output_draws_the_truth_of_segment_truth(tmp_path, capsys):
     """`segment --html --truth LABELS`: the page has the ground-truth row; --truth alone is a usage error."""
-    from actfusion_sdk.cli._common import save_result
     from actfusion_sdk.outputs import InputIdentity
+    from actfusion_sdk.result_outputs import save_result
 
     video = tmp_path / "clip.webm"
     video.write_bytes(b"a video")

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..cli._common import record_file, result_files, result_settings, save_result
 from ..errors import ConfigError
 from ..features.extract import feature_files
 from ..features.settings import FeatureSettings
 from ..limits import check_seed
 from ..outputs import InputIdentity, output_is_finished
 from ..predictor import AnticipationWindow
+from ..result_outputs import record_file, result_files, result_settings, save_result
 from ..results import FORMATS, AnticipationResult, SegmentationResult
 
 Task = Literal["segment", "anticipate", "extract"]

@@ -7,13 +7,11 @@ Results go to stdout (a table, or an export with --format); progress and written
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, InputError, KernelError, WeightsError
 from ..model.attention import IMPLEMENTATIONS
@@ -22,28 +20,15 @@ from ..outputs import (
     InputIdentity,
     Run,
     claim_output_names,
-    output_record,
     prepare_output_dir,
     record_failures,
-    write_outputs,
 )
+from ..result_outputs import Result, result_settings, save_result
 from ..results import FORMATS, AnticipationResult, SegmentationResult, activitynet_document
 from ..results.labelstudio import labelstudio_tasks
 
 if TYPE_CHECKING:
     from ..predictor import AnticipationWindow, Predictor, PreparedFeatures
-
-Result = TypeVar("Result", SegmentationResult, AnticipationResult)
-
-_SUFFIXES = {
-    "json": ".json",
-    "csv": ".csv",
-    "mstcn": ".txt",
-    "activitynet": ".activitynet.json",
-    "eaf": ".eaf",
-    "labelstudio": ".labelstudio.json",
-}
-RECORD_SUFFIX = ".record.json"  # beside each video's outputs: its input and settings (`output_is_finished`)
 
 
 def add_compute_arguments(parser: argparse.ArgumentParser, *, threads: bool = False) -> None:
@@ -123,16 +108,6 @@ def add_local_arguments(parser: argparse.ArgumentParser) -> None:
         help="ground truth drawn under the prediction in --plot and --html: annotation files (CSV, ELAN "
         ".eaf, Label Studio or ActivityNet JSON, a result JSON, MS-TCN labels at the model's feature rate)",
     )
-
-
-def result_settings(
-    command: str, seed: int, fmt: str | None, model_sha256: str, window: AnticipationWindow | None = None
-) -> dict[str, Any]:
-    """What decides a segment/anticipate output besides its input: the settings its record holds."""
-    settings: dict[str, Any] = {"command": command, "seed": seed, "format": fmt}
-    if window is not None:
-        settings.update(asdict(window))
-    return {**settings, "model": model_sha256}
 
 
 def run_each(
@@ -246,51 +221,6 @@ def print_results(
         print(_stdout_export(results, args.format), end="")
     if args.format is None or args.out is not None:
         print("\n\n".join(result.table() for result in results))
-
-
-def result_files(
-    destination: Path, name: str, kind: str, fmt: str | None, plot: bool, html: bool = False
-) -> dict[str, Path]:
-    """The files of the result named `name`: ``<name>.<kind><suffix>`` for an export `fmt`,
-    ``<name>.<kind>.png`` for a timeline and ``<name>.<kind>.html`` for a viewer page, keyed by their format
-    ("png" for the timeline, "html" for the page)."""
-    files = {} if fmt is None else {fmt: destination / f"{name}.{kind}{_SUFFIXES[fmt]}"}
-    if plot:
-        files["png"] = destination / f"{name}.{kind}.png"
-    if html:
-        files["html"] = destination / f"{name}.{kind}.html"
-    return files
-
-
-def record_file(destination: Path, name: str, kind: str) -> Path:
-    """The record of the result named `name`: its input and settings (see `output_is_finished`)."""
-    return destination / f"{name}.{kind}{RECORD_SUFFIX}"
-
-
-def save_result(
-    result: Result,
-    destination: Path,
-    name: str,
-    fmt: str | None,
-    plot: bool,
-    identity: InputIdentity,
-    settings: dict[str, Any],
-    html: bool = False,
-    truth: Sequence[str] | None = None,
-) -> list[Path]:
-    """Write `result`'s files (`result_files`) and then their record (`write_outputs`: a record always means
-    these very files, finished); returns the files written (none, and no record, without export, plot or
-    page). `truth`: ground-truth labels per frame, drawn under the prediction in the timeline and the page."""
-    files = result_files(destination, name, result.kind, fmt, plot, html)
-    if not files:
-        return []
-    writers = {path: functools.partial(result.save, fmt=file_format) for file_format, path in files.items()}
-    if truth is not None and "png" in files:
-        writers[files["png"]] = functools.partial(result.plot, ground_truth=truth)
-    if truth is not None and "html" in files:
-        writers[files["html"]] = functools.partial(result.to_html, truth=truth)
-    record = record_file(destination, name, result.kind)
-    return write_outputs(record, writers, lambda digests: output_record(identity, settings, digests))
 
 
 def _stdout_export(results: Sequence[SegmentationResult | AnticipationResult], fmt: str) -> str:

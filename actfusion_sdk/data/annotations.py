@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
-from ..features.extract import VIDEO_SUFFIXES
+from ..video.files import VIDEO_SUFFIXES
 
 LABEL_STUDIO_DEFAULT_FPS = 24.0  # the <Video> tag's default frameRate (labelstud.io/tags/video)
 COLUMN_NAMES = {

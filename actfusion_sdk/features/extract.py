@@ -28,12 +28,9 @@ from ..outputs import (
     write_outputs,
 )
 from ..video.decode import VideoInfo
+from ..video.files import VIDEO_SUFFIXES
 from .i3d import I3DFeatureExtractor, VideoFeatures
 from .settings import EXTRACTOR_MSTCN, FeatureSettings
-
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
-)
 
 
 class FeatureExtractor(Protocol):

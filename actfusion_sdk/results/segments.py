@@ -8,9 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..runs import runs
 
 SEGMENT_COLUMNS = ("label", "label_id", "start", "end", "start_frame", "end_frame", "score")
+
+
+# The part of an anticipation result after the cut (the observed part is "observed").
+ANTICIPATED_PART = "anticipated"
 
 
 @dataclass(frozen=True)
@@ -84,3 +89,24 @@ def build_segments(
 def frame_time(frame: int, num_frames: int, fps: float, duration: float) -> float:
     """Start time of feature frame `frame`; the end of the last frame is the video's duration."""
     return duration if frame >= num_frames else min(frame / fps, duration)
+
+
+def ground_truth_ids(
+    labels: Sequence[str] | Sequence[int] | np.ndarray, classes: Sequence[str]
+) -> np.ndarray:
+    """Class ids of a label sequence given as names or ids (ConfigError names an unknown label)."""
+    values = list(labels)
+    if values and isinstance(values[0], str):
+        index = {name: i for i, name in enumerate(classes)}
+        unknown = sorted({value for value in values if value not in index})
+        if unknown:
+            raise ConfigError(
+                f"ground-truth labels {unknown} are not classes of the model ({', '.join(classes)})"
+            )
+        return np.array([index[value] for value in values], dtype=np.int64)
+    ids = np.array(values, dtype=np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(classes)):
+        raise ConfigError(
+            f"ground-truth label ids must be in [0, {len(classes)}), got [{ids.min()}, {ids.max()}]"
+        )
+    return ids

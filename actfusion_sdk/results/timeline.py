@@ -21,8 +21,7 @@ from matplotlib.patches import Patch
 
 from ..errors import ConfigError
 from ..fileio import atomic_write
-from .segments import Segment, build_segments
-from .types import ANTICIPATED_PART
+from .segments import ANTICIPATED_PART, Segment, build_segments, ground_truth_ids
 
 if TYPE_CHECKING:
     from .types import Part, Result
@@ -116,7 +115,7 @@ def plot(
     image_format = _image_format(path)
     _check_pixels("width", width, MIN_WIDTH, MAX_WIDTH)
     _check_pixels("dpi", dpi, MIN_DPI, MAX_DPI)
-    gt_ids = None if ground_truth is None else _label_ids(ground_truth, result.classes)
+    gt_ids = None if ground_truth is None else ground_truth_ids(ground_truth, result.classes)
     _draw(result, path, gt_ids, int(width), int(dpi), image_format)
     return path
 
@@ -136,25 +135,6 @@ def _check_pixels(name: str, value: object, low: int, high: int) -> None:
     whole = isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer()
     if isinstance(value, bool) or not whole or not low <= value <= high:
         raise ConfigError(f"the timeline's {name} must be an integer from {low} to {high}, got {value!r}")
-
-
-def _label_ids(labels: Sequence[str] | Sequence[int] | np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """Class ids of a label sequence given as names or ids (ConfigError names an unknown label)."""
-    values = list(labels)
-    if values and isinstance(values[0], str):
-        index = {name: i for i, name in enumerate(classes)}
-        unknown = sorted({value for value in values if value not in index})
-        if unknown:
-            raise ConfigError(
-                f"ground-truth labels {unknown} are not classes of the model ({', '.join(classes)})"
-            )
-        return np.array([index[value] for value in values], dtype=np.int64)
-    ids = np.array(values, dtype=np.int64)
-    if len(ids) and (ids.min() < 0 or ids.max() >= len(classes)):
-        raise ConfigError(
-            f"ground-truth label ids must be in [0, {len(classes)}), got [{ids.min()}, {ids.max()}]"
-        )
-    return ids
 
 
 def _draw(

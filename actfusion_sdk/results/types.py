@@ -53,12 +53,11 @@ from . import exporters
 from .document import check_consistent, check_fields, source_name
 from .elan import to_eaf
 from .labelstudio import to_labelstudio
-from .segments import Segment, build_segments, frame_time
+from .segments import ANTICIPATED_PART, Segment, build_segments, frame_time
 
 SCHEMA = "actfusion-sdk/result/2"
 #: Earlier schemas that still load (their missing fields read as absent).
 READABLE_SCHEMAS = (SCHEMA, "actfusion-sdk/result/1")
-ANTICIPATED_PART = "anticipated"
 
 Part = tuple[str, tuple[Segment, ...]]
 R = TypeVar("R", bound="Result")

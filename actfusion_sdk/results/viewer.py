@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
 from . import html
-from .segments import Segment, build_segments
-from .timeline import _label_ids
-from .types import ANTICIPATED_PART
+from .segments import ANTICIPATED_PART, Segment, build_segments, ground_truth_ids
 
 if TYPE_CHECKING:
     from .types import Result
@@ -106,7 +104,7 @@ def truth_of(truth: Any, result: Result) -> tuple[Segment, ...]:
     values = list(truth)
     if values and all(hasattr(value, "label") and hasattr(value, "start") for value in values):
         return _placed(sorted(values, key=lambda value: value.start), result)
-    ids = _label_ids(values, result.classes)  # labels per feature frame, as `plot(ground_truth=)` takes
+    ids = ground_truth_ids(values, result.classes)  # labels per feature frame, as `plot(ground_truth=)` takes
     if len(ids) == 0:
         raise ConfigError("the ground truth is empty; give one label per feature frame or labelled spans")
     duration = result.duration if len(ids) == result.num_frames else len(ids) / result.fps
