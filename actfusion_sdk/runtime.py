@@ -33,12 +33,14 @@ def resolve_device(device: DeviceLike = None, *, local_rank: int | None = None) 
 
 
 @contextmanager
-def inference(module: torch.nn.Module) -> Iterator[None]:
-    """Eval mode without autograd, restoring the module's training flag afterwards."""
-    was_training = module.training
-    module.eval()
+def inference(*modules: torch.nn.Module) -> Iterator[None]:
+    """Eval mode without autograd for every module given, restoring their training flags afterwards."""
+    was_training = [module.training for module in modules]
+    for module in modules:
+        module.eval()
     try:
         with torch.inference_mode():
             yield
     finally:
-        module.train(was_training)
+        for module, training in zip(modules, was_training, strict=True):
+            module.train(training)

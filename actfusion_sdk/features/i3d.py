@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError, WeightsError
 from ..fileio import sha256_file
-from ..runtime import resolve_device
+from ..runtime import inference, resolve_device
 from ..video.clips import ClipSchedule
 from ..video.decode import VideoDecoder, VideoInfo
 from ..video.prefetch import prefetch
@@ -217,7 +217,7 @@ class I3DFeatureExtractor:
 
     def embed_clips(self, clips: torch.Tensor) -> torch.Tensor:
         """[B, T, H, W, 3] uint8 clips (already resized and cropped) -> [B, 2048] float32 features."""
-        with torch.inference_mode():
+        with inference(self.network):
             batch = normalize_clips(clips.to(self.device), self.settings.mean, self.settings.std)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 pooled = self.network(batch)

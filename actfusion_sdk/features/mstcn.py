@@ -33,7 +33,7 @@ import torch
 
 from ..errors import ConfigError, VideoError, WeightsError
 from ..outputs import InputIdentity
-from ..runtime import resolve_device
+from ..runtime import inference, resolve_device
 from ..video.decode import VideoDecoder, VideoInfo
 from ..video.prefetch import prefetch
 from ..video.transforms import normalize_clips
@@ -210,7 +210,7 @@ class MstcnFeatureExtractor:
             flow = torch.from_numpy(np.stack([w.flow for w in windows])).to(self.device)
             inputs.append(flow.float().permute(0, 4, 1, 2, 3))
         with (
-            torch.inference_mode(),
+            inference(*self.networks),
             torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"),
         ):
             parts = [network.features(x) for network, x in zip(self.networks, inputs, strict=True)]
