@@ -289,8 +289,7 @@ class CpuEngine(TorchEngine):
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
         """Within this block, on this thread, the model's inference goes by the fused path where it can."""
-        outer = getattr(self._local, "block", None)
-        if outer is not None:  # nested: the outer block's state serves
+        if self.block() is not None:  # nested: the outer block's state serves
             yield
             return
         self._local.block = Block()
